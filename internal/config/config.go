@@ -1,0 +1,138 @@
+// Package config reads a subcommand's settings from its flags and from
+// CXBRIDGE_* environment variables (flags win), reads secrets from
+// CXBRIDGE_<NAME>_FILE when asked to, validates them with one line per bad
+// setting naming the flag and the variable, and keeps secret values out of
+// every printout.
+//
+// It does not know what the settings mean beyond their validation: the
+// subcommands own their setting structs.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/peterbourgon/ff/v3"
+)
+
+// EnvPrefix is the prefix of every environment variable.
+const EnvPrefix = "CXBRIDGE"
+
+// EnvVar is the environment variable of a flag: --cxone-base-url ↔ CXBRIDGE_CXONE_BASE_URL.
+func EnvVar(flagName string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(flagName))
+}
+
+// FileEnvVar is the variable naming a file that holds a secret flag's value.
+func FileEnvVar(flagName string) string { return EnvVar(flagName) + "_FILE" }
+
+// FlagSet is a flag.FlagSet that knows which of its flags are secrets.
+type FlagSet struct {
+	*flag.FlagSet
+	secrets map[string]*Secret
+}
+
+// NewFlagSet returns a FlagSet for subcommand name whose usage lists every
+// setting with its variable and default.
+func NewFlagSet(name string) *FlagSet {
+	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), secrets: map[string]*Secret{}}
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// SecretVar defines a secret flag. Its value can also come from the file
+// named by CXBRIDGE_<NAME>_FILE. It is never printed.
+func (fs *FlagSet) SecretVar(s *Secret, name, usage string) {
+	fs.Var(s, name, usage)
+	fs.secrets[name] = s
+}
+
+// ErrHelp is returned by Parse when -h or --help was asked for; the usage has
+// then been written.
+var ErrHelp = flag.ErrHelp
+
+// Parse reads args, then the environment for flags not given, then the
+// *_FILE variables for secrets still unset. Usage goes to out on --help.
+func (fs *FlagSet) Parse(args []string, out io.Writer) error {
+	err := ff.Parse(fs.FlagSet, args, ff.WithEnvVarPrefix(EnvPrefix))
+	if errors.Is(err, flag.ErrHelp) {
+		fs.PrintUsage(out)
+		return ErrHelp
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w (see --help)", fs.Name(), err)
+	}
+	var probs Problems
+	for name, s := range fs.secrets {
+		if s.set {
+			continue
+		}
+		path := os.Getenv(FileEnvVar(name))
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			probs.add(fmt.Sprintf("%s: cannot read the secret file: %v", FileEnvVar(name), err))
+			continue
+		}
+		s.value = strings.TrimRight(string(b), "\r\n")
+		s.set = true
+	}
+	return probs.Err()
+}
+
+// PrintUsage writes every setting: flag, variable, default and usage.
+func (fs *FlagSet) PrintUsage(out io.Writer) {
+	fmt.Fprintf(out, "Usage: cxbridge %s [flags]\n\nEvery flag can also be set by its environment variable; flags win.\n\n", fs.Name())
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, name := range names {
+		f := fs.Lookup(name)
+		fmt.Fprintf(out, "  --%s\n", name)
+		fmt.Fprintf(out, "        %s\n", f.Usage)
+		env := EnvVar(name)
+		if _, secret := fs.secrets[name]; secret {
+			env += " or " + FileEnvVar(name)
+		}
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		if _, secret := fs.secrets[name]; secret {
+			def = "(secret, none)"
+		}
+		fmt.Fprintf(out, "        env %s, default %s\n", env, def)
+	}
+}
+
+// Problems collects one line per bad setting.
+type Problems struct{ lines []string }
+
+// Add records a problem with flag name: the line names the flag and its variable.
+func (p *Problems) Add(name, format string, args ...any) {
+	p.add(fmt.Sprintf("--%s (%s): %s", name, EnvVar(name), fmt.Sprintf(format, args...)))
+}
+
+func (p *Problems) add(line string) { p.lines = append(p.lines, line) }
+
+// Err returns nil when there is no problem, else an *Error.
+func (p *Problems) Err() error {
+	if len(p.lines) == 0 {
+		return nil
+	}
+	return &Error{Lines: p.lines}
+}
+
+// Error is a bad configuration: one line per bad setting.
+type Error struct{ Lines []string }
+
+func (e *Error) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e.Lines, "\n  ")
+}

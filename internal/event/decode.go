@@ -1,0 +1,118 @@
+package event
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is what Decode needs of a Kafka record besides its value.
+type Record struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Headers   []Header
+}
+
+// Record headers read when the event has no correlationId or traceId.
+const (
+	HeaderCorrelationID = "X-Correlation-ID"
+	HeaderTraceID       = "X-Trace-ID"
+	HeaderTraceparent   = "traceparent" // W3C Trace Context
+)
+
+// Namespaces of the ids derived from a record's coordinates (UUID v5), so
+// that the same record gets the same ids on every attempt, restart,
+// rebalance and replay.
+var (
+	correlationNS = uuid.MustParse("6f0e4c1a-3b8e-5d7a-9c2e-1f4b8a6d0c31")
+	traceNS       = uuid.MustParse("0b7d9e2f-6a14-5c83-8e5f-2d9a7c4b1e60")
+)
+
+// Decode parses and validates a record value as an event and fills
+// correlationId and traceId when the event lacks them: from the record's
+// headers (X-Correlation-ID; traceparent, then X-Trace-ID), else derived
+// deterministically from topic, partition and offset.
+//
+// Errors are *Error.
+func Decode(value []byte, rec Record) (*Event, error) {
+	ev, err := Parse(value)
+	if err != nil {
+		return nil, err
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = headerID(rec.Headers, HeaderCorrelationID)
+	}
+	if ev.TraceID == "" {
+		ev.TraceID = traceparentID(headerValue(rec.Headers, HeaderTraceparent))
+	}
+	if ev.TraceID == "" {
+		ev.TraceID = headerID(rec.Headers, HeaderTraceID)
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = DerivedID(correlationNS, rec)
+	}
+	if ev.TraceID == "" {
+		ev.TraceID = DerivedID(traceNS, rec)
+	}
+	return ev, nil
+}
+
+// DerivedCorrelationID is the correlation id of a record that carries none.
+func DerivedCorrelationID(rec Record) string { return DerivedID(correlationNS, rec) }
+
+// DerivedID is a UUID v5 of the record's coordinates in namespace ns.
+func DerivedID(ns uuid.UUID, rec Record) string {
+	name := make([]byte, 0, len(rec.Topic)+32)
+	name = append(name, rec.Topic...)
+	name = append(name, '/')
+	name = strconv.AppendInt(name, int64(rec.Partition), 10)
+	name = append(name, '/')
+	name = strconv.AppendInt(name, rec.Offset, 10)
+	return uuid.NewSHA1(ns, name).String()
+}
+
+func headerValue(hs []Header, key string) string {
+	for i := len(hs) - 1; i >= 0; i-- { // the last one wins, as in HTTP
+		if strings.EqualFold(hs[i].Key, key) {
+			return string(hs[i].Value)
+		}
+	}
+	return ""
+}
+
+// headerID returns a header's value if it can be used as an id.
+func headerID(hs []Header, key string) string {
+	v := strings.TrimSpace(headerValue(hs, key))
+	if v == "" || len(v) > MaxIDChars || !headerSafe(v) || !utf8.ValidString(v) {
+		return ""
+	}
+	return v
+}
+
+// traceparentID returns the trace-id of a W3C traceparent
+// ("00-<32 hex>-<16 hex>-<2 hex>"), or "" when it is malformed or all zeros.
+func traceparentID(tp string) string {
+	tp = strings.TrimSpace(tp)
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' {
+		return ""
+	}
+	id := tp[3:35]
+	if id == strings.Repeat("0", 32) {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	return id
+}

@@ -1,0 +1,192 @@
+// Package event decodes a Kafka record value into a CXone event, validates it
+// against the publish contract (docs: shared cxone-contract.md) and encodes the
+// body that is sent to POST /api/v2/events/publish.
+//
+// It knows nothing of Kafka clients or HTTP: callers pass the record's
+// coordinates and headers as plain values. Every failure is an *Error whose
+// Reason decides where the record goes (always the DLQ: bad input is never
+// retried).
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"unicode/utf8"
+)
+
+// Limits of the contract.
+const (
+	// MaxDataBytes is the largest compact JSON encoding of data.
+	MaxDataBytes = 500_000
+	// MaxBodyBytes is the largest record value and the largest publish body (1 MiB).
+	MaxBodyBytes = 1 << 20
+	// MaxEventTypeChars and MaxSourceChars bound eventType and source, in characters.
+	MaxEventTypeChars = 128
+	MaxSourceChars    = 256
+	// MaxIDChars bounds correlationId and traceId: they travel as HTTP headers.
+	MaxIDChars = 1024
+)
+
+// Event is one CXone event, exactly the fields of the publish body.
+type Event struct {
+	EventType     string          `json:"eventType"`
+	Source        string          `json:"source"`
+	Timestamp     string          `json:"timestamp"`
+	CorrelationID string          `json:"correlationId"`
+	TraceID       string          `json:"traceId"`
+	Data          json.RawMessage `json:"data"` // compact JSON object
+}
+
+var timestampRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$`)
+
+// Parse checks body as a publish body: a JSON object whose fields follow the
+// contract. Unknown fields are dropped; correlationId and traceId may be
+// absent (empty in the result). data is compacted, {} when absent.
+func Parse(body []byte) (*Event, error) {
+	if len(body) > MaxBodyBytes {
+		return nil, errorf(ReasonTooLarge, "", "body is %d bytes, more than %d", len(body), MaxBodyBytes)
+	}
+	if !utf8.Valid(body) {
+		return nil, errorf(ReasonInvalidJSON, "", "not valid UTF-8")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, errorf(ReasonInvalidEvent, "", "must be a JSON object, got %s", typeErr.Value)
+		}
+		return nil, errorf(ReasonInvalidJSON, "", "not valid JSON: %v", err)
+	}
+	if fields == nil { // the literal null
+		return nil, errorf(ReasonInvalidEvent, "", "must be a JSON object, got null")
+	}
+	ev := &Event{}
+	var err error
+	if ev.EventType, err = stringField(fields, "eventType", true, 1, MaxEventTypeChars); err != nil {
+		return nil, err
+	}
+	if ev.Source, err = stringField(fields, "source", true, 1, MaxSourceChars); err != nil {
+		return nil, err
+	}
+	if ev.Timestamp, err = stringField(fields, "timestamp", true, 1, 64); err != nil {
+		return nil, err
+	}
+	if !timestampRE.MatchString(ev.Timestamp) {
+		return nil, errorf(ReasonInvalidEvent, "timestamp", "must be ISO 8601 UTC like 2024-01-02T03:04:05Z or 2024-01-02T03:04:05.678Z, got %q", truncate(ev.Timestamp, 64))
+	}
+	if ev.CorrelationID, err = stringField(fields, "correlationId", false, 0, MaxIDChars); err != nil {
+		return nil, err
+	}
+	if ev.TraceID, err = stringField(fields, "traceId", false, 0, MaxIDChars); err != nil {
+		return nil, err
+	}
+	if ev.Data, err = dataField(fields["data"]); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+func stringField(fields map[string]json.RawMessage, name string, required bool, minChars, maxChars int) (string, error) {
+	raw, ok := fields[name]
+	if !ok {
+		if required {
+			return "", errorf(ReasonInvalidEvent, name, "is required")
+		}
+		return "", nil
+	}
+	if raw[0] != '"' {
+		return "", errorf(ReasonInvalidEvent, name, "must be a string, got %s", jsonKind(raw))
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errorf(ReasonInvalidEvent, name, "must be a string: %v", err)
+	}
+	n := utf8.RuneCountInString(s)
+	if n < minChars {
+		return "", errorf(ReasonInvalidEvent, name, "must not be empty")
+	}
+	if n > maxChars {
+		return "", errorf(ReasonInvalidEvent, name, "must be at most %d characters, got %d", maxChars, n)
+	}
+	if !headerSafe(s) {
+		return "", errorf(ReasonInvalidEvent, name, "must not contain control characters")
+	}
+	return s, nil
+}
+
+func dataField(raw json.RawMessage) (json.RawMessage, error) {
+	if raw == nil {
+		return json.RawMessage("{}"), nil
+	}
+	if raw[0] != '{' {
+		return nil, errorf(ReasonInvalidEvent, "data", "must be a JSON object, got %s", jsonKind(raw))
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, errorf(ReasonInvalidJSON, "data", "not valid JSON: %v", err)
+	}
+	if buf.Len() > MaxDataBytes {
+		return nil, errorf(ReasonTooLarge, "data", "is %d bytes as compact JSON, more than %d", buf.Len(), MaxDataBytes)
+	}
+	return buf.Bytes(), nil
+}
+
+// headerSafe reports whether s can travel as an HTTP header value: no
+// control characters other than tab (X-Source-System, X-Correlation-ID and
+// X-Trace-ID carry these fields).
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonKind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// Body encodes the publish body. It fails with ReasonTooLarge when the body
+// would exceed MaxBodyBytes.
+func (e *Event) Body() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(e.Data) + len(e.EventType) + len(e.Source) + len(e.CorrelationID) + len(e.TraceID) + 128)
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(body) > MaxBodyBytes {
+		return nil, errorf(ReasonTooLarge, "", "publish body is %d bytes, more than %d", len(body), MaxBodyBytes)
+	}
+	return body, nil
+}
