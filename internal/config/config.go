@@ -106,7 +106,7 @@ func (fs *FlagSet) PrintUsage(out io.Writer) {
 			def = `""`
 		}
 		if _, secret := fs.secrets[name]; secret {
-			def = "(secret, none)"
+			def = "(secret, not shown)"
 		}
 		fmt.Fprintf(out, "        env %s, default %s\n", env, def)
 	}

@@ -7,9 +7,6 @@ import (
 
 const redacted = "[REDACTED]"
 
-// Format keeps the secret out of every fmt verb.
-func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
-
 // Secret holds a secret setting. Every way of printing it (fmt, slog, JSON,
 // the flag's default) shows a placeholder; only Value returns the secret.
 type Secret struct {
@@ -45,3 +42,6 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // GoString keeps the secret out of %#v.
 func (s Secret) GoString() string { return redacted }
+
+// Format keeps the secret out of every fmt verb.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }

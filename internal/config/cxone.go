@@ -1,0 +1,174 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// CXone holds the settings of the CXone publisher, shared by every
+// subcommand that publishes.
+type CXone struct {
+	BaseURL         string        // Required.
+	TokenURL        string        // Optional; default {BaseURL}/api/v2/authorization/token.
+	TokenStyle      string        // json (default), form or password.
+	ClientID        string        // Required for every style.
+	ClientSecret    Secret        // Required for every style.
+	AccessKeyID     string        // Required for the password style.
+	AccessKeySecret Secret        // Required for the password style.
+	Scope           string        // Default event:publish.
+	Timeout         time.Duration // One attempt's deadline. Default 15s.
+	AllowHTTP       bool          // Allow http:// to a non-loopback host. Default false.
+	CAFile          string        // Optional PEM file of CAs trusted for CXone.
+	MaxConns        int           // Connections to CXone. Default 512.
+
+	TokenRefreshBefore time.Duration // Default 5m.
+	MaxRetries         int           // Default 3.
+	RetryBackoff       time.Duration // First retry's wait, doubling. Default 1s.
+	MaxBackoff         time.Duration // Cap of every wait. Default 30s.
+	BreakerFailures    int           // Consecutive failures that open the breaker. Default 5.
+	BreakerOpenTimeout time.Duration // Open → half-open. Default 10s.
+	BreakerProbes      int           // Half-open probes that must succeed. Default 1.
+	RateLimit          float64       // Events/s, 0 = none. Default 0.
+}
+
+// TokenPath is the default token endpoint, relative to the base URL.
+const TokenPath = "/api/v2/authorization/token"
+
+// Register defines the CXone flags on fs with their defaults.
+func (c *CXone) Register(fs *FlagSet) {
+	fs.StringVar(&c.BaseURL, "cxone-base-url", c.BaseURL, "CXone API base URL, e.g. https://api-na1.niceincontact.com (required)")
+	fs.StringVar(&c.TokenURL, "cxone-token-url", c.TokenURL, "token endpoint URL (default {cxone-base-url}"+TokenPath+")")
+	fs.StringVar(&c.TokenStyle, "cxone-token-style", or(c.TokenStyle, "json"), "token request style: json (tutorial), form (RFC 6749 client credentials) or password (CXone access key)")
+	fs.StringVar(&c.ClientID, "cxone-client-id", c.ClientID, "OAuth2 client id")
+	fs.SecretVar(&c.ClientSecret, "cxone-client-secret", "OAuth2 client secret")
+	fs.StringVar(&c.AccessKeyID, "cxone-access-key-id", c.AccessKeyID, "CXone access key id (password style)")
+	fs.SecretVar(&c.AccessKeySecret, "cxone-access-key-secret", "CXone access key secret (password style)")
+	fs.StringVar(&c.Scope, "cxone-scope", or(c.Scope, "event:publish"), "OAuth2 scope requested")
+	fs.DurationVar(&c.Timeout, "cxone-timeout", orDur(c.Timeout, 15*time.Second), "deadline of one publish attempt")
+	fs.BoolVar(&c.AllowHTTP, "cxone-allow-http", c.AllowHTTP, "allow plain http:// CXone URLs to a non-loopback host")
+	fs.StringVar(&c.CAFile, "cxone-ca-file", c.CAFile, "PEM file of CA certificates trusted for CXone (default: the system's)")
+	fs.IntVar(&c.MaxConns, "cxone-max-conns", orInt(c.MaxConns, 512), "most connections to CXone")
+	fs.DurationVar(&c.TokenRefreshBefore, "token-refresh-before", orDur(c.TokenRefreshBefore, 5*time.Minute), "refresh a token this long before it expires (at most half its lifetime)")
+	fs.IntVar(&c.MaxRetries, "max-retries", orInt(c.MaxRetries, 3), "retries of a 5xx, timeout or network error before the event is dead-lettered")
+	fs.DurationVar(&c.RetryBackoff, "retry-backoff", orDur(c.RetryBackoff, time.Second), "wait before the first retry, doubling after, plus jitter")
+	fs.DurationVar(&c.MaxBackoff, "max-backoff", orDur(c.MaxBackoff, 30*time.Second), "cap of every retry wait and Retry-After")
+	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, 5), "consecutive failed attempts that open the circuit breaker")
+	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, 10*time.Second), "how long the breaker stays open before a probe")
+	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, 1), "successful half-open probes that close the breaker")
+	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second, 0 for no limit")
+}
+
+// Validate adds a problem for every bad CXone setting and fills the token URL.
+func (c *CXone) Validate(p *Problems) {
+	base := c.checkURL(p, "cxone-base-url", c.BaseURL)
+	if c.TokenURL == "" && base {
+		c.TokenURL = strings.TrimRight(c.BaseURL, "/") + TokenPath
+	} else if c.TokenURL != "" {
+		c.checkURL(p, "cxone-token-url", c.TokenURL)
+	}
+	switch c.TokenStyle {
+	case "json", "form", "password":
+	default:
+		p.Add("cxone-token-style", "must be json, form or password, got %q", c.TokenStyle)
+	}
+	if c.ClientID == "" {
+		p.Add("cxone-client-id", "is required")
+	}
+	if !c.ClientSecret.IsSet() {
+		p.Add("cxone-client-secret", "is required (or set %s)", FileEnvVar("cxone-client-secret"))
+	}
+	if c.TokenStyle == "password" {
+		if c.AccessKeyID == "" {
+			p.Add("cxone-access-key-id", "is required with --cxone-token-style password")
+		}
+		if !c.AccessKeySecret.IsSet() {
+			p.Add("cxone-access-key-secret", "is required with --cxone-token-style password (or set %s)", FileEnvVar("cxone-access-key-secret"))
+		}
+	}
+	positive(p, "cxone-timeout", c.Timeout)
+	positive(p, "retry-backoff", c.RetryBackoff)
+	positive(p, "max-backoff", c.MaxBackoff)
+	positive(p, "breaker-open-timeout", c.BreakerOpenTimeout)
+	if c.TokenRefreshBefore < 0 {
+		p.Add("token-refresh-before", "must not be negative, got %s", c.TokenRefreshBefore)
+	}
+	if c.MaxConns < 1 {
+		p.Add("cxone-max-conns", "must be at least 1, got %d", c.MaxConns)
+	}
+	if c.MaxRetries < 0 {
+		p.Add("max-retries", "must not be negative, got %d", c.MaxRetries)
+	}
+	if c.BreakerFailures < 1 {
+		p.Add("breaker-failures", "must be at least 1, got %d", c.BreakerFailures)
+	}
+	if c.BreakerProbes < 1 {
+		p.Add("breaker-probes", "must be at least 1, got %d", c.BreakerProbes)
+	}
+	if c.RateLimit < 0 {
+		p.Add("rate-limit", "must not be negative, got %g", c.RateLimit)
+	}
+}
+
+// checkURL reports whether raw is a usable CXone URL: absolute, http or
+// https, and https unless the host is loopback or AllowHTTP is set.
+func (c *CXone) checkURL(p *Problems, name, raw string) bool {
+	if raw == "" {
+		p.Add(name, "is required")
+		return false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		if strings.Contains(raw, "@") {
+			raw = "(not shown: it may hold credentials)"
+		}
+		p.Add(name, "must be an absolute http(s) URL, got %q", raw)
+		return false
+	}
+	if u.User != nil {
+		p.Add(name, "must not hold credentials; use --cxone-client-id and --cxone-client-secret")
+		return false
+	}
+	if u.Scheme == "http" && !c.AllowHTTP && !IsLoopback(u.Hostname()) {
+		p.Add(name, "must be https for a non-loopback host (or pass --cxone-allow-http), got %q", raw)
+		return false
+	}
+	return true
+}
+
+// IsLoopback reports whether host names this machine: localhost or a loopback IP.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func positive(p *Problems, name string, d time.Duration) {
+	if d <= 0 {
+		p.Add(name, "must be positive, got %s", d)
+	}
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func orDur(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,138 @@
+// Package cxone talks to the CXone API: token requests in the three styles
+// of the contract with a shared, early-refreshed token cache, and single
+// publish attempts whose answers are classified for the retry policy.
+//
+// It makes one HTTP attempt per call and never waits or retries: retries,
+// backoff, the 429 gate and the circuit breaker live in package delivery.
+package cxone
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cxbridge/cxbridge/internal/event"
+)
+
+// PublishPath is the publish endpoint, relative to the base URL.
+const PublishPath = "/api/v2/events/publish"
+
+// MaxErrorBody is how much of an error response body is kept.
+const MaxErrorBody = 1024
+
+// TransportConfig sizes the HTTP transport.
+type TransportConfig struct {
+	// MaxConns bounds connections to the CXone host. Optional; default 512.
+	MaxConns int
+	// TLS is optional (a CA file or client certificate for CXone).
+	TLS *tls.Config
+	// DialTimeout, TLSTimeout and ResponseHeaderTimeout are optional;
+	// defaults 5s, 10s and 15s.
+	DialTimeout, TLSTimeout, ResponseHeaderTimeout time.Duration
+}
+
+// NewHTTPClient returns a client sized for hundreds of concurrent requests
+// to one host: a keep-alive pool as large as the concurrency, bounded dial,
+// TLS and response-header timeouts. Requests carry their own deadline.
+func NewHTTPClient(cfg TransportConfig) *http.Client {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 512
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.TLSTimeout <= 0 {
+		cfg.TLSTimeout = 10 * time.Second
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 15 * time.Second
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       cfg.TLS,
+		TLSHandshakeTimeout:   cfg.TLSTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		MaxIdleConns:          cfg.MaxConns,
+		MaxIdleConnsPerHost:   cfg.MaxConns,
+		MaxConnsPerHost:       cfg.MaxConns,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// Client publishes single events to CXone.
+type Client struct {
+	http    *http.Client
+	url     string
+	timeout time.Duration
+}
+
+// NewClient returns a client for baseURL. timeout bounds each attempt.
+func NewClient(hc *http.Client, baseURL string, timeout time.Duration) *Client {
+	return &Client{http: hc, url: strings.TrimRight(baseURL, "/") + PublishPath, timeout: timeout}
+}
+
+// Result is the answer to one publish attempt.
+type Result struct {
+	Class      Class
+	Status     int           // 0 when there was no answer
+	RetryAfter time.Duration // from a Retry-After header, when HasRetryAfter
+	// HasRetryAfter reports whether the answer carried a valid Retry-After.
+	HasRetryAfter bool
+	Body          string // error answers: the body, at most MaxErrorBody bytes
+	Err           error  // transport error, when there was no answer
+	Latency       time.Duration
+}
+
+// Attempt makes one publish request with token and body for ev.
+func (c *Client) Attempt(ctx context.Context, token string, ev *event.Event, body []byte) Result {
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return Result{Class: NetworkError, Err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("X-Correlation-ID", ev.CorrelationID)
+	req.Header.Set("X-Trace-ID", ev.TraceID)
+	req.Header.Set("X-Source-System", ev.Source)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Result{Class: Classify(0, err, ctx), Err: err, Latency: time.Since(start)}
+	}
+	res := Result{Status: resp.StatusCode, Class: Classify(resp.StatusCode, nil, ctx)}
+	if res.Class == Accepted {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	} else {
+		res.Body = readBounded(resp.Body, MaxErrorBody)
+		res.RetryAfter, res.HasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	resp.Body.Close()
+	res.Latency = time.Since(start)
+	return res
+}
+
+// readBounded reads at most n bytes of r as valid UTF-8, marking a cut.
+func readBounded(r io.Reader, n int) string {
+	b, _ := io.ReadAll(io.LimitReader(r, int64(n)+1))
+	cut := len(b) > n
+	if cut {
+		b = b[:n]
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if cut {
+		s += "…"
+	}
+	return s
+}

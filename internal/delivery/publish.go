@@ -1,0 +1,193 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/cxbridge/cxbridge/internal/cxone"
+	"github.com/cxbridge/cxbridge/internal/event"
+)
+
+// Publish delivers ev and returns its outcome: Accepted; a DLQ result
+// (Rejected, Forbidden, RetriesExhausted, TooLarge); or Canceled when ctx
+// ended first. It waits, without spending the retry budget, while the
+// breaker is open, the 429 gate is closed or no token can be had. attrs
+// are added to the outcome's log line (the record's coordinates).
+func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.Attr) Outcome {
+	start := time.Now()
+	out := p.publish(ctx, ev)
+	out.Latency = time.Since(start)
+	p.logOutcome(ctx, ev, out, attrs)
+	return out
+}
+
+func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
+	var out Outcome
+	body, err := ev.Body()
+	if err != nil {
+		out.Result, out.Err = TooLarge, err
+		return out
+	}
+	retries, authFailures := 0, 0
+	for {
+		if err := p.waitTurn(ctx); err != nil {
+			return canceled(out, err)
+		}
+		probe := p.breaker.State() == gobreaker.StateHalfOpen
+		done, err := p.breaker.Allow()
+		if err != nil { // open, or half-open with its probes taken: wait, spend nothing
+			if err := sleep(ctx, p.poll); err != nil {
+				return canceled(out, err)
+			}
+			continue
+		}
+		token, err := p.tokens.Token(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				done(errAttemptExcluded)
+				return canceled(out, ctx.Err())
+			}
+			if cxone.IsConfigError(err) {
+				done(errAttemptExcluded) // CXone is not at fault: our settings are
+			} else {
+				done(errAttemptFailed)
+			}
+			out.Err = err
+			if err := sleep(ctx, max(time.Until(p.tokens.NextTry()), p.poll)); err != nil {
+				return canceled(out, err)
+			}
+			continue
+		}
+
+		now := time.Now()
+		if out.Attempts == 0 {
+			out.FirstAttempt = now
+		}
+		out.LastAttempt = now
+		out.Attempts++
+		res := p.send.Attempt(ctx, token, ev, body)
+		if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
+			h(res.Class, res.Latency)
+		}
+		out.Status, out.Body, out.Err = res.Status, res.Body, res.Err
+
+		switch res.Class {
+		case cxone.Accepted:
+			done(nil)
+			out.Result, out.Body, out.Err = Accepted, "", nil
+			return out
+		case cxone.Rejected:
+			done(nil) // CXone is healthy; the event is at fault
+			out.Result = Rejected
+			return out
+		case cxone.Forbidden:
+			done(nil)
+			out.Result = Forbidden
+			return out
+		case cxone.Canceled:
+			done(errAttemptExcluded)
+			return canceled(out, ctx.Err())
+		case cxone.Unauthorized:
+			p.tokens.Invalidate(token) // only if no one has replaced it yet
+			authFailures++
+			if authFailures == 1 {
+				done(errAttemptExcluded) // a stale token: refresh and go again at once
+				continue
+			}
+			done(errAttemptFailed) // a fresh token refused too: an auth outage trips the breaker
+			if err := sleep(ctx, Backoff(authFailures-1, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+				return canceled(out, err)
+			}
+		case cxone.RateLimited:
+			done(errAttemptExcluded)
+			wait := p.cfg.DefaultRetryAfter
+			if res.HasRetryAfter {
+				wait = res.RetryAfter
+			}
+			p.gate.Close(time.Now().Add(Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
+		default: // server error, timeout, network error
+			done(errAttemptFailed)
+			if probe {
+				continue // a failed half-open probe spends nothing: the breaker holds us
+			}
+			retries++
+			if retries > p.cfg.MaxRetries {
+				if p.breaker.State() != gobreaker.StateClosed {
+					retries = p.cfg.MaxRetries // CXone is down, not this event: wait for it
+					continue
+				}
+				out.Result = RetriesExhausted
+				return out
+			}
+			if h := p.cfg.Hooks.Retry; h != nil {
+				h()
+			}
+			if err := sleep(ctx, Backoff(retries, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+				return canceled(out, err)
+			}
+		}
+	}
+}
+
+// waitTurn waits at the 429 gate and for the client-side rate limit.
+func (p *Publisher) waitTurn(ctx context.Context) error {
+	waited, err := p.gate.Wait(ctx)
+	if waited > 0 && p.cfg.Hooks.GateWait != nil {
+		p.cfg.Hooks.GateWait(waited)
+	}
+	if err != nil {
+		return err
+	}
+	if p.limiter != nil {
+		return p.limiter.Wait(ctx)
+	}
+	return nil
+}
+
+func canceled(out Outcome, err error) Outcome {
+	out.Result = Canceled
+	if err == nil {
+		err = context.Canceled
+	}
+	out.Err = err
+	return out
+}
+
+func (p *Publisher) logOutcome(ctx context.Context, ev *event.Event, out Outcome, attrs []slog.Attr) {
+	level := slog.LevelDebug
+	msg := "event published"
+	switch {
+	case out.Result == Canceled:
+		msg = "publish interrupted"
+	case out.Result == RetriesExhausted:
+		level, msg = slog.LevelError, "event dead-lettered"
+	case out.DeadLetter():
+		level, msg = slog.LevelWarn, "event dead-lettered"
+	}
+	log := p.cfg.Logger
+	if !log.Enabled(ctx, level) {
+		return
+	}
+	all := make([]slog.Attr, 0, 10+len(attrs))
+	all = append(all,
+		slog.String("correlation_id", ev.CorrelationID),
+		slog.String("trace_id", ev.TraceID),
+		slog.String("event_type", ev.EventType),
+		slog.String("outcome", string(out.Result)),
+		slog.Int("status_code", out.Status),
+		slog.Float64("latency_ms", float64(out.Latency.Microseconds())/1000),
+		slog.Int("attempts", out.Attempts),
+	)
+	if out.Body != "" {
+		all = append(all, slog.String("response_body", out.Body))
+	}
+	if out.Err != nil && !errors.Is(out.Err, context.Canceled) {
+		all = append(all, slog.String("error", out.Err.Error()))
+	}
+	all = append(all, attrs...)
+	log.LogAttrs(ctx, level, msg, all...)
+}

@@ -1,0 +1,154 @@
+// Package delivery turns one valid event into a settled outcome at CXone:
+// it applies the outcome policy of the design (retry with backoff and
+// jitter, the shared 429 gate, the circuit breaker around each single
+// attempt, token invalidation on 401, an optional client-side rate limit)
+// and reports an Outcome that says whether the event was accepted, must go
+// to the DLQ (and why), or was interrupted.
+//
+// It never dead-letters because CXone is down: while the breaker is open,
+// the gate is closed or tokens cannot be had, Publish waits without
+// spending the retry budget. It does not know about Kafka.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/cxbridge/cxbridge/internal/cxone"
+	"github.com/cxbridge/cxbridge/internal/event"
+)
+
+// Config configures a Publisher. Zero values take the defaults.
+type Config struct {
+	// MaxRetries is how many retries a server error, timeout or network
+	// error may have before the event is dead-lettered. 0 means none
+	// (the settings' default is 3).
+	MaxRetries int
+	// BackoffBase is the first retry's wait (doubling after). Default 1s.
+	BackoffBase time.Duration
+	// MaxBackoff caps every wait, Retry-After included. Default 30s.
+	MaxBackoff time.Duration
+	// DefaultRetryAfter is the wait after a 429 without Retry-After. Default 2s.
+	DefaultRetryAfter time.Duration
+	// Breaker configures the circuit breaker.
+	Breaker BreakerConfig
+	// RateLimit is the most attempts per second, 0 for no limit.
+	RateLimit float64
+	// Hooks observe what happens, for metrics. Optional.
+	Hooks Hooks
+	// Logger gets one line per final outcome. Optional.
+	Logger *slog.Logger
+}
+
+// BreakerConfig configures the circuit breaker around single attempts.
+type BreakerConfig struct {
+	// Failures is the number of consecutive failed attempts that opens it. Default 5.
+	Failures uint32
+	// OpenTimeout is how long it stays open before letting probes through. Default 10s.
+	OpenTimeout time.Duration
+	// HalfOpenProbes is how many probes must succeed to close it. Default 1.
+	HalfOpenProbes uint32
+}
+
+// Hooks are optional observers; nil fields are skipped. They must be fast.
+type Hooks struct {
+	Attempt      func(class cxone.Class, d time.Duration)
+	Retry        func()
+	GateWait     func(d time.Duration)
+	BreakerState func(from, to gobreaker.State)
+}
+
+func (c *Config) setDefaults() {
+	c.MaxRetries = max(c.MaxRetries, 0)
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.DefaultRetryAfter <= 0 {
+		c.DefaultRetryAfter = 2 * time.Second
+	}
+	if c.Breaker.Failures == 0 {
+		c.Breaker.Failures = 5
+	}
+	if c.Breaker.OpenTimeout <= 0 {
+		c.Breaker.OpenTimeout = 10 * time.Second
+	}
+	if c.Breaker.HalfOpenProbes == 0 {
+		c.Breaker.HalfOpenProbes = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Sender makes one publish attempt. *cxone.Client is one.
+type Sender interface {
+	Attempt(ctx context.Context, token string, ev *event.Event, body []byte) cxone.Result
+}
+
+// TokenSource is the token cache. *cxone.Tokens is one.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+	Invalidate(token string)
+	NextTry() time.Time
+}
+
+var (
+	_ Sender      = (*cxone.Client)(nil)
+	_ TokenSource = (*cxone.Tokens)(nil)
+)
+
+// Publisher publishes events with the outcome policy. It is safe for
+// concurrent use; its breaker, gate and limiter are shared by all callers.
+type Publisher struct {
+	cfg     Config
+	send    Sender
+	tokens  TokenSource
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	gate    Gate
+	limiter *rate.Limiter
+	poll    time.Duration // how often a caller held by the breaker looks again
+}
+
+// The breaker's view of an attempt.
+var (
+	errAttemptFailed   = errors.New("attempt failed")   // counts as a failure
+	errAttemptExcluded = errors.New("attempt excluded") // counts as nothing
+)
+
+// New returns a Publisher sending with send and authenticating with tokens.
+func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
+	cfg.setDefaults()
+	p := &Publisher{cfg: cfg, send: send, tokens: tokens}
+	p.poll = min(max(cfg.Breaker.OpenTimeout/20, 5*time.Millisecond), 250*time.Millisecond)
+	p.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "cxone",
+		MaxRequests: cfg.Breaker.HalfOpenProbes,
+		Timeout:     cfg.Breaker.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Breaker.Failures },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errAttemptExcluded) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			cfg.Logger.Warn("circuit breaker state changed", "from", from.String(), "to", to.String())
+			if cfg.Hooks.BreakerState != nil {
+				cfg.Hooks.BreakerState(from, to)
+			}
+		},
+	})
+	if cfg.RateLimit > 0 {
+		p.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
+	}
+	return p
+}
+
+// BreakerState returns the breaker's state.
+func (p *Publisher) BreakerState() gobreaker.State { return p.breaker.State() }
+
+// GateClosedUntil returns when the 429 gate opens; a past time means open.
+func (p *Publisher) GateClosedUntil() time.Time { return p.gate.ClosedUntil() }
