@@ -99,20 +99,39 @@ func headerID(hs []Header, key string) string {
 }
 
 // traceparentID returns the trace-id of a W3C traceparent
-// ("00-<32 hex>-<16 hex>-<2 hex>"), or "" when it is malformed or all zeros.
+// ("<version>-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>"), or ""
+// when it is malformed, as Trace Context § 3.2 and § 4.3 tell a receiver to
+// ignore it: lowercase hex only, version ff invalid, version 00 exactly 55
+// characters, later versions longer only after a '-', trace-id and
+// parent-id not all zeros.
 func traceparentID(tp string) string {
 	tp = strings.TrimSpace(tp)
-	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
 		return ""
 	}
-	id := tp[3:35]
-	if id == strings.Repeat("0", 32) {
+	version, id, parent, flags := tp[0:2], tp[3:35], tp[36:52], tp[53:55]
+	switch {
+	case !lowerHex(version) || version == "ff":
 		return ""
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return ""
-		}
+	case version == "00" && len(tp) != 55:
+		return ""
+	case len(tp) > 55 && tp[55] != '-':
+		return ""
+	case !lowerHex(id) || allZeros(id) || !lowerHex(parent) || allZeros(parent) || !lowerHex(flags):
+		return ""
 	}
 	return id
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func allZeros(s string) bool {
+	return strings.Trim(s, "0") == ""
 }

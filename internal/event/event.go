@@ -65,22 +65,27 @@ func Parse(body []byte) (*Event, error) {
 	}
 	ev := &Event{}
 	var err error
-	if ev.EventType, err = stringField(fields, "eventType", true, 1, MaxEventTypeChars); err != nil {
+	// source, correlationId and traceId are also sent as HTTP headers
+	// (X-Source-System, X-Correlation-ID, X-Trace-ID); eventType and
+	// timestamp travel only in the body.
+	if ev.EventType, err = stringField(fields, "eventType", stringRule{required: true, minChars: 1, maxChars: MaxEventTypeChars}); err != nil {
 		return nil, err
 	}
-	if ev.Source, err = stringField(fields, "source", true, 1, MaxSourceChars); err != nil {
+	if ev.Source, err = stringField(fields, "source", stringRule{required: true, minChars: 1, maxChars: MaxSourceChars, header: true}); err != nil {
 		return nil, err
 	}
-	if ev.Timestamp, err = stringField(fields, "timestamp", true, 1, 64); err != nil {
+	// The contract bounds timestamp only by its pattern (\.\d+ has no upper
+	// bound); the record size bounds it in practice.
+	if ev.Timestamp, err = stringField(fields, "timestamp", stringRule{required: true, minChars: 1, maxChars: MaxBodyBytes}); err != nil {
 		return nil, err
 	}
 	if !timestampRE.MatchString(ev.Timestamp) {
 		return nil, errorf(ReasonInvalidEvent, "timestamp", "must be ISO 8601 UTC like 2024-01-02T03:04:05Z or 2024-01-02T03:04:05.678Z, got %q", truncate(ev.Timestamp, 64))
 	}
-	if ev.CorrelationID, err = stringField(fields, "correlationId", false, 0, MaxIDChars); err != nil {
+	if ev.CorrelationID, err = stringField(fields, "correlationId", stringRule{maxChars: MaxIDChars, header: true}); err != nil {
 		return nil, err
 	}
-	if ev.TraceID, err = stringField(fields, "traceId", false, 0, MaxIDChars); err != nil {
+	if ev.TraceID, err = stringField(fields, "traceId", stringRule{maxChars: MaxIDChars, header: true}); err != nil {
 		return nil, err
 	}
 	if ev.Data, err = dataField(fields["data"]); err != nil {
@@ -89,10 +94,17 @@ func Parse(body []byte) (*Event, error) {
 	return ev, nil
 }
 
-func stringField(fields map[string]json.RawMessage, name string, required bool, minChars, maxChars int) (string, error) {
+// stringRule is what the contract asks of one string field.
+type stringRule struct {
+	required           bool
+	minChars, maxChars int  // in characters (code points), as the contract counts
+	header             bool // also sent as an HTTP header value
+}
+
+func stringField(fields map[string]json.RawMessage, name string, rule stringRule) (string, error) {
 	raw, ok := fields[name]
 	if !ok {
-		if required {
+		if rule.required {
 			return "", errorf(ReasonInvalidEvent, name, "is required")
 		}
 		return "", nil
@@ -105,13 +117,13 @@ func stringField(fields map[string]json.RawMessage, name string, required bool, 
 		return "", errorf(ReasonInvalidEvent, name, "must be a string: %v", err)
 	}
 	n := utf8.RuneCountInString(s)
-	if n < minChars {
+	if n < rule.minChars {
 		return "", errorf(ReasonInvalidEvent, name, "must not be empty")
 	}
-	if n > maxChars {
-		return "", errorf(ReasonInvalidEvent, name, "must be at most %d characters, got %d", maxChars, n)
+	if n > rule.maxChars {
+		return "", errorf(ReasonInvalidEvent, name, "must be at most %d characters, got %d", rule.maxChars, n)
 	}
-	if !headerSafe(s) {
+	if rule.header && !headerSafe(s) {
 		return "", errorf(ReasonInvalidEvent, name, "must not contain control characters")
 	}
 	return s, nil
@@ -174,14 +186,19 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Body encodes the publish body. It fails with ReasonTooLarge when the body
-// would exceed MaxBodyBytes.
+// Body encodes the publish body. Empty Data is sent as {}. It fails with
+// ReasonTooLarge when the body would exceed MaxBodyBytes, and with a plain
+// error when Data is not valid JSON (never the case after Parse or Decode).
 func (e *Event) Body() ([]byte, error) {
+	ev := *e
+	if len(ev.Data) == 0 {
+		ev.Data = json.RawMessage("{}")
+	}
 	var buf bytes.Buffer
-	buf.Grow(len(e.Data) + len(e.EventType) + len(e.Source) + len(e.CorrelationID) + len(e.TraceID) + 128)
+	buf.Grow(len(ev.Data) + len(ev.EventType) + len(ev.Source) + len(ev.Timestamp) + len(ev.CorrelationID) + len(ev.TraceID) + 128)
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	if err := enc.Encode(&ev); err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
