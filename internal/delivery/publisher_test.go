@@ -1,0 +1,465 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/cxbridge/cxbridge/internal/cxone"
+	"github.com/cxbridge/cxbridge/internal/delivery"
+	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/sim"
+)
+
+// harness is a publisher talking to a simulator over real HTTP.
+type harness struct {
+	sim    *sim.Server
+	pub    *delivery.Publisher
+	tokens *cxone.Tokens
+	logs   *syncBuffer
+
+	mu          sync.Mutex
+	attemptAt   []time.Time
+	transitions []string
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newHarness(t *testing.T, simCfg sim.Config, cfg delivery.Config) *harness {
+	t.Helper()
+	h := &harness{sim: sim.New(simCfg), logs: &syncBuffer{}}
+	srv := httptest.NewServer(h.sim.Handler())
+	t.Cleanup(srv.Close)
+	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 300})
+	t.Cleanup(hc.CloseIdleConnections)
+	fetcher, err := cxone.NewFetcher(cxone.Credentials{
+		TokenURL: srv.URL + "/api/v2/authorization/token", Style: cxone.StyleJSON,
+		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
+	}, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.tokens = cxone.NewTokens(fetcher, cxone.TokensConfig{Logger: log, RetryMin: 10 * time.Millisecond})
+	t.Cleanup(func() { _ = h.tokens.Wait(context.Background()) })
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 3 // the settings' default; -1 for none
+	}
+	if cfg.BackoffBase == 0 {
+		cfg.BackoffBase = 10 * time.Millisecond
+	}
+	cfg.Logger = log
+	cfg.Hooks.Attempt = func(cxone.Class, time.Duration) {
+		h.mu.Lock()
+		h.attemptAt = append(h.attemptAt, time.Now())
+		h.mu.Unlock()
+	}
+	cfg.Hooks.BreakerState = func(from, to gobreaker.State) {
+		h.mu.Lock()
+		h.transitions = append(h.transitions, to.String())
+		h.mu.Unlock()
+	}
+	h.pub = delivery.New(cfg, cxone.NewClient(hc, srv.URL, 5*time.Second), h.tokens)
+	return h
+}
+
+func (h *harness) states() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.transitions, ",")
+}
+
+var seq atomic.Int64
+
+func newEvent() *event.Event {
+	n := seq.Add(1)
+	return &event.Event{
+		EventType: "custom.user.action", Source: "checkout-service",
+		Timestamp:     "2026-11-28T10:00:00.123Z",
+		CorrelationID: fmt.Sprintf("corr-%d", n), TraceID: fmt.Sprintf("trace-%d", n),
+		Data: []byte(`{"action":"checkout_initiated","cartValue":129.99}`),
+	}
+}
+
+func mustAccept(t *testing.T, out delivery.Outcome) {
+	t.Helper()
+	if out.Result != delivery.Accepted {
+		t.Fatalf("outcome %s (status %d, body %q, err %v), want accepted", out.Result, out.Status, out.Body, out.Err)
+	}
+}
+
+// The happy path sends the contract's headers and body; the simulator checks
+// the token and the body, and the test checks every header it recorded.
+func TestPublishHappyPathHeaders(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{})
+	ev := newEvent()
+	out := h.pub.Publish(context.Background(), ev)
+	mustAccept(t, out)
+	if out.Attempts != 1 || out.Status != 200 || out.FirstAttempt.IsZero() {
+		t.Fatalf("outcome %+v", out)
+	}
+	got, ok := h.sim.Lookup(ev.CorrelationID)
+	if !ok {
+		t.Fatal("simulator did not record the event")
+	}
+	want := map[string]string{
+		"Content-Type": "application/json", "X-Correlation-Id": ev.CorrelationID,
+		"X-Trace-Id": ev.TraceID, "X-Source-System": ev.Source,
+	}
+	for k, v := range want {
+		if g := got.Headers.Get(k); g != v {
+			t.Errorf("header %s = %q, want %q", k, g, v)
+		}
+	}
+	if got.EventType != ev.EventType || got.Timestamp != ev.Timestamp || string(got.Data) != string(ev.Data) {
+		t.Errorf("recorded %+v", got)
+	}
+}
+
+// One token request serves 1,000 publishes from 50 concurrent publishers.
+func TestPublishOneTokenForManyPublishes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{})
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 50 {
+		wg.Go(func() {
+			for range 20 {
+				if h.pub.Publish(context.Background(), newEvent()).Result != delivery.Accepted {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := h.sim.Stats()
+	if failed.Load() != 0 || st.Accepted != 1000 || st.Distinct != 1000 {
+		t.Fatalf("failed %d, stats %+v", failed.Load(), st)
+	}
+	if st.TokenRequests != 1 {
+		t.Fatalf("%d token requests for 1,000 publishes, want 1", st.TokenRequests)
+	}
+}
+
+// A short-lived token is refreshed before it expires: no publish ever gets a 401.
+func TestPublishEarlyRefresh(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{TokenTTL: 2 * time.Second}, delivery.Config{})
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		mustAccept(t, h.pub.Publish(context.Background(), newEvent()))
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := h.sim.Stats()
+	if st.TokenRequests < 2 {
+		t.Fatalf("%d token requests in 2.5s with a 2s token, want ≥ 2", st.TokenRequests)
+	}
+	if st.ByStatus[401] != 0 {
+		t.Fatalf("%d publishes got 401: the token was not refreshed early", st.ByStatus[401])
+	}
+}
+
+// After a 401, 50 concurrent publishers cause exactly one token refresh, then succeed.
+func TestPublish401SingleRefresh(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{})
+	mustAccept(t, h.pub.Publish(context.Background(), newEvent()))
+	h.sim.RevokeTokens()
+	var wg sync.WaitGroup
+	outs := make([]delivery.Outcome, 50)
+	for i := range outs {
+		wg.Go(func() { outs[i] = h.pub.Publish(context.Background(), newEvent()) })
+	}
+	wg.Wait()
+	for _, out := range outs {
+		mustAccept(t, out)
+	}
+	st := h.sim.Stats()
+	if st.TokenRequests != 2 {
+		t.Fatalf("%d token requests, want 2 (the first and one refresh)", st.TokenRequests)
+	}
+	if st.ByStatus[401] == 0 {
+		t.Fatal("no publish got a 401: the test did not test anything")
+	}
+	if s := h.pub.BreakerState(); s != gobreaker.StateClosed {
+		t.Fatalf("breaker %s after one 401 per publisher", s)
+	}
+}
+
+// A 401 that persists with fresh tokens opens the breaker and dead-letters nothing.
+func TestPublishPersistent401OpensBreaker(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{Faults: sim.Faults{ForceStatus: 401}},
+		delivery.Config{Breaker: delivery.BreakerConfig{Failures: 3, OpenTimeout: time.Hour}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	outs := make([]delivery.Outcome, 5)
+	for i := range outs {
+		wg.Go(func() { outs[i] = h.pub.Publish(ctx, newEvent()) })
+	}
+	wg.Wait()
+	for _, out := range outs {
+		if out.DeadLetter() || out.Result != delivery.Canceled {
+			t.Fatalf("outcome %s: an auth outage must not dead-letter", out.Result)
+		}
+	}
+	if s := h.pub.BreakerState(); s != gobreaker.StateOpen {
+		t.Fatalf("breaker %s, want open", s)
+	}
+	if n := h.sim.Stats().ByStatus[401]; n > 20 {
+		t.Fatalf("%d requests got 401: the open breaker should have stopped them", n)
+	}
+}
+
+// 403 is dead-lettered as forbidden at once, without a retry.
+func TestPublishForbidden(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{Faults: sim.Faults{ForbidEventType: "custom.user.action"}}, delivery.Config{})
+	out := h.pub.Publish(context.Background(), newEvent())
+	if out.Result != delivery.Forbidden || out.Status != 403 || out.Attempts != 1 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if n := h.sim.Stats().Requests; n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+}
+
+// 400 is dead-lettered as rejected with the answer's body; the breaker counts it a success.
+func TestPublishRejectedWithBody(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{})
+	ev := newEvent()
+	ev.EventType = "" // breaks the contract: the simulator answers 400 naming the field
+	out := h.pub.Publish(context.Background(), ev)
+	if out.Result != delivery.Rejected || out.Status != 400 || out.Attempts != 1 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if !strings.Contains(out.Body, "eventType") {
+		t.Fatalf("body %q does not name the field", out.Body)
+	}
+	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 422, Body: strings.Repeat("x", 5000)}}})
+	out = h.pub.Publish(context.Background(), newEvent())
+	if out.Result != delivery.Rejected || out.Status != 422 || len(out.Body) > cxone.MaxErrorBody+len("…") {
+		t.Fatalf("422: result %s status %d body %d bytes", out.Result, out.Status, len(out.Body))
+	}
+	if s := h.pub.BreakerState(); s != gobreaker.StateClosed {
+		t.Fatalf("breaker %s", s)
+	}
+}
+
+// 429 with Retry-After in seconds and as an HTTP date: the publisher waits, then succeeds; the breaker stays closed.
+func TestPublish429RetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		retryAfter func() string
+		minWait    time.Duration
+	}{
+		{"seconds", func() string { return "1" }, time.Second},
+		{"http date", func() string { return time.Now().Add(2 * time.Second).UTC().Format(http.TimeFormat) }, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, sim.Config{}, delivery.Config{Breaker: delivery.BreakerConfig{Failures: 1}})
+			h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: tc.retryAfter()}}})
+			start := time.Now()
+			out := h.pub.Publish(context.Background(), newEvent())
+			mustAccept(t, out)
+			if el := time.Since(start); el < tc.minWait-50*time.Millisecond {
+				t.Fatalf("accepted after %v, want a wait of about %v", el, tc.minWait)
+			}
+			if out.Attempts != 2 {
+				t.Fatalf("%d attempts, want 2", out.Attempts)
+			}
+			if s := h.pub.BreakerState(); s != gobreaker.StateClosed || h.states() != "" {
+				t.Fatalf("breaker %s (transitions %q): a 429 is not a failure", s, h.states())
+			}
+		})
+	}
+}
+
+// One 429 holds every publisher: nobody sends while the gate is closed.
+func TestPublish429GateIsShared(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{})
+	mustAccept(t, h.pub.Publish(context.Background(), newEvent())) // token in hand
+	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "1"}}})
+	first := make(chan delivery.Outcome, 1)
+	go func() { first <- h.pub.Publish(context.Background(), newEvent()) }()
+	for !h.pub.GateClosedUntil().After(time.Now()) {
+		time.Sleep(time.Millisecond)
+	}
+	before := h.sim.Stats().Requests
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() { mustAccept(t, h.pub.Publish(context.Background(), newEvent())) })
+	}
+	time.Sleep(500 * time.Millisecond) // half the Retry-After: nobody may have sent
+	if n := h.sim.Stats().Requests; n != before {
+		t.Fatalf("%d requests reached CXone while the 429 gate was closed", n-before)
+	}
+	wg.Wait()
+	mustAccept(t, <-first)
+	if n := h.sim.Stats().Accepted; n != 12 {
+		t.Fatalf("accepted %d, want 12", n)
+	}
+}
+
+// Two 503s then 200: accepted on the third attempt, the second wait longer than the first.
+func TestPublish5xxThenSuccess(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{BackoffBase: 40 * time.Millisecond})
+	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 503}, {Status: 500}}})
+	out := h.pub.Publish(context.Background(), newEvent())
+	mustAccept(t, out)
+	if out.Attempts != 3 {
+		t.Fatalf("%d attempts, want 3", out.Attempts)
+	}
+	h.mu.Lock()
+	at := h.attemptAt
+	h.mu.Unlock()
+	if len(at) != 3 {
+		t.Fatalf("%d attempts observed", len(at))
+	}
+	w1, w2 := at[1].Sub(at[0]), at[2].Sub(at[1])
+	// Backoff 1 is in [40, 80) ms, backoff 2 in [80, 120) ms.
+	if w1 < 40*time.Millisecond || w2 < 80*time.Millisecond || w2 <= w1 {
+		t.Fatalf("waits %v then %v: want growing waits from 40ms", w1, w2)
+	}
+}
+
+// 5xx forever: retries_exhausted after max-retries + 1 attempts.
+func TestPublish5xxForeverExhausts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{Faults: sim.Faults{ForceStatus: 503}},
+		delivery.Config{MaxRetries: 3, Breaker: delivery.BreakerConfig{Failures: 100}})
+	out := h.pub.Publish(context.Background(), newEvent())
+	if out.Result != delivery.RetriesExhausted || out.Attempts != 4 || out.Status != 503 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if n := h.sim.Stats().ByStatus[503]; n != 4 {
+		t.Fatalf("simulator saw %d requests, want 4", n)
+	}
+	if !out.LastAttempt.After(out.FirstAttempt) {
+		t.Fatal("first/last attempt times")
+	}
+}
+
+// The breaker opens after its threshold, holds everyone without spending
+// attempts, half-opens after its timeout and closes on a good probe.
+func TestPublishBreakerOpensAndRecovers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{Faults: sim.Faults{ForceStatus: 503}},
+		delivery.Config{MaxRetries: 2, Breaker: delivery.BreakerConfig{Failures: 3, OpenTimeout: 300 * time.Millisecond}})
+	done := make(chan delivery.Outcome, 1)
+	go func() { done <- h.pub.Publish(context.Background(), newEvent()) }()
+	for h.pub.BreakerState() != gobreaker.StateOpen {
+		time.Sleep(time.Millisecond)
+	}
+	if n := h.sim.Stats().Requests; n != 3 {
+		t.Fatalf("%d requests before the breaker opened, want 3", n)
+	}
+	time.Sleep(100 * time.Millisecond) // within the open timeout
+	if n := h.sim.Stats().Requests; n != 3 {
+		t.Fatalf("%d requests while the breaker was open", n)
+	}
+	h.sim.SetFaults(sim.Faults{})
+	out := <-done
+	mustAccept(t, out)
+	if got := h.states(); !strings.HasPrefix(got, "open,") || !strings.HasSuffix(got, "half-open,closed") {
+		t.Fatalf("transitions %q, want open … half-open,closed", got)
+	}
+}
+
+// A cancelled context ends every kind of wait at once, with nothing settled.
+func TestPublishCancelStopsWaits(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		faults sim.Faults
+		cfg    delivery.Config
+	}{
+		{"backoff", sim.Faults{ForceStatus: 503}, delivery.Config{BackoffBase: time.Hour, MaxBackoff: time.Hour, Breaker: delivery.BreakerConfig{Failures: 100}}},
+		{"429 gate", sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "30"}}}, delivery.Config{}},
+		{"open breaker", sim.Faults{ForceStatus: 503}, delivery.Config{Breaker: delivery.BreakerConfig{Failures: 1, OpenTimeout: time.Hour}}},
+		{"slow answer", sim.Faults{Latency: sim.Duration(time.Hour)}, delivery.Config{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, sim.Config{Faults: tc.faults}, tc.cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan delivery.Outcome, 1)
+			go func() { done <- h.pub.Publish(ctx, newEvent()) }()
+			for h.sim.Stats().Requests == 0 && h.sim.Stats().TokenRequests == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond) // into the wait
+			cancel()
+			select {
+			case out := <-done:
+				if out.Result != delivery.Canceled || out.Settled() {
+					t.Fatalf("outcome %s after %d attempts, status %d, err %v", out.Result, out.Attempts, out.Status, out.Err)
+				}
+			case <-time.After(time.Second):
+				t.Fatal("Publish did not return within 1s of the cancel")
+			}
+		})
+	}
+}
+
+// No secret and no token in any log line, at debug level, across outcomes.
+func TestPublishLogsNoSecrets(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{MaxRetries: 1, Breaker: delivery.BreakerConfig{Failures: 100}})
+	ctx := context.Background()
+	mustAccept(t, h.pub.Publish(ctx, newEvent()))
+	h.sim.RevokeTokens()
+	mustAccept(t, h.pub.Publish(ctx, newEvent()))
+	h.sim.SetFaults(sim.Faults{ForceStatus: 503})
+	h.pub.Publish(ctx, newEvent())
+	h.sim.SetFaults(sim.Faults{ForbidEventType: "custom.user.action"})
+	h.pub.Publish(ctx, newEvent())
+	token, err := h.tokens.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := h.logs.String()
+	for _, secret := range []string{sim.DefaultClientSecret, token} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("log holds a secret %q:\n%s", secret[:4]+"…", logs)
+		}
+	}
+	for _, want := range []string{`"correlation_id"`, `"trace_id"`, `"status_code":503`, `"attempts":2`, `"outcome":"forbidden"`, `"latency_ms"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+}
