@@ -64,8 +64,8 @@ func (fs *FlagSet) Parse(args []string, out io.Writer) error {
 		fs.PrintUsage(out)
 		return ErrHelp
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w (see --help)", fs.Name(), err)
+	if err != nil { // an unknown flag or an unparsable value
+		return &Error{Lines: []string{err.Error() + " (see --help)"}}
 	}
 	var probs Problems
 	for name, s := range fs.secrets {

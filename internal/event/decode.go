@@ -27,6 +27,10 @@ const (
 	HeaderCorrelationID = "X-Correlation-ID"
 	HeaderTraceID       = "X-Trace-ID"
 	HeaderTraceparent   = "traceparent" // W3C Trace Context
+	// The ids a DLQ record carries (package dlq writes them), read so that a
+	// replayed record keeps its identity (design invariant 6).
+	HeaderDLQCorrelationID = "cxbridge.dlq.correlation.id"
+	HeaderDLQTraceID       = "cxbridge.dlq.trace.id"
 )
 
 // Namespaces of the ids derived from a record's coordinates (UUID v5), so
@@ -38,9 +42,7 @@ var (
 )
 
 // Decode parses and validates a record value as an event and fills
-// correlationId and traceId when the event lacks them: from the record's
-// headers (X-Correlation-ID; traceparent, then X-Trace-ID), else derived
-// deterministically from topic, partition and offset.
+// correlationId and traceId when the event lacks them, as RecordIDs does.
 //
 // Errors are *Error.
 func Decode(value []byte, rec Record) (*Event, error) {
@@ -48,22 +50,42 @@ func Decode(value []byte, rec Record) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ev.CorrelationID == "" {
-		ev.CorrelationID = headerID(rec.Headers, HeaderCorrelationID)
-	}
-	if ev.TraceID == "" {
-		ev.TraceID = traceparentID(headerValue(rec.Headers, HeaderTraceparent))
-	}
-	if ev.TraceID == "" {
-		ev.TraceID = headerID(rec.Headers, HeaderTraceID)
-	}
-	if ev.CorrelationID == "" {
-		ev.CorrelationID = DerivedID(correlationNS, rec)
-	}
-	if ev.TraceID == "" {
-		ev.TraceID = DerivedID(traceNS, rec)
-	}
+	fillIDs(&ev.CorrelationID, &ev.TraceID, rec)
 	return ev, nil
+}
+
+// RecordIDs returns the ids of a record whose value carries none (or cannot
+// be read): from its headers (X-Correlation-ID, then the DLQ's
+// cxbridge.dlq.correlation.id; traceparent, then X-Trace-ID, then
+// cxbridge.dlq.trace.id), else derived deterministically from topic,
+// partition and offset. A replayed DLQ record so keeps the ids it had.
+func RecordIDs(rec Record) (correlationID, traceID string) {
+	fillIDs(&correlationID, &traceID, rec)
+	return correlationID, traceID
+}
+
+func fillIDs(corr, trace *string, rec Record) {
+	if *corr == "" {
+		*corr = headerID(rec.Headers, HeaderCorrelationID)
+	}
+	if *corr == "" {
+		*corr = headerID(rec.Headers, HeaderDLQCorrelationID)
+	}
+	if *trace == "" {
+		*trace = traceparentID(headerValue(rec.Headers, HeaderTraceparent))
+	}
+	if *trace == "" {
+		*trace = headerID(rec.Headers, HeaderTraceID)
+	}
+	if *trace == "" {
+		*trace = headerID(rec.Headers, HeaderDLQTraceID)
+	}
+	if *corr == "" {
+		*corr = DerivedID(correlationNS, rec)
+	}
+	if *trace == "" {
+		*trace = DerivedID(traceNS, rec)
+	}
 }
 
 // DerivedCorrelationID is the correlation id of a record that carries none.

@@ -275,3 +275,26 @@ func TestDecodeErrors(t *testing.T) {
 		})
 	}
 }
+
+// A replayed DLQ record keeps the ids the DLQ headers carry, though its
+// offset is new (invariant 6); X-Correlation-ID still wins over them.
+func TestRecordIDsFromDLQHeaders(t *testing.T) {
+	t.Parallel()
+	orig := event.Record{Topic: "cxone.events", Partition: 2, Offset: 41}
+	corr, trace := event.RecordIDs(orig)
+	replayed := event.Record{Topic: "cxone.events", Partition: 5, Offset: 9000, Headers: []event.Header{
+		{Key: event.HeaderDLQCorrelationID, Value: []byte(corr)},
+		{Key: event.HeaderDLQTraceID, Value: []byte(trace)},
+	}}
+	if c, tr := event.RecordIDs(replayed); c != corr || tr != trace {
+		t.Fatalf("replay ids %s %s, want %s %s", c, tr, corr, trace)
+	}
+	ev, err := event.Decode([]byte(`{"eventType":"a","source":"b","timestamp":"2026-01-02T03:04:05Z"}`), replayed)
+	if err != nil || ev.CorrelationID != corr || ev.TraceID != trace {
+		t.Fatalf("Decode of a replay: %+v %v", ev, err)
+	}
+	replayed.Headers = append(replayed.Headers, event.Header{Key: event.HeaderCorrelationID, Value: []byte("explicit")})
+	if c, _ := event.RecordIDs(replayed); c != "explicit" {
+		t.Fatalf("X-Correlation-ID should win, got %s", c)
+	}
+}
