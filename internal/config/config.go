@@ -136,3 +136,11 @@ type Error struct{ Lines []string }
 func (e *Error) Error() string {
 	return "invalid configuration:\n  " + strings.Join(e.Lines, "\n  ")
 }
+
+// Changed reports whether the flag was given, on the command line or by
+// its environment variable.
+func (fs *FlagSet) Changed(name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}

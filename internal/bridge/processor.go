@@ -1,0 +1,152 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/delivery"
+	"github.com/cxbridge/cxbridge/internal/dlq"
+	"github.com/cxbridge/cxbridge/internal/event"
+)
+
+// EventPublisher publishes one valid event. *delivery.Publisher is one.
+type EventPublisher interface {
+	Publish(ctx context.Context, ev *event.Event, attrs ...slog.Attr) delivery.Outcome
+}
+
+// DLQWriter writes dead letters durably, retrying until it succeeds or ctx
+// ends. *dlq.Writer is one.
+type DLQWriter interface {
+	Write(ctx context.Context, msgs ...kafka.Message) error
+}
+
+var (
+	_ EventPublisher = (*delivery.Publisher)(nil)
+	_ DLQWriter      = (*dlq.Writer)(nil)
+)
+
+// ProcessorHooks observe outcomes, for metrics. Optional fields.
+type ProcessorHooks struct {
+	Consumed     func()
+	Settled      func(result string, recordTime time.Time)
+	DeadLettered func(reason string)
+}
+
+// Processor settles records: decode and validate, publish, dead-letter what
+// can never be delivered. It is the consumer.Processor of the worker.
+type Processor struct {
+	pub   EventPublisher
+	dlq   DLQWriter
+	log   *slog.Logger
+	hooks ProcessorHooks
+}
+
+// NewProcessor returns a Processor.
+func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks ProcessorHooks) *Processor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks}
+}
+
+// ReasonInternalError is the DLQ reason of a record whose processing
+// panicked: a bug, but the partition must not stall on it (invariant 7).
+const ReasonInternalError = "internal_error"
+
+// Process settles msg. It returns false only when ctx ended first: the
+// record then stays unsettled (and uncommitted).
+func (p *Processor) Process(ctx context.Context, msg kafka.Message) (settled bool) {
+	if h := p.hooks.Consumed; h != nil {
+		h()
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			p.log.Error("processing a record panicked; dead-lettering it", "panic", fmt.Sprint(v),
+				"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+			corr, trace := event.RecordIDs(recordOf(msg))
+			settled = p.deadLetter(ctx, msg, dlq.Entry{Reason: ReasonInternalError, Error: fmt.Sprint("panic: ", v), CorrelationID: corr, TraceID: trace})
+		}
+	}()
+	return p.process(ctx, msg)
+}
+
+func recordOf(msg kafka.Message) event.Record {
+	return event.Record{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Headers: headers(msg.Headers)}
+}
+
+func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
+	rec := recordOf(msg)
+	ev, err := event.Decode(msg.Value, rec)
+	if err != nil {
+		var verr *event.Error
+		reason := string(event.ReasonInvalidJSON)
+		if errors.As(err, &verr) {
+			reason = string(verr.Reason)
+		}
+		corr, trace := event.RecordIDs(rec)
+		return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: err.Error(), CorrelationID: corr, TraceID: trace})
+	}
+	out := p.pub.Publish(ctx, ev,
+		slog.String("topic", msg.Topic), slog.Int("partition", msg.Partition), slog.Int64("offset", msg.Offset))
+	switch {
+	case out.Result == delivery.Accepted:
+		if h := p.hooks.Settled; h != nil {
+			h(string(out.Result), msg.Time)
+		}
+		return true
+	case !out.Settled():
+		return false
+	}
+	e := dlq.Entry{
+		Reason: string(out.Result), Status: out.Status, Body: out.Body, Attempts: out.Attempts,
+		FirstAttempt: out.FirstAttempt, LastAttempt: out.LastAttempt,
+		CorrelationID: ev.CorrelationID, TraceID: ev.TraceID,
+	}
+	if out.Err != nil {
+		e.Error = out.Err.Error()
+	}
+	return p.deadLetter(ctx, msg, e)
+}
+
+// deadLetter writes msg to the DLQ; true once the DLQ holds it (acks=all).
+func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Entry) bool {
+	e.Topic, e.Partition, e.Offset, e.Timestamp = msg.Topic, msg.Partition, msg.Offset, msg.Time
+	e.Replays = dlq.Replays(msg.Headers)
+	rec := dlq.Record(msg, e)
+	err := p.dlq.Write(ctx, rec)
+	if errors.Is(err, dlq.ErrTooLarge) {
+		p.log.Warn("record too large for the DLQ topic: dead-lettering it without its value",
+			"bytes", len(msg.Value), "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+		err = p.dlq.Write(ctx, dlq.WithoutValue(rec))
+	}
+	if err != nil {
+		return false // ctx ended during the retries: unsettled, fetched again later
+	}
+	p.log.Warn("record dead-lettered",
+		"reason", e.Reason, "error", e.Error, "status_code", e.Status,
+		"correlation_id", e.CorrelationID, "trace_id", e.TraceID,
+		"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+	if h := p.hooks.DeadLettered; h != nil {
+		h(e.Reason)
+	}
+	if h := p.hooks.Settled; h != nil {
+		h(e.Reason, msg.Time)
+	}
+	return true
+}
+
+func headers(hs []kafka.Header) []event.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]event.Header, len(hs))
+	for i, h := range hs {
+		out[i] = event.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
+}

@@ -1,0 +1,283 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/cxbridge/cxbridge/internal/admin"
+	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/consumer"
+	"github.com/cxbridge/cxbridge/internal/cxone"
+	"github.com/cxbridge/cxbridge/internal/delivery"
+	"github.com/cxbridge/cxbridge/internal/dispatch"
+	"github.com/cxbridge/cxbridge/internal/dlq"
+	"github.com/cxbridge/cxbridge/internal/telemetry"
+)
+
+// Settings are the validated settings of one worker.
+type Settings struct {
+	CXone  config.CXone
+	Kafka  config.Kafka
+	Worker config.Worker
+	// Tuning for tests and the embedded stack; zero values take the defaults.
+	JoinBackoff            time.Duration
+	PartitionWatchInterval time.Duration
+}
+
+// Worker is one cxbridge worker: a consumer-group member that publishes to
+// CXone, dead-letters what can never be delivered and serves the admin
+// endpoints.
+type Worker struct {
+	s        Settings
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *telemetry.Metrics
+	pub      *Publisher
+	dlq      *dlq.Writer
+	disp     *dispatch.Dispatcher
+	consumer *consumer.Consumer
+	admin    *admin.Server
+
+	mu        sync.Mutex
+	tokenErr  error
+	dlqErr    error
+	dlqAt     time.Time
+	adminAddr net.Addr
+}
+
+// NewWorker builds a worker from validated settings.
+func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
+	w := &Worker{s: s, log: log, reg: prometheus.NewRegistry()}
+	w.metrics = telemetry.New(w.reg)
+	m := w.metrics
+
+	pub, err := NewPublisher(s.CXone, log, delivery.Hooks{
+		Attempt:      m.ObserveAttempt,
+		Retry:        m.Retries.Inc,
+		GateWait:     func(d time.Duration) { m.RateLimitWait.Add(d.Seconds()) },
+		BreakerState: m.ObserveBreaker,
+	}, func(expiresAt int64, err error) {
+		m.ObserveToken(expiresAt, err)
+		w.mu.Lock()
+		w.tokenErr = err
+		w.mu.Unlock()
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.pub = pub
+
+	transport, err := s.Kafka.Transport()
+	if err != nil {
+		return nil, err
+	}
+	dialer, err := s.Kafka.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	w.dlq, err = dlq.NewWriter(dlq.WriterConfig{
+		Brokers: s.Kafka.BrokerList(), Topic: s.Kafka.DLQTopic, Transport: transport,
+		Logger: log, OnFailure: func(error) { m.DLQWriteFailures.Inc() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	mode, err := dispatch.ParseMode(s.Worker.Ordering)
+	if err != nil {
+		return nil, err
+	}
+	w.disp = dispatch.New(mode, s.Worker.MaxInFlight)
+	w.disp.OnPanic(func(j dispatch.Job, v any) {
+		log.Error("record processing panicked; the record stays unsettled", "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
+	})
+	proc := NewProcessor(pub, w.dlq, log, ProcessorHooks{
+		Consumed:     m.Consumed.Inc,
+		Settled:      m.ObserveSettled,
+		DeadLettered: func(reason string) { m.DeadLetters.WithLabelValues(reason).Inc() },
+	})
+	topic := s.Kafka.InputTopic
+	w.consumer, err = consumer.New(consumer.Config{
+		Brokers: s.Kafka.BrokerList(), Topic: topic, GroupID: s.Kafka.GroupID, Dialer: dialer,
+		StartOffset:    s.Kafka.StartOffsetValue(),
+		SessionTimeout: s.Kafka.SessionTimeout, RebalanceTimeout: s.Kafka.RebalanceTimeout,
+		HeartbeatInterval: s.Kafka.HeartbeatInterval, JoinBackoff: s.JoinBackoff,
+		PartitionWatchInterval: s.PartitionWatchInterval,
+		FetchMaxBytes:          s.Kafka.FetchMaxBytes, FetchMaxWait: s.Kafka.FetchMaxWait,
+		CommitInterval: s.Worker.CommitInterval,
+		DrainTimeout:   s.Worker.DrainTimeout, ShutdownTimeout: s.Worker.ShutdownTimeout,
+		Logger: log,
+		Hooks: consumer.Hooks{
+			Commit:   func(p int, off int64, err error) { m.ObserveCommit(topic, p, off, err) },
+			Assigned: func(int32, []int) { m.Rebalances.Inc() },
+		},
+	}, w.disp, proc.Process)
+	if err != nil {
+		return nil, err
+	}
+	w.registerGauges()
+	w.admin = admin.New(w.reg, 0,
+		admin.Component{Name: "consumer", Check: w.checkConsumer},
+		admin.Component{Name: "cxone_breaker", Check: w.checkBreaker},
+		admin.Component{Name: "cxone_rate_limit", Check: w.checkGate},
+		admin.Component{Name: "cxone_token", Check: w.checkToken},
+		admin.Component{Name: "dlq", Check: w.checkDLQ},
+	)
+	return w, nil
+}
+
+func (w *Worker) registerGauges() {
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_records", Help: "Records held: queued behind their key or being published."},
+		func() float64 { return float64(w.disp.InFlight()) }))
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_oldest_unsettled_age_seconds", Help: "Age of the oldest fetched, unsettled record."},
+		func() float64 {
+			var oldest time.Duration
+			for _, p := range w.consumer.Status().Partitions {
+				oldest = max(oldest, p.OldestAge)
+			}
+			return oldest.Seconds()
+		}))
+	w.metrics.BreakerState.Set(telemetry.BreakerValue(gobreaker.StateClosed))
+}
+
+// Registry is the worker's metrics registry.
+func (w *Worker) Registry() *prometheus.Registry { return w.reg }
+
+// Admin is the worker's admin handler.
+func (w *Worker) Admin() *admin.Server { return w.admin }
+
+// AdminAddr is the admin server's bound address once Run listens.
+func (w *Worker) AdminAddr() net.Addr {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.adminAddr
+}
+
+// Consumer returns the consumer, for status.
+func (w *Worker) Consumer() *consumer.Consumer { return w.consumer }
+
+// BreakerState is the CXone circuit breaker's state.
+func (w *Worker) BreakerState() gobreaker.State { return w.pub.BreakerState() }
+
+// InFlight is the number of records held.
+func (w *Worker) InFlight() int { return w.disp.InFlight() }
+
+// Run serves the admin endpoints and consumes until ctx ends, then shuts
+// down gracefully: stop fetching, finish in-flight records within the
+// shutdown timeout, commit, leave the group. It returns nil after a clean
+// shutdown.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.dlq.Close()
+	actx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	adminErr := make(chan error, 1)
+	go func() {
+		adminErr <- admin.Serve(actx, w.s.Worker.AdminAddr, w.admin, w.log, func(a net.Addr) {
+			w.mu.Lock()
+			w.adminAddr = a
+			w.mu.Unlock()
+		})
+	}()
+	go w.watchDLQ(ctx)
+	go w.beat(ctx)
+	w.log.Info("cxbridge worker starting",
+		"brokers", w.s.Kafka.Brokers, "input_topic", w.s.Kafka.InputTopic, "group_id", w.s.Kafka.GroupID,
+		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight,
+		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr)
+	err := w.consumer.Run(ctx)
+	stopAdmin()
+	if aerr := <-adminErr; aerr != nil && err == nil {
+		err = fmt.Errorf("admin server on %s: %w", w.s.Worker.AdminAddr, aerr)
+	}
+	w.log.Info("cxbridge worker stopped")
+	return err
+}
+
+func (w *Worker) beat(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.admin.Beat()
+		}
+	}
+}
+
+// watchDLQ checks every 10 s that the DLQ topic is writable (metadata only).
+func (w *Worker) watchDLQ(ctx context.Context) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := w.dlq.Check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		w.mu.Lock()
+		w.dlqErr, w.dlqAt = err, time.Now()
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+func (w *Worker) checkConsumer() (bool, string) {
+	st := w.consumer.Status()
+	if !st.Joined {
+		return false, "not a member of group " + w.s.Kafka.GroupID + " yet"
+	}
+	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions))
+}
+
+func (w *Worker) checkBreaker() (bool, string) {
+	switch s := w.pub.BreakerState(); s {
+	case gobreaker.StateOpen:
+		return false, "circuit breaker open: CXone is failing; consumption paused"
+	default:
+		return true, s.String()
+	}
+}
+
+func (w *Worker) checkGate() (bool, string) {
+	if until := w.pub.GateClosedUntil(); time.Now().Before(until) {
+		return false, "CXone answered 429: publishing paused until " + until.UTC().Format(time.RFC3339)
+	}
+	return true, "open"
+}
+
+func (w *Worker) checkToken() (bool, string) {
+	w.mu.Lock()
+	err := w.tokenErr
+	w.mu.Unlock()
+	switch {
+	case err == nil:
+		return true, "ok"
+	case cxone.IsConfigError(err):
+		return false, "token endpoint refuses the credentials (check --cxone-client-id/secret, --cxone-token-style): " + err.Error()
+	default:
+		return false, "token endpoint unavailable: " + err.Error()
+	}
+}
+
+func (w *Worker) checkDLQ() (bool, string) {
+	w.mu.Lock()
+	err, at := w.dlqErr, w.dlqAt
+	w.mu.Unlock()
+	switch {
+	case at.IsZero():
+		return false, "not checked yet"
+	case err != nil:
+		return false, "DLQ topic " + w.s.Kafka.DLQTopic + " not writable: " + err.Error()
+	}
+	return true, "writable"
+}

@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cxbridge/cxbridge/internal/bridge"
+	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/devstack"
+	"github.com/cxbridge/cxbridge/internal/produce"
+	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/telemetry"
+)
+
+func init() {
+	register("dev", "run everything locally: embedded broker, CXone simulator, producer and worker", runDev)
+}
+
+type devSettings struct {
+	worker       bridge.Settings
+	only         string
+	brokerAddr   string
+	simAddr      string
+	partitions   int
+	rate         float64
+	keys         int
+	invalidRatio float64
+	summaryEvery time.Duration
+}
+
+var devParts = []string{"broker", "sim", "producer", "worker"}
+
+func devFlags(s *devSettings) *config.FlagSet {
+	s.worker.CXone.ClientID = sim.DefaultClientID
+	s.worker.CXone.ClientSecret = config.NewSecret(sim.DefaultClientSecret)
+	s.worker.Worker.LogLevel = "warn"
+	fs := workerFlags("dev", &s.worker)
+	fs.StringVar(&s.only, "only", strings.Join(devParts, ","), "parts to start, comma-separated: broker, sim, producer, worker (e.g. --only broker serves just the broker)")
+	fs.StringVar(&s.brokerAddr, "broker-addr", "127.0.0.1:9092", "address of the embedded Kafka-protocol broker (loopback)")
+	fs.StringVar(&s.simAddr, "sim-addr", "127.0.0.1:8081", "address of the CXone simulator")
+	fs.IntVar(&s.partitions, "partitions", 6, "partitions of the topics the embedded broker creates")
+	fs.Float64Var(&s.rate, "rate", 50, "records per second the producer writes")
+	fs.IntVar(&s.keys, "keys", 100, "distinct keys the producer uses")
+	fs.Float64Var(&s.invalidRatio, "invalid-ratio", 0.02, "share of bad records the producer writes")
+	fs.DurationVar(&s.summaryEvery, "summary-every", 5*time.Second, "how often the summary line is printed")
+	return fs
+}
+
+func runDev(ctx context.Context, args []string, env Env) error {
+	var s devSettings
+	fs := devFlags(&s)
+	if err := fs.Parse(args, env.Stdout); err != nil {
+		return err
+	}
+	parts := map[string]bool{}
+	var p config.Problems
+	for _, part := range strings.Split(s.only, ",") {
+		part = strings.TrimSpace(part)
+		if !slices.Contains(devParts, part) {
+			p.Add("only", "unknown part %q (want some of %s)", part, strings.Join(devParts, ", "))
+		}
+		parts[part] = true
+	}
+	if !fs.Changed("kafka-brokers") {
+		s.worker.Kafka.Brokers = s.brokerAddr
+	}
+	if !fs.Changed("cxone-base-url") {
+		s.worker.CXone.BaseURL = "http://" + s.simAddr
+	}
+	if parts["worker"] {
+		if err := validateWorker(&s.worker); err != nil {
+			return err
+		}
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	level, _ := config.ParseLevel(s.worker.Worker.LogLevel)
+	log := telemetry.NewLogger(env.Stderr, s.worker.Worker.LogFormat, level)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	fail := func(err error) { cancel(err) }
+
+	if parts["broker"] {
+		b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: s.brokerAddr, Partitions: s.partitions,
+			Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		fmt.Fprintf(env.Stdout, "dev: kafka broker on %s (topics %s and %s, %d partitions)\n",
+			strings.Join(b.Addrs, ","), s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic, s.partitions)
+	}
+	var simServer *sim.Server
+	if parts["sim"] {
+		srv, url, err := sim.Start(ctx, s.simAddr, sim.Config{Logger: log})
+		if err != nil {
+			return err
+		}
+		simServer = srv
+		fmt.Fprintf(env.Stdout, "dev: CXone simulator on %s (stats: %s/sim/stats)\n", url, url)
+	}
+	var pst produce.Stats
+	if parts["producer"] {
+		wg.Go(func() {
+			err := produce.Run(ctx, produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.InputTopic,
+				Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50}, &pst, nil)
+			if err != nil {
+				fail(err)
+			}
+		})
+		fmt.Fprintf(env.Stdout, "dev: producer writing %.0f records/s (%.0f%% bad) to %s\n", s.rate, 100*s.invalidRatio, s.worker.Kafka.InputTopic)
+	}
+	var w *bridge.Worker
+	if parts["worker"] {
+		var err error
+		if w, err = bridge.NewWorker(s.worker, log); err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				fail(err)
+			}
+		})
+		fmt.Fprintf(env.Stdout, "dev: worker in group %s; admin on %s (/healthz /readyz /metrics)\n", s.worker.Kafka.GroupID, s.worker.Worker.AdminAddr)
+	}
+	fmt.Fprintln(env.Stdout, "dev: running; Ctrl-C stops")
+	summarize(ctx, env, s.summaryEvery, &pst, simServer, w)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && err != context.Canceled && ctx.Err() != nil && err != ctx.Err() {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "dev: stopped")
+	return nil
+}
+
+// summarize prints one line every period until ctx ends.
+func summarize(ctx context.Context, env Env, every time.Duration, pst *produce.Stats, s *sim.Server, w *bridge.Worker) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastAccepted float64
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			var b strings.Builder
+			fmt.Fprintf(&b, "dev: produced=%d", pst.Written.Load())
+			if w != nil {
+				settled, by := telemetry.Sum(w.Registry(), "cxbridge_records_settled_total", "result")
+				accepted := by["accepted"]
+				delete(by, "accepted")
+				dead := make([]string, 0, len(by))
+				for _, r := range slices.Sorted(maps.Keys(by)) {
+					dead = append(dead, fmt.Sprintf("%s:%.0f", r, by[r]))
+				}
+				rate := (accepted - lastAccepted) / now.Sub(last).Seconds()
+				lastAccepted, last = accepted, now
+				fmt.Fprintf(&b, " settled=%.0f accepted=%.0f dead_lettered={%s} in_flight=%d events/s=%.1f breaker=%s",
+					settled, accepted, strings.Join(dead, ","), w.InFlight(), rate, w.BreakerState())
+			}
+			if s != nil {
+				st := s.Stats()
+				fmt.Fprintf(&b, " cxone_accepted=%d duplicates=%d", st.Accepted, st.Duplicates)
+			}
+			fmt.Fprintln(env.Stdout, b.String())
+		}
+	}
+}

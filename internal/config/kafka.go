@@ -1,0 +1,194 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// Kafka holds the Kafka settings of the worker and the tools.
+type Kafka struct {
+	Brokers     string // comma-separated host:port list. Default localhost:9092.
+	InputTopic  string // Default cxone.events.
+	GroupID     string // Default cxbridge.
+	DLQTopic    string // Default cxone.events.dlq.
+	ClientID    string // Default cxbridge.
+	StartOffset string // earliest (default) or latest: where a new group starts.
+
+	TLS           bool   // Default false.
+	TLSCAFile     string // Optional.
+	TLSCertFile   string // Optional client certificate…
+	TLSKeyFile    string // …and its key.
+	TLSSkipVerify bool   // Default false.
+
+	SASLMechanism string // "", plain, scram-sha-256 or scram-sha-512.
+	SASLUsername  string
+	SASLPassword  Secret
+
+	SessionTimeout    time.Duration // Default 30s.
+	RebalanceTimeout  time.Duration // Default 30s.
+	HeartbeatInterval time.Duration // Default 3s.
+	FetchMaxBytes     int           // Largest fetch, so the largest record. Default 2 MiB.
+	FetchMaxWait      time.Duration // Default 500ms.
+}
+
+// Register defines the Kafka flags on fs.
+func (k *Kafka) Register(fs *FlagSet) {
+	fs.StringVar(&k.Brokers, "kafka-brokers", or(k.Brokers, "localhost:9092"), "Kafka bootstrap brokers, comma-separated host:port")
+	fs.StringVar(&k.InputTopic, "input-topic", or(k.InputTopic, "cxone.events"), "topic of events to publish")
+	fs.StringVar(&k.GroupID, "group-id", or(k.GroupID, "cxbridge"), "consumer group id: every worker of one deployment shares it")
+	fs.StringVar(&k.DLQTopic, "dlq-topic", or(k.DLQTopic, "cxone.events.dlq"), "topic of records that can never be delivered")
+	fs.StringVar(&k.ClientID, "client-id", or(k.ClientID, "cxbridge"), "Kafka client id")
+	fs.StringVar(&k.StartOffset, "start-offset", or(k.StartOffset, "earliest"), "where a group without committed offsets starts: earliest or latest")
+	fs.BoolVar(&k.TLS, "kafka-tls", k.TLS, "connect to Kafka with TLS")
+	fs.StringVar(&k.TLSCAFile, "kafka-tls-ca-file", k.TLSCAFile, "PEM CA certificates for Kafka (default: the system's)")
+	fs.StringVar(&k.TLSCertFile, "kafka-tls-cert-file", k.TLSCertFile, "PEM client certificate for Kafka")
+	fs.StringVar(&k.TLSKeyFile, "kafka-tls-key-file", k.TLSKeyFile, "PEM client key for Kafka")
+	fs.BoolVar(&k.TLSSkipVerify, "kafka-tls-skip-verify", k.TLSSkipVerify, "do not verify the brokers' certificates (testing only)")
+	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", k.SASLMechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (default none)")
+	fs.StringVar(&k.SASLUsername, "kafka-sasl-username", k.SASLUsername, "SASL user name")
+	fs.SecretVar(&k.SASLPassword, "kafka-sasl-password", "SASL password")
+	fs.DurationVar(&k.SessionTimeout, "kafka-session-timeout", orDur(k.SessionTimeout, 30*time.Second), "group session timeout: a member silent this long is removed")
+	fs.DurationVar(&k.RebalanceTimeout, "kafka-rebalance-timeout", orDur(k.RebalanceTimeout, 30*time.Second), "how long the group waits for members to rejoin in a rebalance")
+	fs.DurationVar(&k.HeartbeatInterval, "kafka-heartbeat-interval", orDur(k.HeartbeatInterval, 3*time.Second), "group heartbeat interval")
+	fs.IntVar(&k.FetchMaxBytes, "kafka-fetch-max-bytes", orInt(k.FetchMaxBytes, 2<<20), "largest fetch response, and so the largest record accepted")
+	fs.DurationVar(&k.FetchMaxWait, "kafka-fetch-max-wait", orDur(k.FetchMaxWait, 500*time.Millisecond), "longest a fetch waits for new records")
+}
+
+// Validate adds a problem for every bad Kafka setting.
+func (k *Kafka) Validate(p *Problems) {
+	if len(k.BrokerList()) == 0 {
+		p.Add("kafka-brokers", "is required")
+	}
+	for _, b := range k.BrokerList() {
+		if !strings.Contains(b, ":") {
+			p.Add("kafka-brokers", "%q must be host:port", b)
+		}
+	}
+	for name, v := range map[string]string{"input-topic": k.InputTopic, "group-id": k.GroupID, "dlq-topic": k.DLQTopic} {
+		if v == "" {
+			p.Add(name, "is required")
+		}
+	}
+	if k.InputTopic != "" && k.InputTopic == k.DLQTopic {
+		p.Add("dlq-topic", "must differ from --input-topic (%q)", k.InputTopic)
+	}
+	if k.StartOffset != "earliest" && k.StartOffset != "latest" {
+		p.Add("start-offset", "must be earliest or latest, got %q", k.StartOffset)
+	}
+	if (k.TLSCertFile == "") != (k.TLSKeyFile == "") {
+		p.Add("kafka-tls-key-file", "--kafka-tls-cert-file and --kafka-tls-key-file go together")
+	}
+	switch k.SASLMechanism {
+	case "":
+	case "plain", "scram-sha-256", "scram-sha-512":
+		if k.SASLUsername == "" {
+			p.Add("kafka-sasl-username", "is required with --kafka-sasl-mechanism %s", k.SASLMechanism)
+		}
+		if !k.SASLPassword.IsSet() {
+			p.Add("kafka-sasl-password", "is required with --kafka-sasl-mechanism %s (or set %s)", k.SASLMechanism, FileEnvVar("kafka-sasl-password"))
+		}
+	default:
+		p.Add("kafka-sasl-mechanism", "must be plain, scram-sha-256 or scram-sha-512, got %q", k.SASLMechanism)
+	}
+	positive(p, "kafka-session-timeout", k.SessionTimeout)
+	positive(p, "kafka-rebalance-timeout", k.RebalanceTimeout)
+	positive(p, "kafka-heartbeat-interval", k.HeartbeatInterval)
+	positive(p, "kafka-fetch-max-wait", k.FetchMaxWait)
+	if k.HeartbeatInterval >= k.SessionTimeout {
+		p.Add("kafka-heartbeat-interval", "must be shorter than --kafka-session-timeout (%s), got %s", k.SessionTimeout, k.HeartbeatInterval)
+	}
+	if k.FetchMaxBytes < 1<<20+1024 {
+		p.Add("kafka-fetch-max-bytes", "must be at least 1 MiB + 1 KiB so that the largest valid record fits, got %d", k.FetchMaxBytes)
+	}
+}
+
+// BrokerList returns the brokers as a slice.
+func (k *Kafka) BrokerList() []string {
+	var out []string
+	for _, b := range strings.Split(k.Brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// StartOffsetValue is kafka.FirstOffset or kafka.LastOffset.
+func (k *Kafka) StartOffsetValue() int64 {
+	if k.StartOffset == "latest" {
+		return kafka.LastOffset
+	}
+	return kafka.FirstOffset
+}
+
+// TLSConfig returns the TLS configuration, nil without TLS.
+func (k *Kafka) TLSConfig() (*tls.Config, error) {
+	if !k.TLS {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: k.TLSSkipVerify} //nolint:gosec // an explicit, documented testing setting
+	if k.TLSCAFile != "" {
+		pem, err := os.ReadFile(k.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kafka-tls-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("--kafka-tls-ca-file: no PEM certificate in " + k.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if k.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(k.TLSCertFile, k.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kafka-tls-cert-file/--kafka-tls-key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// SASL returns the SASL mechanism, nil without SASL.
+func (k *Kafka) SASL() (sasl.Mechanism, error) {
+	switch k.SASLMechanism {
+	case "plain":
+		return plain.Mechanism{Username: k.SASLUsername, Password: k.SASLPassword.Value()}, nil
+	case "scram-sha-256":
+		return scram.Mechanism(scram.SHA256, k.SASLUsername, k.SASLPassword.Value())
+	case "scram-sha-512":
+		return scram.Mechanism(scram.SHA512, k.SASLUsername, k.SASLPassword.Value())
+	}
+	return nil, nil
+}
+
+// Dialer returns the dialer for readers and the consumer group.
+func (k *Kafka) Dialer() (*kafka.Dialer, error) {
+	tcfg, err := k.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := k.SASL()
+	if err != nil {
+		return nil, fmt.Errorf("--kafka-sasl-mechanism: %w", err)
+	}
+	return &kafka.Dialer{ClientID: k.ClientID, Timeout: 10 * time.Second, DualStack: true, TLS: tcfg, SASLMechanism: mech}, nil
+}
+
+// Transport returns the transport for writers.
+func (k *Kafka) Transport() (*kafka.Transport, error) {
+	d, err := k.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{ClientID: k.ClientID, TLS: d.TLS, SASL: d.SASLMechanism, DialTimeout: 10 * time.Second}, nil
+}

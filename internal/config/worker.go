@@ -1,0 +1,74 @@
+package config
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Worker holds the settings of the worker process itself.
+type Worker struct {
+	Ordering        string        // key (default), partition or none.
+	MaxInFlight     int           // Default 256.
+	ShutdownTimeout time.Duration // Default 30s.
+	DrainTimeout    time.Duration // Budget of a revoked partition's drain. Default 10s.
+	CommitInterval  time.Duration // Default 1s.
+	AdminAddr       string        // Default :8090.
+	LogLevel        string        // debug, info (default), warn, error.
+	LogFormat       string        // json (default) or text.
+}
+
+// Register defines the worker flags on fs.
+func (w *Worker) Register(fs *FlagSet) {
+	fs.StringVar(&w.Ordering, "ordering", or(w.Ordering, "key"), "ordering: key (same key one at a time, in offset order), partition (one at a time per partition) or none")
+	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, 256), "most records held at once; fetching waits while it is reached")
+	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish")
+	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 10*time.Second), "on a rebalance, how long a revoked partition's records may take to finish")
+	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
+	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
+	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "json"), "log format: json or text")
+}
+
+// Validate adds a problem for every bad worker setting. rebalance is the
+// group's rebalance timeout: a revoked partition must drain within it.
+func (w *Worker) Validate(p *Problems, rebalance time.Duration) {
+	switch w.Ordering {
+	case "key", "partition", "none":
+	default:
+		p.Add("ordering", "must be key, partition or none, got %q", w.Ordering)
+	}
+	if w.MaxInFlight < 1 || w.MaxInFlight > 100_000 {
+		p.Add("max-in-flight", "must be between 1 and 100000, got %d", w.MaxInFlight)
+	}
+	positive(p, "shutdown-timeout", w.ShutdownTimeout)
+	positive(p, "drain-timeout", w.DrainTimeout)
+	positive(p, "commit-interval", w.CommitInterval)
+	if rebalance > 0 && w.DrainTimeout >= rebalance {
+		p.Add("drain-timeout", "must be shorter than --kafka-rebalance-timeout (%s), got %s", rebalance, w.DrainTimeout)
+	}
+	if w.AdminAddr == "" {
+		p.Add("admin-addr", "is required")
+	}
+	if _, ok := ParseLevel(w.LogLevel); !ok {
+		p.Add("log-level", "must be debug, info, warn or error, got %q", w.LogLevel)
+	}
+	if w.LogFormat != "json" && w.LogFormat != "text" {
+		p.Add("log-format", "must be json or text, got %q", w.LogFormat)
+	}
+}
+
+// ParseLevel reads a log level name.
+func ParseLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn", "warning":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return 0, false
+}

@@ -1,0 +1,451 @@
+// Package consumer is cxbridge's member of a Kafka consumer group: it joins
+// the group with kafka-go's ConsumerGroup, runs one fetch loop per assigned
+// partition, hands every record to a dispatch.Dispatcher, tracks which
+// offsets are settled and commits each partition's watermark of contiguous
+// settled offsets — periodically, at revocation and at shutdown — always
+// with the generation that fetched the records (design invariants 1, 2, 4).
+//
+// It does not decode, publish or dead-letter: the Processor does, and
+// reports whether the record is settled.
+//
+// Lifecycle of a generation: Next → one goroutine per partition (Start) →
+// when the generation ends (rebalance) or Run's ctx ends (shutdown), each
+// partition stops fetching, drops the records still queued, waits for its
+// running records within the drain budget, commits its watermark with the
+// ending generation, and returns. Lock order: Consumer.commitMu, then a
+// Tracker's own lock (held only inside its methods).
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/dispatch"
+)
+
+// Processor settles one record: it returns true once the record is
+// accepted by CXone or durably dead-lettered, false when ctx ended first
+// (the record then stays unsettled and is fetched again by whoever owns the
+// partition next). It must not panic.
+type Processor func(ctx context.Context, msg kafka.Message) (settled bool)
+
+// Config configures a Consumer. Zero durations take the defaults.
+type Config struct {
+	Brokers []string // Required.
+	Topic   string   // Required.
+	GroupID string   // Required.
+	// Dialer carries client id, TLS and SASL. Optional.
+	Dialer *kafka.Dialer
+	// StartOffset is where a partition without a committed offset starts:
+	// kafka.FirstOffset (default) or kafka.LastOffset.
+	StartOffset int64
+	// SessionTimeout, RebalanceTimeout, HeartbeatInterval and JoinBackoff
+	// are the group's timings. Defaults 30s, 30s, 3s, 2s.
+	SessionTimeout, RebalanceTimeout, HeartbeatInterval, JoinBackoff time.Duration
+	// PartitionWatchInterval is how often new partitions are looked for. Default 5s.
+	PartitionWatchInterval time.Duration
+	// FetchMaxBytes bounds one fetch response (and so the largest record). Default 2 MiB.
+	FetchMaxBytes int
+	// FetchMaxWait is the longest a fetch waits for data. Default 500ms.
+	FetchMaxWait time.Duration
+	// QueueCapacity is how many records each partition reader prefetches. Default 64.
+	QueueCapacity int
+	// CommitInterval and CommitEvery: commit at least this often, and
+	// after this many settled records. Defaults 1s and 1000.
+	CommitInterval time.Duration
+	CommitEvery    int
+	// DrainTimeout bounds the wait for running records of a revoked
+	// partition; ShutdownTimeout the same at shutdown. Defaults 10s and 30s.
+	DrainTimeout, ShutdownTimeout time.Duration
+	// Hooks observe the consumer, for metrics and readiness. Optional.
+	Hooks Hooks
+	// Logger is optional.
+	Logger *slog.Logger
+}
+
+// Hooks are optional observers; nil fields are skipped.
+type Hooks struct {
+	Fetched   func(partition int)
+	Commit    func(partition int, offset int64, err error)
+	Assigned  func(generation int32, partitions []int)
+	Revoked   func(generation int32, partitions []int)
+	JoinError func(err error)
+}
+
+func (c *Config) setDefaults() {
+	if c.StartOffset == 0 {
+		c.StartOffset = kafka.FirstOffset
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.SessionTimeout, 30*time.Second)
+	def(&c.RebalanceTimeout, 30*time.Second)
+	def(&c.HeartbeatInterval, 3*time.Second)
+	def(&c.JoinBackoff, 2*time.Second)
+	def(&c.PartitionWatchInterval, 5*time.Second)
+	def(&c.FetchMaxWait, 500*time.Millisecond)
+	def(&c.CommitInterval, time.Second)
+	def(&c.DrainTimeout, 10*time.Second)
+	def(&c.ShutdownTimeout, 30*time.Second)
+	if c.FetchMaxBytes <= 0 {
+		c.FetchMaxBytes = 2 << 20
+	}
+	if c.QueueCapacity <= 0 {
+		c.QueueCapacity = 64
+	}
+	if c.CommitEvery <= 0 {
+		c.CommitEvery = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Consumer is one member of the group.
+type Consumer struct {
+	cfg     Config
+	disp    *dispatch.Dispatcher
+	process Processor
+	log     *slog.Logger
+
+	settled  atomic.Int64  // records settled since the last commit round
+	commitCh chan struct{} // pokes the committer after CommitEvery settles
+
+	mu         sync.Mutex
+	partitions map[int]*partition // of the current generation
+	generation int32
+	joined     bool
+}
+
+// partition is one assigned partition of one generation.
+type partition struct {
+	id        int
+	start     int64 // the assignment's offset; negative = none committed yet
+	tracker   atomic.Pointer[dispatch.Tracker]
+	committed int64 // the last offset this generation committed; under commitMu
+	highWater atomic.Int64
+}
+
+// New returns a consumer that hands records to process through disp.
+func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, error) {
+	cfg.setDefaults()
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.GroupID == "" {
+		return nil, errors.New("consumer: brokers, topic and group id are required")
+	}
+	return &Consumer{
+		cfg: cfg, disp: disp, process: process, log: cfg.Logger,
+		commitCh:   make(chan struct{}, 1),
+		partitions: map[int]*partition{},
+	}, nil
+}
+
+// Run is a member of the group until ctx ends, then drains within
+// ShutdownTimeout, commits, leaves the group and returns nil. Join errors
+// (an unreachable broker) are logged and retried, not returned.
+func (c *Consumer) Run(ctx context.Context) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                     c.cfg.GroupID,
+		Brokers:                c.cfg.Brokers,
+		Dialer:                 c.cfg.Dialer,
+		Topics:                 []string{c.cfg.Topic},
+		HeartbeatInterval:      c.cfg.HeartbeatInterval,
+		SessionTimeout:         c.cfg.SessionTimeout,
+		RebalanceTimeout:       c.cfg.RebalanceTimeout,
+		JoinGroupBackoff:       c.cfg.JoinBackoff,
+		PartitionWatchInterval: c.cfg.PartitionWatchInterval,
+		WatchPartitionChanges:  true,
+		StartOffset:            c.cfg.StartOffset,
+		Timeout:                10 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+	// Shutdown: closing the group ends the generation, whose partitions
+	// then drain within ShutdownTimeout and commit; Close waits for them
+	// and leaves the group.
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { _ = group.Close(); close(closed) })
+	defer stop()
+	for ctx.Err() == nil {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			c.log.Warn("joining the consumer group failed; retrying", "group", c.cfg.GroupID, "brokers", c.cfg.Brokers, "error", err.Error())
+			if h := c.cfg.Hooks.JoinError; h != nil {
+				h(err)
+			}
+			continue // kafka-go backs off (JoinBackoff) before the next attempt
+		}
+		c.runGeneration(ctx, gen)
+	}
+	select { // Close can hang on an unreachable broker: bound it
+	case <-closed:
+	case <-time.After(c.cfg.ShutdownTimeout + 5*time.Second):
+		c.log.Error("leaving the consumer group timed out")
+	}
+	return nil
+}
+
+// runGeneration runs one generation until it ends or ctx ends.
+func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
+	assigned := gen.Assignments[c.cfg.Topic]
+	parts := make(map[int]*partition, len(assigned))
+	ids := make([]int, 0, len(assigned))
+	for _, a := range assigned {
+		parts[a.ID] = &partition{id: a.ID, start: a.Offset, committed: -1}
+		ids = append(ids, a.ID)
+	}
+	c.mu.Lock()
+	c.partitions, c.generation, c.joined = parts, gen.ID, true
+	c.mu.Unlock()
+	c.log.Info("partitions assigned", "generation", gen.ID, "member", gen.MemberID, "partitions", ids)
+	if h := c.cfg.Hooks.Assigned; h != nil {
+		h(gen.ID, ids)
+	}
+
+	var commitMu sync.Mutex // serialises this generation's commits: never out of order
+	var wg sync.WaitGroup
+	ended := make(chan struct{})
+	for _, p := range parts {
+		wg.Add(1)
+		gen.Start(func(gctx context.Context) {
+			defer wg.Done()
+			c.runPartition(ctx, gctx, gen, p, &commitMu)
+		})
+	}
+	gen.Start(func(gctx context.Context) {
+		defer close(ended)
+		c.commitLoop(gctx, gen, parts, &commitMu)
+	})
+	<-ended
+	wg.Wait()
+	c.mu.Lock()
+	c.joined = false
+	c.mu.Unlock()
+	c.log.Info("partitions revoked", "generation", gen.ID, "partitions", ids)
+	if h := c.cfg.Hooks.Revoked; h != nil {
+		h(gen.ID, ids)
+	}
+}
+
+// runPartition fetches one partition until the generation or ctx ends,
+// then drains and makes the partition's final commit.
+func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex) {
+	fctx, stopFetch := context.WithCancel(gctx)
+	defer stopFetch()
+	stopOnShutdown := context.AfterFunc(ctx, stopFetch)
+	defer stopOnShutdown()
+	// work is what running records publish under: it outlives the fetch
+	// so that they can finish, and ends when the drain budget is spent.
+	work, endWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer endWork()
+
+	if p.start >= 0 {
+		p.tracker.Store(dispatch.NewTracker(p.start))
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:       c.cfg.Brokers,
+		Topic:         c.cfg.Topic,
+		Partition:     p.id,
+		Dialer:        c.cfg.Dialer,
+		MinBytes:      1,
+		MaxBytes:      c.cfg.FetchMaxBytes,
+		MaxWait:       c.cfg.FetchMaxWait,
+		QueueCapacity: c.cfg.QueueCapacity,
+		ErrorLogger:   kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug("kafka reader: "+fmt.Sprintf(f, a...), "partition", p.id) }),
+	})
+	start := p.start
+	if start < 0 {
+		start = c.cfg.StartOffset
+	}
+	if err := r.SetOffset(start); err != nil {
+		c.log.Error("positioning the partition reader failed", "partition", p.id, "offset", start, "error", err.Error())
+	}
+	c.fetch(fctx, work, r, p)
+	closeBounded(r, 5*time.Second)
+
+	dropped := c.disp.Drop(p.id)
+	budget := c.cfg.DrainTimeout
+	if ctx.Err() != nil {
+		budget = c.cfg.ShutdownTimeout
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), budget)
+	if err := c.disp.WaitPartition(dctx, p.id); err != nil {
+		c.log.Warn("drain budget spent: interrupting running records", "partition", p.id, "budget", budget.String())
+		endWork()
+		_ = c.disp.WaitPartition(context.Background(), p.id) // they return promptly once work ends
+	}
+	cancel()
+	c.commit(gen, []*partition{p}, commitMu)
+	if t := p.tracker.Load(); t != nil {
+		c.log.Info("partition drained", "partition", p.id, "committed", p.committed, "dropped", dropped, "unsettled", t.Pending())
+	}
+	<-gctx.Done() // returning earlier would end the generation for everyone
+}
+
+// fetch reads records and submits them until fctx ends.
+func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partition) {
+	failures := 0
+	for {
+		msg, err := r.FetchMessage(fctx)
+		if err != nil {
+			if fctx.Err() != nil {
+				return
+			}
+			failures++
+			c.log.Warn("fetch failed; retrying", "partition", p.id, "error", err.Error())
+			if sleep(fctx, min(100*time.Millisecond<<min(failures, 6), 5*time.Second)) != nil {
+				return
+			}
+			continue
+		}
+		failures = 0
+		t := p.tracker.Load()
+		if t == nil {
+			t = dispatch.NewTracker(msg.Offset)
+			p.tracker.Store(t)
+		}
+		t.Add(msg.Offset, time.Now())
+		p.highWater.Store(r.Stats().Offset)
+		if h := c.cfg.Hooks.Fetched; h != nil {
+			h(p.id)
+		}
+		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Run: func() {
+			if c.process(work, msg) {
+				t.Settle(msg.Offset)
+				if c.settled.Add(1) >= int64(c.cfg.CommitEvery) {
+					select {
+					case c.commitCh <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}}
+		if err := c.disp.Submit(fctx, job); err != nil {
+			return // fetched, never started: stays unsettled, so never committed
+		}
+	}
+}
+
+// commitLoop commits every partition's watermark every CommitInterval and
+// after CommitEvery settles, until the generation ends.
+func (c *Consumer) commitLoop(gctx context.Context, gen *kafka.Generation, parts map[int]*partition, commitMu *sync.Mutex) {
+	list := make([]*partition, 0, len(parts))
+	for _, p := range parts {
+		list = append(list, p)
+	}
+	tick := time.NewTicker(c.cfg.CommitInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-gctx.Done(): // the partitions make their final commits as they drain
+			return
+		case <-tick.C:
+		case <-c.commitCh:
+		}
+		c.settled.Store(0)
+		c.commit(gen, list, commitMu)
+	}
+}
+
+// commit commits the watermarks of parts that moved, in one request.
+func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, commitMu *sync.Mutex) {
+	commitMu.Lock()
+	defer commitMu.Unlock()
+	offsets := map[int]int64{}
+	for _, p := range parts {
+		t := p.tracker.Load()
+		if t == nil {
+			continue
+		}
+		if w := t.Watermark(); w > p.committed {
+			offsets[p.id] = w
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	err := gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: offsets})
+	for _, p := range parts {
+		w, ok := offsets[p.id]
+		if !ok {
+			continue
+		}
+		if err == nil {
+			p.committed = w
+		}
+		if h := c.cfg.Hooks.Commit; h != nil {
+			h(p.id, w, err)
+		}
+	}
+	if err != nil {
+		c.log.Warn("commit failed", "generation", gen.ID, "offsets", fmt.Sprint(offsets), "error", err.Error())
+	}
+}
+
+// Status is a snapshot for readiness and the status page.
+type Status struct {
+	Joined     bool
+	Generation int32
+	Partitions []PartitionStatus
+}
+
+// PartitionStatus is one assigned partition.
+type PartitionStatus struct {
+	Partition int
+	Committed int64 // by this member in this generation; -1 when none yet
+	Pending   int   // fetched, not settled
+	OldestAge time.Duration
+}
+
+// Status returns the member's current assignment and progress.
+func (c *Consumer) Status() Status {
+	c.mu.Lock()
+	st := Status{Joined: c.joined, Generation: c.generation}
+	parts := c.partitions
+	c.mu.Unlock()
+	for _, p := range parts {
+		ps := PartitionStatus{Partition: p.id, Committed: -1}
+		if t := p.tracker.Load(); t != nil {
+			ps.Pending = t.Pending()
+			if _, at, ok := t.Oldest(); ok {
+				ps.OldestAge = time.Since(at)
+			}
+			ps.Committed = t.Watermark() // what the next commit will carry
+		}
+		st.Partitions = append(st.Partitions, ps)
+	}
+	return st
+}
+
+func closeBounded(r *kafka.Reader, d time.Duration) {
+	done := make(chan struct{})
+	go func() { _ = r.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,90 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Offsets are a group's committed offsets and a topic's end offsets, by
+// partition; Lag is end − committed (end when nothing is committed).
+type Offsets struct {
+	Committed map[int]int64 // -1 when the group has committed nothing
+	End       map[int]int64
+}
+
+// Lag returns the records not yet committed by the group on partition p.
+func (o Offsets) Lag(p int) int64 {
+	c := o.Committed[p]
+	if c < 0 {
+		c = 0
+	}
+	return max(o.End[p]-c, 0)
+}
+
+// TotalLag sums Lag over every partition.
+func (o Offsets) TotalLag() int64 {
+	var n int64
+	for p := range o.End {
+		n += o.Lag(p)
+	}
+	return n
+}
+
+// ReadOffsets asks the brokers for group's committed offsets and topic's
+// end offsets (not Reader.Stats().Lag, which is wrong with several
+// partitions).
+func ReadOffsets(ctx context.Context, c *kafka.Client, group, topic string) (Offsets, error) {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return Offsets{}, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var parts []int
+	for _, t := range md.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return Offsets{}, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			parts = append(parts, p.ID)
+		}
+	}
+	reqs := make([]kafka.OffsetRequest, len(parts))
+	for i, p := range parts {
+		reqs[i] = kafka.LastOffsetOf(p)
+	}
+	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return Offsets{}, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	o := Offsets{Committed: map[int]int64{}, End: map[int]int64{}}
+	for _, p := range lo.Topics[topic] {
+		if p.Error != nil {
+			return Offsets{}, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		o.End[p.Partition] = p.LastOffset
+	}
+	of, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return Offsets{}, fmt.Errorf("committed offsets of %s: %w", group, err)
+	}
+	for _, p := range parts {
+		o.Committed[p] = -1
+	}
+	if errors.Is(of.Error, kafka.GroupIdNotFound) {
+		return o, nil // nothing committed yet
+	}
+	if of.Error != nil {
+		return Offsets{}, fmt.Errorf("committed offsets of %s: %w", group, of.Error)
+	}
+	for _, p := range of.Topics[topic] {
+		if p.Error == nil {
+			o.Committed[p.Partition] = p.CommittedOffset
+		}
+	}
+	return o, nil
+}

@@ -1,0 +1,325 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/metadata"
+)
+
+// ErrTooLarge marks a write that can never succeed because a record exceeds
+// the writer's MaxMessageBytes or the broker's limit for the DLQ topic
+// (MESSAGE_TOO_LARGE). Write returns it at once instead of retrying.
+var ErrTooLarge = errors.New("dlq: record too large for the DLQ topic")
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("dlq: writer closed")
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	Brokers []string // bootstrap brokers, host:port
+	Topic   string   // the DLQ topic; it must exist (it is never auto-created)
+
+	// Transport carries TLS, SASL and the client id. nil = a plaintext
+	// transport owned (and closed) by the Writer. A caller's Transport is
+	// shared, never closed by the Writer.
+	Transport *kafka.Transport
+
+	// BatchTimeout is how long kafka-go waits to fill a batch before it
+	// sends it. DLQ writes are synchronous, so keep it short. Default 5ms.
+	BatchTimeout time.Duration
+
+	// RetryMin and RetryMax bound the exponential backoff (with jitter)
+	// between failed writes. Defaults 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+
+	// MaxMessageBytes is the largest record (as kafka-go counts key, value
+	// and headers) the writer sends; larger ones fail with ErrTooLarge. It
+	// must not exceed the DLQ topic's max.message.bytes. Default 1 MiB.
+	MaxMessageBytes int64
+
+	// Logger (optional) logs each failed attempt that will be retried, at
+	// Warn. OnFailure (optional, e.g. a metric) is called for each of them.
+	// The final error (ctx ended, ErrTooLarge, ErrClosed) is the caller's.
+	Logger    *slog.Logger
+	OnFailure func(err error)
+}
+
+// Writer writes DLQ records synchronously with acks=all. It is safe for
+// concurrent use; concurrent writes to the same partition share batches.
+type Writer struct {
+	kw        *kafka.Writer
+	topic     string
+	addr      net.Addr
+	transport *kafka.Transport // the one used for writes
+	own       bool             // transport created here, closed by Close
+	retryMin  time.Duration
+	retryMax  time.Duration
+	log       *slog.Logger
+	onFailure func(error)
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// NewWriter returns a Writer for cfg. It does not contact the brokers; use
+// Check for that.
+func NewWriter(cfg WriterConfig) (*Writer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("dlq: no brokers")
+	}
+	if cfg.Topic == "" {
+		return nil, errors.New("dlq: no topic")
+	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = 5 * time.Millisecond
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		return nil, fmt.Errorf("dlq: retry max %v below retry min %v", cfg.RetryMax, cfg.RetryMin)
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 1 << 20
+	}
+	w := &Writer{
+		topic:     cfg.Topic,
+		addr:      kafka.TCP(cfg.Brokers...),
+		transport: cfg.Transport,
+		retryMin:  cfg.RetryMin,
+		retryMax:  cfg.RetryMax,
+		log:       cfg.Logger,
+		onFailure: cfg.OnFailure,
+		closed:    make(chan struct{}),
+	}
+	if w.transport == nil {
+		w.transport, w.own = &kafka.Transport{}, true
+	}
+	w.kw = &kafka.Writer{
+		Addr:                   w.addr,
+		Topic:                  cfg.Topic,
+		Balancer:               &kafka.Hash{}, // same key, same partition
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           cfg.BatchTimeout,
+		BatchBytes:             cfg.MaxMessageBytes,
+		Async:                  false,
+		AllowAutoTopicCreation: false,
+		MaxAttempts:            1, // Write retries, with its ctx
+		Transport:              w.transport,
+	}
+	return w, nil
+}
+
+// Topic returns the DLQ topic.
+func (w *Writer) Topic() string { return w.topic }
+
+// Write produces msgs to the DLQ topic (their Topic fields are ignored) and
+// returns nil only once the broker acknowledged every one with acks=all. A
+// failed write is retried, only for the records that failed, with
+// exponential backoff and jitter until it succeeds or ctx ends; it then
+// returns ctx's error joined with the last write error. A write that cannot
+// ever succeed returns at once: ErrTooLarge, or ErrClosed after Close.
+//
+// Delivery is at least once: a write that failed or was abandoned may still
+// have reached the topic, so a retried record can appear twice. Do not modify
+// the messages' byte slices after Write returns early, since kafka-go may
+// still be sending them.
+func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
+	pending := make([]kafka.Message, len(msgs))
+	for i, m := range msgs {
+		m.Topic = "" // the kafka.Writer's Topic applies; both set is an error
+		pending[i] = m
+	}
+	delay := w.retryMin
+	var last error // the last failure not caused by ctx
+	for attempt := 1; len(pending) > 0; attempt++ {
+		select {
+		case <-w.closed:
+			return ErrClosed
+		default:
+		}
+		err := w.kw.WriteMessages(ctx, pending...)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, io.ErrClosedPipe) {
+			return ErrClosed
+		}
+		pending = failed(pending, err)
+		err = flatten(err)
+		if ctx.Err() != nil {
+			if last == nil || !errors.Is(err, ctx.Err()) {
+				last = err
+			}
+			return w.ctxErr(ctx, last)
+		}
+		last = err
+		if tooLarge(err) {
+			return fmt.Errorf("%w: %s: %w", ErrTooLarge, w.topic, err)
+		}
+		wait := jitter(delay)
+		if w.onFailure != nil {
+			w.onFailure(err)
+		}
+		if w.log != nil {
+			w.log.LogAttrs(ctx, slog.LevelWarn, "dlq write failed, retrying",
+				slog.String("topic", w.topic), slog.Int("attempt", attempt),
+				slog.Int("records", len(pending)), slog.Duration("backoff", wait),
+				slog.String("error", err.Error()))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return w.ctxErr(ctx, last)
+		case <-w.closed:
+			t.Stop()
+			return errors.Join(ErrClosed, err)
+		}
+		delay = min(2*delay, w.retryMax)
+	}
+	return nil
+}
+
+func (w *Writer) ctxErr(ctx context.Context, last error) error {
+	if errors.Is(last, ctx.Err()) {
+		return fmt.Errorf("dlq: write to %s: %w", w.topic, last)
+	}
+	return fmt.Errorf("dlq: write to %s: %w", w.topic, errors.Join(ctx.Err(), last))
+}
+
+// failed returns the messages a kafka.WriteErrors reports as failed, or all of
+// them for any other error.
+func failed(msgs []kafka.Message, err error) []kafka.Message {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) || len(we) != len(msgs) {
+		return msgs
+	}
+	out := msgs[:0:0]
+	for i, e := range we {
+		if e != nil {
+			out = append(out, msgs[i])
+		}
+	}
+	if len(out) == 0 { // cannot happen: an error with no failed record
+		return msgs
+	}
+	return out
+}
+
+// flatten turns a kafka.WriteErrors, which has no Unwrap, into the join of
+// its distinct errors, so that errors.Is and errors.As see them.
+func flatten(err error) error {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, e := range we {
+		if e != nil && !seen[e.Error()] {
+			seen[e.Error()] = true
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) == 0 {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// tooLarge reports whether err says a record can never fit.
+func tooLarge(err error) bool {
+	var mtl kafka.MessageTooLargeError
+	return errors.As(err, &mtl) || errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
+}
+
+// jitter returns a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Check reports whether the DLQ topic exists and each of its partitions has a
+// leader, with a fresh metadata request (kafka-go's Transport serves metadata
+// from a cache that keeps the last good answer through an outage, so Check
+// opens its own connection each time). It never writes nor creates the topic.
+func (w *Writer) Check(ctx context.Context) error {
+	_, err := topicPartitions(ctx, w.addr, w.transport, w.topic)
+	return err
+}
+
+// topicPartitions returns the partitions of topic, failing unless each has a
+// leader, from a metadata request on a transport of its own that copies the
+// connection settings (dial, TLS, SASL, client id) of base.
+func topicPartitions(ctx context.Context, addr net.Addr, base *kafka.Transport, topic string) ([]int, error) {
+	t := &kafka.Transport{MetadataTopics: []string{topic}}
+	if base != nil {
+		t.Dial, t.DialTimeout, t.ClientID = base.Dial, base.DialTimeout, base.ClientID
+		t.TLS, t.SASL, t.Resolver, t.Context = base.TLS, base.SASL, base.Resolver, base.Context
+	}
+	defer t.CloseIdleConnections()
+	r, err := t.RoundTrip(ctx, addr, &metadata.Request{TopicNames: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("dlq: topic %s: metadata: %w", topic, err)
+	}
+	res, ok := r.(*metadata.Response)
+	if !ok {
+		return nil, fmt.Errorf("dlq: topic %s: unexpected metadata response %T", topic, r)
+	}
+	for _, tp := range res.Topics {
+		if tp.Name != topic {
+			continue
+		}
+		if tp.ErrorCode != 0 {
+			return nil, fmt.Errorf("dlq: topic %s: %w", topic, kafka.Error(tp.ErrorCode))
+		}
+		if len(tp.Partitions) == 0 {
+			return nil, fmt.Errorf("dlq: topic %s: no partitions", topic)
+		}
+		ps := make([]int, 0, len(tp.Partitions))
+		for _, p := range tp.Partitions {
+			if p.ErrorCode != 0 {
+				return nil, fmt.Errorf("dlq: topic %s partition %d: %w", topic, p.PartitionIndex, kafka.Error(p.ErrorCode))
+			}
+			if p.LeaderID < 0 {
+				return nil, fmt.Errorf("dlq: topic %s partition %d: no leader", topic, p.PartitionIndex)
+			}
+			ps = append(ps, int(p.PartitionIndex))
+		}
+		slices.Sort(ps)
+		return ps, nil
+	}
+	return nil, fmt.Errorf("dlq: topic %s: %w", topic, kafka.UnknownTopicOrPartition)
+}
+
+// Close stops retries in progress (their Write returns ErrClosed), waits for
+// the produce requests in flight (bounded by kafka-go's 10s write timeout)
+// and releases the connections of a transport the Writer owns.
+func (w *Writer) Close() error {
+	var err error
+	w.closeOnce.Do(func() {
+		close(w.closed)
+		err = w.kw.Close()
+		if w.own {
+			w.transport.CloseIdleConnections()
+		}
+	})
+	return err
+}

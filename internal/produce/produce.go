@@ -1,0 +1,183 @@
+// Package produce generates tutorial-like CXone events, with a chosen share
+// of bad records of every kind, and writes them to a Kafka topic: the load
+// generator of the demo, the benchmarks and the compose stack.
+//
+// Every good event carries data.key (its Kafka key) and data.seq (its
+// position among that key's events), so that the CXone simulator can check
+// per-key order.
+package produce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
+)
+
+// Config configures a producer run.
+type Config struct {
+	Brokers   []string         // Required.
+	Topic     string           // Required.
+	Transport *kafka.Transport // Optional: TLS, SASL, client id.
+	// Count is how many records to write; 0 writes until ctx ends.
+	Count int
+	// Rate is records per second; 0 is as fast as the broker takes them.
+	Rate float64
+	// Keys is how many distinct keys; 0 writes records without a key.
+	Keys int
+	// Size is the approximate size of data in bytes. Default 200.
+	Size int
+	// InvalidRatio is the share of bad records, spread over every kind. 0–1.
+	InvalidRatio float64
+	// Batch is how many records go in one write. Default 500.
+	Batch int
+	// Seed makes the run repeatable; 0 picks one.
+	Seed uint64
+}
+
+// Stats count what a run wrote.
+type Stats struct {
+	Written atomic.Int64
+	Invalid atomic.Int64
+}
+
+var eventTypes = []string{"custom.user.action", "custom.cart.updated", "custom.order.placed", "custom.session.started"}
+var actions = []string{"checkout_initiated", "item_added", "coupon_applied", "payment_submitted", "address_changed"}
+
+// Generator builds records; it is not safe for concurrent use.
+type Generator struct {
+	cfg  Config
+	rng  *rand.Rand
+	seqs []int64
+	pad  string
+	n    int64
+}
+
+// NewGenerator returns a generator for cfg.
+func NewGenerator(cfg Config) *Generator {
+	if cfg.Size <= 0 {
+		cfg.Size = 200
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	g := &Generator{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	if cfg.Keys > 0 {
+		g.seqs = make([]int64, cfg.Keys)
+	}
+	if pad := cfg.Size - 150; pad > 0 {
+		g.pad = strings.Repeat("x", pad)
+	}
+	return g
+}
+
+// Next returns the next record and whether it is a bad one.
+func (g *Generator) Next() (kafka.Message, bool) {
+	g.n++
+	var key string
+	var seq int64
+	if g.cfg.Keys > 0 {
+		k := g.rng.IntN(g.cfg.Keys)
+		key = fmt.Sprintf("user-%d", k)
+		seq = g.seqs[k]
+		g.seqs[k]++
+	}
+	msg := kafka.Message{Topic: g.cfg.Topic, Time: time.Now()}
+	if key != "" {
+		msg.Key = []byte(key)
+	}
+	if g.cfg.InvalidRatio > 0 && g.rng.Float64() < g.cfg.InvalidRatio {
+		msg.Value = Bad[g.rng.IntN(len(Bad))].Value()
+		return msg, true
+	}
+	data := map[string]any{
+		"action":    actions[g.rng.IntN(len(actions))],
+		"cartValue": float64(g.rng.IntN(100000)) / 100,
+		"userId":    fmt.Sprintf("u-%d", g.rng.IntN(1_000_000)),
+		"n":         g.n,
+	}
+	if key != "" {
+		data["key"], data["seq"] = key, seq
+	}
+	if g.pad != "" {
+		data["padding"] = g.pad
+	}
+	ev := map[string]any{
+		"eventType": eventTypes[g.rng.IntN(len(eventTypes))],
+		"source":    "cxbridge-producer",
+		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"data":      data,
+	}
+	msg.Value, _ = json.Marshal(ev)
+	return msg, false
+}
+
+// Run writes records until Count is reached or ctx ends. progress, when
+// set, is called after each batch with the running total.
+func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64)) error {
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" {
+		return errors.New("produce: brokers and topic are required")
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 500
+	}
+	w := &kafka.Writer{
+		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic,
+		Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchSize: cfg.Batch, BatchBytes: 1000_000, BatchTimeout: 5 * time.Millisecond,
+	}
+	if cfg.Transport != nil { // a typed nil in the interface would be used
+		w.Transport = cfg.Transport
+	}
+	defer w.Close()
+	var lim *rate.Limiter
+	if cfg.Rate > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, min(cfg.Batch, int(cfg.Rate))))
+		cfg.Batch = max(1, min(cfg.Batch, int(cfg.Rate/10)))
+	}
+	g := NewGenerator(cfg)
+	batch := make([]kafka.Message, 0, cfg.Batch)
+	for cfg.Count == 0 || st.Written.Load() < int64(cfg.Count) {
+		n := cfg.Batch
+		if cfg.Count > 0 {
+			n = min(n, cfg.Count-int(st.Written.Load()))
+		}
+		if lim != nil {
+			if err := lim.WaitN(ctx, n); err != nil {
+				return nil // ctx ended: a clean stop
+			}
+		}
+		batch = batch[:0]
+		invalid := 0
+		for range n {
+			m, bad := g.Next()
+			if bad {
+				invalid++
+			}
+			batch = append(batch, m)
+		}
+		for i := range batch {
+			batch[i].Topic = "" // the writer's topic
+		}
+		if err := w.WriteMessages(ctx, batch...); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("produce to %s: %w", cfg.Topic, err)
+		}
+		st.Written.Add(int64(n))
+		st.Invalid.Add(int64(invalid))
+		if progress != nil {
+			progress(st.Written.Load())
+		}
+	}
+	return nil
+}
