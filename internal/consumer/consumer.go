@@ -10,9 +10,8 @@
 //
 // Lifecycle of a generation: Next → one goroutine per partition (Start) →
 // when the generation ends (rebalance) or Run's ctx ends (shutdown), each
-// partition stops fetching, drops the records still queued, waits for its
-// running records within the drain budget, commits its watermark with the
-// ending generation, and returns. Lock order: Consumer.commitMu, then a
+// partition stops fetching, waits for its held records within the drain
+// budget, commits its watermark with the ending generation, and returns. Lock order: Consumer.commitMu, then a
 // Tracker's own lock (held only inside its methods).
 package consumer
 
@@ -276,16 +275,21 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	c.fetch(fctx, work, r, p)
 	closeBounded(r, 5*time.Second)
 
-	dropped := c.disp.Drop(p.id)
+	// Drain: every record held (running, or queued behind its key) may
+	// finish within the budget, so that the watermark passes as far as it
+	// can; dropping queued records would strand the settled ones after
+	// them, to be published again by the next owner.
 	budget := c.cfg.DrainTimeout
 	if ctx.Err() != nil {
 		budget = c.cfg.ShutdownTimeout
 	}
+	dropped := 0
 	dctx, cancel := context.WithTimeout(context.Background(), budget)
 	if err := c.disp.WaitPartition(dctx, p.id); err != nil {
-		c.log.Warn("drain budget spent: interrupting running records", "partition", p.id, "budget", budget.String())
+		c.log.Warn("drain budget spent: interrupting the partition's records", "partition", p.id, "budget", budget.String())
 		endWork()
-		_ = c.disp.WaitPartition(context.Background(), p.id) // they return promptly once work ends
+		dropped = c.disp.Drop(p.id)
+		_ = c.disp.WaitPartition(context.Background(), p.id) // running ones return promptly once work ends
 	}
 	cancel()
 	c.commit(gen, []*partition{p}, commitMu)

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/consumer"
+	"github.com/cxbridge/cxbridge/internal/devstack"
+	"github.com/cxbridge/cxbridge/internal/produce"
+	"github.com/cxbridge/cxbridge/internal/sim"
+)
+
+var binary string
+
+// TestMain builds the real binary once: these tests run it as a process.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cxbridge-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "cxbridge")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type env struct {
+	broker *devstack.Broker
+	sim    *sim.Server
+	simURL string
+}
+
+func newEnv(t *testing.T, faults sim.Faults) *env {
+	t.Helper()
+	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 6,
+		Topics: []string{"cxone.events", "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	s, url, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cancel)
+	return &env{broker: b, sim: s, simURL: url}
+}
+
+// worker is a `cxbridge run` process.
+type worker struct {
+	cmd    *exec.Cmd
+	stderr *syncBuf
+	done   chan struct{}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func (e *env) startWorker(t *testing.T, extra ...string) *worker {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"run"}, extra...)...)
+	cmd.Env = append(os.Environ(),
+		"CXBRIDGE_KAFKA_BROKERS="+e.broker.Addrs[0],
+		"CXBRIDGE_GROUP_ID=cxbridge-proc",
+		"CXBRIDGE_CXONE_BASE_URL="+e.simURL,
+		"CXBRIDGE_CXONE_CLIENT_ID="+sim.DefaultClientID,
+		"CXBRIDGE_CXONE_CLIENT_SECRET="+sim.DefaultClientSecret,
+		"CXBRIDGE_ADMIN_ADDR=127.0.0.1:0",
+		"CXBRIDGE_KAFKA_SESSION_TIMEOUT=6s",
+		"CXBRIDGE_KAFKA_REBALANCE_TIMEOUT=5s",
+		"CXBRIDGE_KAFKA_HEARTBEAT_INTERVAL=200ms",
+		"CXBRIDGE_DRAIN_TIMEOUT=3s",
+		"CXBRIDGE_COMMIT_INTERVAL=100ms",
+	)
+	w := &worker{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{})}
+	cmd.Stderr = w.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(w.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-w.done
+		if t.Failed() || os.Getenv("PROC_LOG") != "" {
+			t.Logf("worker stderr:\n%s", tail(w.stderr.String(), 8000))
+		}
+	})
+	return w
+}
+
+// waitExit waits for the process to exit within d and returns its code.
+func (w *worker) waitExit(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-w.done:
+		return w.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("process did not exit within %v", d)
+		return -1
+	}
+}
+
+func (e *env) produce(t *testing.T, n int) {
+	t.Helper()
+	var st produce.Stats
+	err := produce.Run(context.Background(), produce.Config{Brokers: e.broker.Addrs, Topic: "cxone.events", Count: n, Keys: 500, Size: 200, Seed: 7}, &st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) lag(t *testing.T) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o, err := consumer.ReadOffsets(ctx, &kafka.Client{Addr: kafka.TCP(e.broker.Addrs...)}, "cxbridge-proc", "cxone.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.TotalLag()
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// SIGTERM under load: the process stops fetching, finishes its in-flight
+// records, commits and exits 0 within the shutdown timeout; after a restart
+// nothing is lost and only records in flight at the signal may be
+// published again.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	e := newEnv(t, sim.Faults{Latency: sim.Duration(20 * time.Millisecond)})
+	const n, maxInFlight = 4000, 64
+	e.produce(t, n)
+	w := e.startWorker(t, "--max-in-flight", fmt.Sprint(maxInFlight), "--shutdown-timeout", "10s")
+	waitFor(t, 60*time.Second, "500 records accepted", func() bool { return e.sim.Stats().Distinct >= 500 })
+	signalAt := time.Now()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.waitExit(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	t.Logf("exited 0 %v after SIGTERM", time.Since(signalAt).Round(time.Millisecond))
+	stopped := e.sim.Stats()
+	if stopped.Distinct >= n {
+		t.Fatalf("all %d records were done before the signal: the test proves nothing", n)
+	}
+
+	w2 := e.startWorker(t, "--max-in-flight", fmt.Sprint(maxInFlight))
+	waitFor(t, 120*time.Second, "every offset committed", func() bool { return e.lag(t) == 0 })
+	st := e.sim.Stats()
+	if st.Distinct != n {
+		t.Fatalf("accepted %d distinct events, want %d", st.Distinct, n)
+	}
+	if st.Duplicates > maxInFlight {
+		t.Fatalf("%d duplicates: more than the %d records that can be in flight", st.Duplicates, maxInFlight)
+	}
+	t.Logf("accepted %d before the signal, %d duplicates after the restart", stopped.Distinct, st.Duplicates)
+	_ = w2.cmd.Process.Signal(syscall.SIGTERM)
+	if code := w2.waitExit(t, 15*time.Second); code != 0 {
+		t.Fatalf("second worker exit code %d", code)
+	}
+}
+
+// A second signal exits at once, even while records are still draining.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	e := newEnv(t, sim.Faults{Latency: sim.Duration(time.Hour)}) // nothing ever finishes
+	e.produce(t, 50)
+	w := e.startWorker(t, "--shutdown-timeout", "60s")
+	waitFor(t, 30*time.Second, "publishes in flight", func() bool { return e.sim.Stats().Requests > 0 })
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, "the graceful shutdown to start", func() bool {
+		return strings.Contains(w.stderr.String(), "shutting down gracefully")
+	})
+	start := time.Now()
+	_ = w.cmd.Process.Signal(syscall.SIGINT)
+	if code := w.waitExit(t, 5*time.Second); code != 130 {
+		t.Fatalf("exit code %d, want 130", code)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("took %v to exit after the second signal", el)
+	}
+}
+
+// A bad setting stops start-up with exit code 2 and a line naming the flag and its variable.
+func TestBadSettingStopsStartup(t *testing.T) {
+	cmd := exec.Command(binary, "run", "--cxone-base-url", "http://cxone.example.com", "--max-in-flight", "0")
+	cmd.Env = append(os.Environ(), "CXBRIDGE_CXONE_CLIENT_SECRET=super-secret-value")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 2 {
+		t.Fatalf("exit code %d, want 2; output:\n%s", code, out)
+	}
+	for _, want := range []string{"--cxone-base-url (CXBRIDGE_CXONE_BASE_URL)", "--max-in-flight (CXBRIDGE_MAX_IN_FLIGHT)", "--cxone-client-id (CXBRIDGE_CXONE_CLIENT_ID)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "super-secret-value") {
+		t.Fatal("the secret was printed")
+	}
+}

@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/produce"
+)
+
+func init() {
+	register("produce", "write sample CXone events (and bad records) to the input topic", runProduce)
+}
+
+type produceSettings struct {
+	kafka config.Kafka
+	cfg   produce.Config
+}
+
+func produceFlags(s *produceSettings) *config.FlagSet {
+	fs := config.NewFlagSet("produce")
+	s.kafka.Register(fs)
+	fs.IntVar(&s.cfg.Count, "count", 1000, "records to write; 0 writes until interrupted")
+	fs.Float64Var(&s.cfg.Rate, "rate", 0, "records per second; 0 is as fast as the broker takes them")
+	fs.IntVar(&s.cfg.Keys, "keys", 100, "distinct Kafka keys; 0 writes records without a key")
+	fs.IntVar(&s.cfg.Size, "size", 300, "approximate size of each event's data, in bytes")
+	fs.Float64Var(&s.cfg.InvalidRatio, "invalid-ratio", 0, "share of bad records (every kind in turn), 0–1")
+	return fs
+}
+
+func runProduce(ctx context.Context, args []string, env Env) error {
+	var s produceSettings
+	fs := produceFlags(&s)
+	if err := fs.Parse(args, env.Stdout); err != nil {
+		return err
+	}
+	var p config.Problems
+	s.kafka.Validate(&p)
+	if s.cfg.Count < 0 {
+		p.Add("count", "must not be negative, got %d", s.cfg.Count)
+	}
+	if s.cfg.Rate < 0 {
+		p.Add("rate", "must not be negative, got %g", s.cfg.Rate)
+	}
+	if s.cfg.Keys < 0 {
+		p.Add("keys", "must not be negative, got %d", s.cfg.Keys)
+	}
+	if s.cfg.Size < 0 || s.cfg.Size > 400_000 {
+		p.Add("size", "must be between 0 and 400000, got %d", s.cfg.Size)
+	}
+	if s.cfg.InvalidRatio < 0 || s.cfg.InvalidRatio > 1 {
+		p.Add("invalid-ratio", "must be between 0 and 1, got %g", s.cfg.InvalidRatio)
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	tr, err := s.kafka.Transport()
+	if err != nil {
+		return err
+	}
+	s.cfg.Brokers, s.cfg.Topic, s.cfg.Transport = s.kafka.BrokerList(), s.kafka.InputTopic, tr
+	var st produce.Stats
+	start := time.Now()
+	last := start
+	err = produce.Run(ctx, s.cfg, &st, func(n int64) {
+		if time.Since(last) >= 2*time.Second {
+			last = time.Now()
+			fmt.Fprintf(env.Stderr, "produce: %d written (%.0f/s)\n", n, float64(n)/time.Since(start).Seconds())
+		}
+	})
+	el := time.Since(start)
+	fmt.Fprintf(env.Stdout, "produce: wrote %d records (%d bad) to %s in %s (%.0f records/s)\n",
+		st.Written.Load(), st.Invalid.Load(), s.cfg.Topic, el.Round(time.Millisecond), float64(st.Written.Load())/el.Seconds())
+	return err
+}
