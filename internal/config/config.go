@@ -112,6 +112,30 @@ func (fs *FlagSet) PrintUsage(out io.Writer) {
 	}
 }
 
+// Markdown returns every setting as Markdown table rows: flag, variable,
+// default, meaning (the README's configuration table).
+func (fs *FlagSet) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| flag | environment variable | default | meaning |\n|---|---|---|---|\n")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, name := range names {
+		f := fs.Lookup(name)
+		env := "`" + EnvVar(name) + "`"
+		def := "`" + f.DefValue + "`"
+		if f.DefValue == "" {
+			def = ""
+		}
+		if _, secret := fs.secrets[name]; secret {
+			env += " or `" + FileEnvVar(name) + "`"
+			def = "(secret)"
+		}
+		fmt.Fprintf(&b, "| `--%s` | %s | %s | %s |\n", name, env, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
+	}
+	return b.String()
+}
+
 // Problems collects one line per bad setting.
 type Problems struct{ lines []string }
 
