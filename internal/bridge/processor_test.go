@@ -1,0 +1,185 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/delivery"
+	"github.com/cxbridge/cxbridge/internal/dlq"
+	"github.com/cxbridge/cxbridge/internal/event"
+)
+
+// fakePublisher answers with its func; it fails the test when unset.
+type fakePublisher struct {
+	t       *testing.T
+	publish func(ev *event.Event) delivery.Outcome
+}
+
+func (f *fakePublisher) Publish(_ context.Context, ev *event.Event, _ ...slog.Attr) delivery.Outcome {
+	if f.publish == nil {
+		f.t.Fatal("Publish called unexpectedly")
+	}
+	return f.publish(ev)
+}
+
+// fakeDLQ records writes; write, when set, decides each write's error.
+type fakeDLQ struct {
+	mu    sync.Mutex
+	msgs  []kafka.Message
+	write func(m kafka.Message) error
+}
+
+func (f *fakeDLQ) Write(_ context.Context, msgs ...kafka.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range msgs {
+		if f.write != nil {
+			if err := f.write(m); err != nil {
+				return err
+			}
+		}
+		f.msgs = append(f.msgs, m)
+	}
+	return nil
+}
+
+var validValue = []byte(`{"eventType":"custom.user.action","source":"svc","timestamp":"2026-11-28T10:00:00Z","data":{"a":1}}`)
+
+func record(value []byte) kafka.Message {
+	return kafka.Message{Topic: "cxone.events", Partition: 3, Offset: 42, Key: []byte("k"), Value: value,
+		Time: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), Headers: []kafka.Header{{Key: "h", Value: []byte("v")}}}
+}
+
+// Each outcome settles (or not) the way the design's policy says, and
+// dead letters carry the reason, the answer and the original coordinates.
+func TestProcessorOutcomes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		value    []byte
+		outcome  delivery.Outcome
+		settled  bool
+		reason   string
+		status   int
+		wantBody string
+	}{
+		{"accepted", validValue, delivery.Outcome{Result: delivery.Accepted, Status: 200}, true, "", 0, ""},
+		{"rejected", validValue, delivery.Outcome{Result: delivery.Rejected, Status: 422, Body: "bad field", Attempts: 1}, true, "rejected", 422, "bad field"},
+		{"forbidden", validValue, delivery.Outcome{Result: delivery.Forbidden, Status: 403, Attempts: 1}, true, "forbidden", 403, ""},
+		{"retries exhausted", validValue, delivery.Outcome{Result: delivery.RetriesExhausted, Status: 503, Attempts: 4}, true, "retries_exhausted", 503, ""},
+		{"canceled", validValue, delivery.Outcome{Result: delivery.Canceled}, false, "", 0, ""},
+		{"not json", []byte("nope"), delivery.Outcome{}, true, "invalid_json", 0, ""},
+		{"invalid event", []byte(`{"eventType":""}`), delivery.Outcome{}, true, "invalid_event", 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pub := &fakePublisher{t: t}
+			if tc.outcome.Result != "" {
+				pub.publish = func(*event.Event) delivery.Outcome { return tc.outcome }
+			}
+			w := &fakeDLQ{}
+			p := NewProcessor(pub, w, nil, ProcessorHooks{})
+			msg := record(tc.value)
+			if got := p.Process(context.Background(), msg); got != tc.settled {
+				t.Fatalf("settled = %v, want %v", got, tc.settled)
+			}
+			if tc.reason == "" {
+				if len(w.msgs) != 0 {
+					t.Fatalf("%d DLQ writes, want none", len(w.msgs))
+				}
+				return
+			}
+			if len(w.msgs) != 1 {
+				t.Fatalf("%d DLQ writes, want 1", len(w.msgs))
+			}
+			d := w.msgs[0]
+			if string(d.Key) != "k" || string(d.Value) != string(tc.value) {
+				t.Fatalf("DLQ key/value changed: %q %q", d.Key, d.Value)
+			}
+			e, ok, err := dlq.Parse(d.Headers)
+			if !ok || err != nil {
+				t.Fatalf("parse DLQ headers: %v %v", ok, err)
+			}
+			if e.Reason != tc.reason || e.Status != tc.status || e.Body != tc.wantBody ||
+				e.Topic != "cxone.events" || e.Partition != 3 || e.Offset != 42 || e.CorrelationID == "" {
+				t.Fatalf("entry %+v", e)
+			}
+		})
+	}
+}
+
+// A record too large for the DLQ topic is dead-lettered without its value
+// instead of stalling the partition.
+func TestProcessorDLQTooLargeFallsBack(t *testing.T) {
+	t.Parallel()
+	w := &fakeDLQ{write: func(m kafka.Message) error {
+		if m.Value != nil {
+			return dlq.ErrTooLarge
+		}
+		return nil
+	}}
+	p := NewProcessor(&fakePublisher{t: t}, w, nil, ProcessorHooks{})
+	if !p.Process(context.Background(), record([]byte("not json at all"))) {
+		t.Fatal("not settled")
+	}
+	if len(w.msgs) != 1 || w.msgs[0].Value != nil {
+		t.Fatalf("writes %+v", w.msgs)
+	}
+	found := false
+	for _, h := range w.msgs[0].Headers {
+		found = found || (h.Key == dlq.HeaderValueOmitted && string(h.Value) == "15")
+	}
+	if !found {
+		t.Fatal("no value.omitted header with the original size")
+	}
+}
+
+// A DLQ write that fails until ctx ends leaves the record unsettled.
+func TestProcessorDLQFailureLeavesUnsettled(t *testing.T) {
+	t.Parallel()
+	w := &fakeDLQ{write: func(kafka.Message) error { return errors.Join(context.Canceled, errors.New("broker down")) }}
+	p := NewProcessor(&fakePublisher{t: t}, w, nil, ProcessorHooks{})
+	if p.Process(context.Background(), record([]byte("{"))) {
+		t.Fatal("settled although the DLQ write failed")
+	}
+}
+
+// A panic while processing dead-letters the record as internal_error: the
+// partition does not stall (invariant 7).
+func TestProcessorPanicDeadLetters(t *testing.T) {
+	t.Parallel()
+	pub := &fakePublisher{t: t, publish: func(*event.Event) delivery.Outcome { panic("boom") }}
+	w := &fakeDLQ{}
+	p := NewProcessor(pub, w, nil, ProcessorHooks{})
+	if !p.Process(context.Background(), record(validValue)) {
+		t.Fatal("not settled")
+	}
+	e, _, _ := dlq.Parse(w.msgs[0].Headers)
+	if e.Reason != ReasonInternalError || e.Error != "panic: boom" {
+		t.Fatalf("entry %+v", e)
+	}
+}
+
+// The correlation id of a bad record is its header's, so a replay keeps it.
+func TestProcessorKeepsHeaderCorrelationID(t *testing.T) {
+	t.Parallel()
+	w := &fakeDLQ{}
+	p := NewProcessor(&fakePublisher{t: t}, w, nil, ProcessorHooks{})
+	msg := record([]byte("garbage"))
+	msg.Headers = append(msg.Headers, kafka.Header{Key: "X-Correlation-ID", Value: []byte("order-77")})
+	p.Process(context.Background(), msg)
+	e, _, _ := dlq.Parse(w.msgs[0].Headers)
+	if e.CorrelationID != "order-77" {
+		t.Fatalf("correlation id %q", e.CorrelationID)
+	}
+	if dlq.HeaderCorrelationID != event.HeaderDLQCorrelationID || dlq.HeaderTraceID != event.HeaderDLQTraceID {
+		t.Fatal("the DLQ id headers and the ones event reads back on replay differ")
+	}
+}

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func parseKafkaWorker(t *testing.T, args ...string) (Kafka, Worker, error) {
+	t.Helper()
+	var k Kafka
+	var w Worker
+	fs := NewFlagSet("test")
+	k.Register(fs)
+	w.Register(fs)
+	if err := fs.Parse(args, &bytes.Buffer{}); err != nil {
+		return k, w, err
+	}
+	var p Problems
+	k.Validate(&p)
+	w.Validate(&p, k.RebalanceTimeout)
+	return k, w, p.Err()
+}
+
+// The defaults are the documented ones and valid as they are.
+func TestKafkaWorkerDefaults(t *testing.T) {
+	k, w, err := parseKafkaWorker(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Brokers != "localhost:9092" || k.InputTopic != "cxone.events" || k.GroupID != "cxbridge" || k.DLQTopic != "cxone.events.dlq" ||
+		k.StartOffsetValue() != kafka.FirstOffset || w.Ordering != "key" || w.MaxInFlight != 256 || w.ShutdownTimeout != 30*time.Second ||
+		w.AdminAddr != ":8090" {
+		t.Fatalf("defaults %+v %+v", k, w)
+	}
+	if got := (&Kafka{Brokers: " a:1, b:2 ,"}).BrokerList(); len(got) != 2 || got[1] != "b:2" {
+		t.Fatalf("BrokerList = %q", got)
+	}
+}
+
+// Each bad Kafka or worker setting gives a line naming its flag and variable.
+func TestKafkaWorkerValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		flag string
+	}{
+		{"broker without port", []string{"--kafka-brokers", "kafka1"}, "kafka-brokers"},
+		{"same dlq and input", []string{"--dlq-topic", "cxone.events"}, "dlq-topic"},
+		{"bad start offset", []string{"--start-offset", "middle"}, "start-offset"},
+		{"cert without key", []string{"--kafka-tls-cert-file", "c.pem"}, "kafka-tls-key-file"},
+		{"unknown sasl", []string{"--kafka-sasl-mechanism", "gssapi"}, "kafka-sasl-mechanism"},
+		{"sasl without user", []string{"--kafka-sasl-mechanism", "plain"}, "kafka-sasl-username"},
+		{"sasl without password", []string{"--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-username", "u"}, "kafka-sasl-password"},
+		{"heartbeat over session", []string{"--kafka-heartbeat-interval", "40s"}, "kafka-heartbeat-interval"},
+		{"fetch smaller than a record", []string{"--kafka-fetch-max-bytes", "1000"}, "kafka-fetch-max-bytes"},
+		{"bad ordering", []string{"--ordering", "random"}, "ordering"},
+		{"no in-flight", []string{"--max-in-flight", "0"}, "max-in-flight"},
+		{"drain longer than rebalance", []string{"--drain-timeout", "45s"}, "drain-timeout"},
+		{"bad log level", []string{"--log-level", "loud"}, "log-level"},
+		{"bad log format", []string{"--log-format", "xml"}, "log-format"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parseKafkaWorker(t, tc.args...)
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("--%s (%s): ", tc.flag, EnvVar(tc.flag))) {
+				t.Fatalf("no line for --%s in:\n%v", tc.flag, err)
+			}
+		})
+	}
+}
+
+// An unknown flag or an unparsable value is a configuration error too.
+func TestParseErrorIsConfigError(t *testing.T) {
+	for _, args := range [][]string{{"--no-such-flag"}, {"--max-in-flight", "many"}} {
+		_, _, err := parseKafkaWorker(t, args...)
+		var cerr *Error
+		if !errors.As(err, &cerr) {
+			t.Fatalf("%v: want *Error, got %v", args, err)
+		}
+	}
+}
+
+// SASL mechanisms and TLS are built from the settings; the password stays secret.
+func TestKafkaSecurity(t *testing.T) {
+	t.Setenv("CXBRIDGE_KAFKA_SASL_PASSWORD", "pw-from-env")
+	k, _, err := parseKafkaWorker(t, "--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-username", "bridge", "--kafka-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := k.Dialer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.SASLMechanism == nil || d.SASLMechanism.Name() != "SCRAM-SHA-512" || d.TLS == nil {
+		t.Fatalf("dialer %+v", d)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", k, k), "pw-from-env") {
+		t.Fatal("the SASL password prints")
+	}
+	if _, err := (&Kafka{TLS: true, TLSCAFile: "/nonexistent.pem"}).TLSConfig(); err == nil || !strings.Contains(err.Error(), "--kafka-tls-ca-file") {
+		t.Fatalf("missing CA file: %v", err)
+	}
+}
