@@ -20,7 +20,9 @@ func serve(t *testing.T, h http.Handler) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, "127.0.0.1:0", h, slog.New(slog.DiscardHandler), func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- Serve(ctx, "127.0.0.1:0", h, slog.New(slog.DiscardHandler), func(a net.Addr) { addrc <- a })
+	}()
 	addr := <-addrc
 	t.Cleanup(func() {
 		cancel()

@@ -78,6 +78,9 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		switch res.Class {
 		case cxone.Accepted:
 			done(nil)
+			if p.limiter != nil {
+				p.limiter.up()
+			}
 			out.Result, out.Body, out.Err = Accepted, "", nil
 			return out
 		case cxone.Rejected:
@@ -109,6 +112,9 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 				wait = res.RetryAfter
 			}
 			p.gate.Close(time.Now().Add(Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
+			if p.limiter != nil {
+				p.limiter.down()
+			}
 		default: // server error, timeout, network error
 			done(errAttemptFailed)
 			if probe {
@@ -143,7 +149,7 @@ func (p *Publisher) waitTurn(ctx context.Context) error {
 		return err
 	}
 	if p.limiter != nil {
-		return p.limiter.Wait(ctx)
+		return p.limiter.wait(ctx)
 	}
 	return nil
 }

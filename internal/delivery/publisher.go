@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -37,7 +36,8 @@ type Config struct {
 	DefaultRetryAfter time.Duration
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
-	// RateLimit is the most attempts per second, 0 for no limit.
+	// RateLimit is the most attempts per second, 0 for no limit. A 429
+	// halves it for a while; it then recovers by a tenth a second.
 	RateLimit float64
 	// Hooks observe what happens, for metrics. Optional.
 	Hooks Hooks
@@ -113,8 +113,8 @@ type Publisher struct {
 	tokens  TokenSource
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 	gate    Gate
-	limiter *rate.Limiter
-	poll    time.Duration // how often a caller held by the breaker looks again
+	limiter *adaptiveLimit // nil without a rate limit
+	poll    time.Duration  // how often a caller held by the breaker looks again
 }
 
 // The breaker's view of an attempt.
@@ -142,13 +142,22 @@ func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 		},
 	})
 	if cfg.RateLimit > 0 {
-		p.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
+		p.limiter = newAdaptiveLimit(cfg.RateLimit)
 	}
 	return p
 }
 
 // BreakerState returns the breaker's state.
 func (p *Publisher) BreakerState() gobreaker.State { return p.breaker.State() }
+
+// RateLimit returns the client-side rate limit in force (it adapts to
+// 429s), 0 when there is none.
+func (p *Publisher) RateLimit() float64 {
+	if p.limiter == nil {
+		return 0
+	}
+	return p.limiter.rate()
+}
 
 // GateClosedUntil returns when the 429 gate opens; a past time means open.
 func (p *Publisher) GateClosedUntil() time.Time { return p.gate.ClosedUntil() }

@@ -463,3 +463,33 @@ func TestPublishLogsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The client-side rate limit holds publishes to its rate; a 429 halves it
+// and accepted publishes bring it back.
+func TestPublishRateLimitAdapts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{RateLimit: 40})
+	ctx := context.Background()
+	start := time.Now()
+	for range 24 { // burst 4, then 20 at 40/s: about 0.5 s
+		mustAccept(t, h.pub.Publish(ctx, newEvent()))
+	}
+	if el := time.Since(start); el < 400*time.Millisecond {
+		t.Fatalf("24 publishes at 40/s took %v: the limit did not hold", el)
+	}
+	if r := h.pub.RateLimit(); r != 40 {
+		t.Fatalf("rate %v before any 429", r)
+	}
+	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "0"}}})
+	mustAccept(t, h.pub.Publish(ctx, newEvent()))
+	if r := h.pub.RateLimit(); r != 20 {
+		t.Fatalf("rate %v after a 429, want 20", r)
+	}
+	waitUntil := time.Now().Add(5 * time.Second)
+	for h.pub.RateLimit() <= 20 && time.Now().Before(waitUntil) {
+		mustAccept(t, h.pub.Publish(ctx, newEvent()))
+	}
+	if r := h.pub.RateLimit(); r <= 20 {
+		t.Fatalf("rate %v: it did not recover", r)
+	}
+}
