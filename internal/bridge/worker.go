@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/cxbridge/cxbridge/internal/admin"
@@ -44,6 +45,9 @@ type Worker struct {
 	disp     *dispatch.Dispatcher
 	consumer *consumer.Consumer
 	admin    *admin.Server
+
+	lag         *prometheus.GaugeVec
+	kafkaClient *kafka.Client
 
 	mu        sync.Mutex
 	tokenErr  error
@@ -121,6 +125,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.kafkaClient = &kafka.Client{Addr: kafka.TCP(s.Kafka.BrokerList()...), Timeout: 10 * time.Second, Transport: transport}
 	w.registerGauges()
 	w.admin = admin.New(w.reg, 0,
 		admin.Component{Name: "consumer", Check: w.checkConsumer},
@@ -143,6 +148,9 @@ func (w *Worker) registerGauges() {
 			}
 			return oldest.Seconds()
 		}))
+	w.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
+		[]string{"topic", "partition"})
+	w.reg.MustRegister(w.lag)
 	w.metrics.BreakerState.Set(telemetry.BreakerValue(gobreaker.StateClosed))
 }
 
@@ -184,6 +192,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}()
 	go w.watchDLQ(ctx)
+	go w.watchLag(ctx, w.lag, w.kafkaClient)
 	go w.beat(ctx)
 	w.log.Info("cxbridge worker starting",
 		"brokers", w.s.Kafka.Brokers, "input_topic", w.s.Kafka.InputTopic, "group_id", w.s.Kafka.GroupID,
