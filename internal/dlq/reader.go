@@ -20,10 +20,16 @@ type ReaderConfig struct {
 	// MaxBytes bounds one fetch response; default 16 MiB. A record batch
 	// larger than that is still returned whole by the broker.
 	MaxBytes int
+	// From is where each partition's scan starts; a partition missing, or
+	// below its first offset, starts at its first offset. Optional.
+	From map[int]int64
+	// Plan, when set, is called once before the scan with the number of
+	// offsets it will cover (for a progress bar).
+	Plan func(offsets int64)
 }
 
 // Scan calls fn with every record of the topic, partition by partition in
-// offset order, from each partition's first offset up to its end offset as
+// offset order, from each partition's first offset (or cfg.From) up to its end offset as
 // read when the scan starts: records produced during the scan are not seen.
 // It joins no group and commits nothing. The records' Topic, Partition,
 // Offset and Time are set; their byte slices are their own. An error from fn
@@ -53,6 +59,16 @@ func Scan(ctx context.Context, cfg ReaderConfig, fn func(kafka.Message) error) e
 	last, err := listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
 	if err != nil {
 		return err
+	}
+	var total int64
+	for _, p := range parts {
+		if from, ok := cfg.From[p]; ok && from > first[p] {
+			first[p] = min(from, last[p])
+		}
+		total += last[p] - first[p]
+	}
+	if cfg.Plan != nil {
+		cfg.Plan(total)
 	}
 	for _, p := range parts {
 		if err := scanPartition(ctx, c, cfg, p, first[p], last[p], fn); err != nil {
