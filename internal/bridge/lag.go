@@ -35,6 +35,9 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 			w.log.Debug("reading the group's lag failed", "error", err.Error())
 			continue
 		}
+		w.mu.Lock()
+		w.offsets = o
+		w.mu.Unlock()
 		lag.Reset()
 		for _, p := range w.consumer.Status().Partitions {
 			lag.WithLabelValues(topic, strconv.Itoa(p.Partition)).Set(float64(o.Lag(p.Partition)))

@@ -48,6 +48,7 @@ type Worker struct {
 
 	lag         *prometheus.GaugeVec
 	kafkaClient *kafka.Client
+	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
 
 	mu        sync.Mutex
 	tokenErr  error
@@ -134,6 +135,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		admin.Component{Name: "cxone_token", Check: w.checkToken},
 		admin.Component{Name: "dlq", Check: w.checkDLQ},
 	)
+	w.registerStatusPage()
 	return w, nil
 }
 

@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"sort"
+	"time"
+
+	"github.com/cxbridge/cxbridge/internal/admin"
+	"github.com/cxbridge/cxbridge/internal/telemetry"
+	"github.com/cxbridge/cxbridge/internal/version"
+)
+
+// Status is the status page's data.
+type Status struct {
+	Version     string             `json:"version"`
+	Group       string             `json:"group"`
+	Topic       string             `json:"topic"`
+	Ready       bool               `json:"ready"`
+	Reasons     []string           `json:"reasons,omitempty"`
+	Breaker     string             `json:"breaker"`
+	InFlight    int                `json:"in_flight"`
+	Settled     map[string]float64 `json:"settled"`
+	Attempts    map[string]float64 `json:"attempts"`
+	DeadLetters map[string]float64 `json:"dead_letters"`
+	Partitions  []PartitionStatus  `json:"partitions"`
+	TimeMS      int64              `json:"time_ms"`
+}
+
+// PartitionStatus is one held partition on the status page.
+type PartitionStatus struct {
+	Partition int   `json:"partition"`
+	Committed int64 `json:"committed"` // the group's committed offset, -1 for none
+	Lag       int64 `json:"lag"`
+	Pending   int   `json:"pending"` // fetched, not yet settled
+}
+
+// Status returns a snapshot for the status page.
+func (w *Worker) Status() Status {
+	r := w.admin.Ready()
+	_, settled := telemetry.Sum(w.reg, "cxbridge_records_settled_total", "result")
+	_, attempts := telemetry.Sum(w.reg, "cxbridge_publish_attempts_total", "outcome")
+	_, dead := telemetry.Sum(w.reg, "cxbridge_dead_letters_total", "reason")
+	s := Status{
+		Version: version.Get().Version, Group: w.s.Kafka.GroupID, Topic: w.s.Kafka.InputTopic,
+		Ready: r.Ready, Reasons: r.Reasons, Breaker: w.pub.BreakerState().String(), InFlight: w.disp.InFlight(),
+		Settled: settled, Attempts: attempts, DeadLetters: dead, TimeMS: time.Now().UnixMilli(),
+	}
+	w.mu.Lock()
+	offsets := w.offsets
+	w.mu.Unlock()
+	for _, p := range w.consumer.Status().Partitions {
+		ps := PartitionStatus{Partition: p.Partition, Committed: -1, Pending: p.Pending}
+		if offsets.End != nil {
+			ps.Committed, ps.Lag = offsets.Committed[p.Partition], offsets.Lag(p.Partition)
+		}
+		s.Partitions = append(s.Partitions, ps)
+	}
+	sort.Slice(s.Partitions, func(i, j int) bool { return s.Partitions[i].Partition < s.Partitions[j].Partition })
+	return s
+}
+
+func (w *Worker) registerStatusPage() {
+	page, data := admin.StatusHandlers(func() any { return w.Status() })
+	w.admin.Handle("GET /{$}", page)
+	w.admin.Handle("GET /status.json", data)
+}
