@@ -28,3 +28,27 @@ lint: ## gofmt check, vet, staticcheck (pinned)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: test-browser
+test-browser: ## render the status page in headless Chromium against cxbridge dev
+	bash scripts/test-browser.sh
+
+# ---- the compose stack (docker-compose.yml, deploy/) ---------------------------
+# Redpanda, the CXone simulator, 3 workers, a producer, Prometheus and Grafana.
+# `docker compose` (v2) when the Docker CLI has it, else docker-compose (v1,
+# with --compatibility so deploy.replicas is honoured).
+COMPOSE_PROJECT ?= cxbridge
+COMPOSE         ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker compose'; else echo 'docker-compose --compatibility'; fi)
+COMPOSE_FLAGS    = -p $(COMPOSE_PROJECT) -f docker-compose.yml
+
+.PHONY: compose-up compose-down compose-config
+
+compose-config: ## check docker-compose.yml (installs Debian's docker-compose if absent; needs no Docker engine)
+	@command -v docker-compose >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose)
+	CXBRIDGE_VERSION=$(VERSION) docker-compose $(COMPOSE_FLAGS) config -q
+
+compose-up: ## build the image and start the compose stack: Grafana :3000, Prometheus :9090, Console :8080, simulator :8081
+	CXBRIDGE_VERSION=$(VERSION) $(COMPOSE) $(COMPOSE_FLAGS) up -d --build
+
+compose-down: ## stop the compose stack and remove its containers and data
+	CXBRIDGE_VERSION=$(VERSION) $(COMPOSE) $(COMPOSE_FLAGS) down -v --remove-orphans
