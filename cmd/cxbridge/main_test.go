@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,5 +235,31 @@ func TestBadSettingStopsStartup(t *testing.T) {
 	}
 	if strings.Contains(string(out), "super-secret-value") {
 		t.Fatal("the secret was printed")
+	}
+}
+
+// A broker that cannot be reached at start-up is retried with a clear log
+// line, not a crash loop; SIGTERM still stops the process cleanly.
+func TestUnreachableBrokerIsRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	e := &env{simURL: "http://127.0.0.1:1", broker: &devstack.Broker{Addrs: []string{dead}}}
+	w := e.startWorker(t)
+	waitFor(t, 30*time.Second, "the retry log line", func() bool {
+		return strings.Contains(w.stderr.String(), "joining the consumer group failed; retrying") &&
+			strings.Contains(w.stderr.String(), dead)
+	})
+	select {
+	case <-w.done:
+		t.Fatalf("the process exited: %s", tail(w.stderr.String(), 2000))
+	case <-time.After(time.Second):
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	if code := w.waitExit(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 }
