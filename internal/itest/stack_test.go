@@ -10,9 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/telemetry"
 )
 
 const (
@@ -41,6 +44,8 @@ type stack struct {
 	simURL string
 	client *kafka.Client
 	logs   io.Writer
+
+	publishing, peakPublishing atomic.Int64 // concurrent publish requests at the simulator
 }
 
 func newStack(t *testing.T, partitions int, simCfg sim.Config) *stack {
@@ -52,10 +57,23 @@ func newStack(t *testing.T, partitions int, simCfg sim.Config) *stack {
 	}
 	t.Cleanup(b.Close)
 	s := sim.New(simCfg)
-	srv := httptest.NewServer(s.Handler())
+	st := &stack{t: t, broker: b, sim: s, logs: io.Discard}
+	h := s.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v2/events/publish" {
+			n := st.publishing.Add(1)
+			defer st.publishing.Add(-1)
+			for p := st.peakPublishing.Load(); n > p; p = st.peakPublishing.Load() {
+				if st.peakPublishing.CompareAndSwap(p, n) {
+					break
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
-	client := &kafka.Client{Addr: kafka.TCP(b.Addrs...), Timeout: 10 * time.Second}
-	st := &stack{t: t, broker: b, sim: s, simURL: srv.URL, client: client, logs: io.Discard}
+	st.simURL = srv.URL
+	st.client = &kafka.Client{Addr: kafka.TCP(b.Addrs...), Timeout: 10 * time.Second}
 	if os.Getenv("ITEST_LOG") != "" {
 		st.logs = os.Stderr
 	}
@@ -282,4 +300,234 @@ func (s *stack) inputRecords() map[[2]int64]kafka.Message {
 		s.t.Fatal(err)
 	}
 	return out
+}
+
+// keyedRecords returns keys×per valid records: key k-<i> has data.key k-<i>
+// and data.seq 0..per-1 in offset order; the keys are interleaved at random.
+func keyedRecords(keys, per int, seed uint64) []kafka.Message {
+	order := make([]int, 0, keys*per)
+	for k := range keys {
+		for range per {
+			order = append(order, k)
+		}
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
+	r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	next := make([]int, keys)
+	ts := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	out := make([]kafka.Message, len(order))
+	for i, k := range order {
+		key := fmt.Sprintf("k-%d", k)
+		out[i] = kafka.Message{Key: []byte(key), Value: fmt.Appendf(nil,
+			`{"eventType":"custom.itest","source":"itest","timestamp":%q,"data":{"key":%q,"seq":%d,"n":%d}}`,
+			ts, key, next[k], i)}
+		next[k]++
+	}
+	return out
+}
+
+// checkKeySequence reports how the arrivals seqs of one key break the order:
+// every new seq must be the next one (no gap, no reordering); a seq seen
+// before (a redelivery) is allowed; all of 0..per-1 must have arrived.
+func checkKeySequence(seqs []int64, per int) error {
+	seen := map[int64]bool{}
+	next := int64(0)
+	for i, s := range seqs {
+		switch {
+		case seen[s]: // a redelivery
+		case s == next:
+			seen[s] = true
+			next++
+		default:
+			return fmt.Errorf("arrival %d is seq %d, want %d or a seq seen before (arrivals %v)", i, s, next, seqs)
+		}
+	}
+	if next != int64(per) {
+		return fmt.Errorf("seqs 0..%d arrived, want 0..%d (arrivals %v)", next-1, per-1, seqs)
+	}
+	return nil
+}
+
+// waitAccepted waits until the simulator accepted n distinct events.
+func (s *stack) waitAccepted(n int64, timeout time.Duration) {
+	s.t.Helper()
+	waitFor(s.t, timeout, fmt.Sprintf("%d distinct events accepted", n), func() bool {
+		return s.sim.Stats().Distinct >= n
+	}, func() string { return fmt.Sprintf("simulator %+v", s.sim.Stats()) })
+}
+
+// metric is the total of a metric family of r's registry, and its values by label.
+func (r *running) metric(name, label string) (float64, map[string]float64) {
+	return telemetry.Sum(r.w.Registry(), name, label)
+}
+
+// offsetWatch samples the group's committed offsets in the background.
+type offsetWatch struct {
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	samples int
+	errs    int
+	last    map[int]int64
+	moves   map[int]int // times a partition's committed offset moved forward
+	regress []string    // every backward move seen
+	check   func(consumer.Offsets) []string
+	bad     []string // what check reported
+}
+
+// watchOffsets samples the committed offsets every interval until stop;
+// check, when set, is called with every sample and returns violations.
+func (s *stack) watchOffsets(every time.Duration, check func(consumer.Offsets) []string) *offsetWatch {
+	w := &offsetWatch{stop: make(chan struct{}), done: make(chan struct{}), last: map[int]int64{}, moves: map[int]int{}, check: check}
+	client := &kafka.Client{Addr: kafka.TCP(s.broker.Addrs...), Timeout: 5 * time.Second}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			o, err := consumer.ReadOffsets(ctx, client, groupID, inputTopic)
+			cancel()
+			w.mu.Lock()
+			if err != nil {
+				w.errs++
+			} else {
+				w.samples++
+				for p, c := range o.Committed {
+					prev, ok := w.last[p]
+					switch {
+					case ok && c < prev:
+						w.regress = append(w.regress, fmt.Sprintf("partition %d: %d after %d", p, c, prev))
+					case ok && c > prev:
+						w.moves[p]++
+					}
+					if !ok || c > prev {
+						w.last[p] = c
+					}
+				}
+				if w.check != nil {
+					w.bad = append(w.bad, w.check(o)...)
+				}
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	s.t.Cleanup(w.halt)
+	return w
+}
+
+// halt stops the sampling (idempotent) and waits for it.
+func (w *offsetWatch) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// warmUp writes one valid record to each of the partitions partitions
+// (keys chosen with the writer's hash balancer) and waits until the
+// simulator accepted them: the worker is then joined and fetching from
+// every partition. It returns the records written.
+func (s *stack) warmUp(partitions int, timeout time.Duration) []kafka.Message {
+	s.t.Helper()
+	ids := make([]int, partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	var msgs []kafka.Message
+	covered := map[int]bool{}
+	ts := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	for i := 0; len(covered) < partitions; i++ {
+		key := fmt.Sprintf("warm-%d", i)
+		m := kafka.Message{Key: []byte(key)}
+		if p := (&kafka.Hash{}).Balance(m, ids...); !covered[p] {
+			covered[p] = true
+			m.Value = fmt.Appendf(nil, `{"eventType":"custom.itest","source":"itest","timestamp":%q,"data":{"warm":%d}}`, ts, i)
+			msgs = append(msgs, m)
+		}
+	}
+	before := s.sim.Stats().Distinct
+	s.write(msgs)
+	s.waitAccepted(before+int64(len(msgs)), timeout)
+	return msgs
+}
+
+// writePaced writes msgs in equal chunks every 100ms over about d, so that
+// records keep arriving while the worker runs.
+func (s *stack) writePaced(msgs []kafka.Message, d time.Duration) {
+	s.t.Helper()
+	ticks := max(1, int(d/(100*time.Millisecond)))
+	per := (len(msgs) + ticks - 1) / ticks
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; i < len(msgs); i += per {
+		s.write(msgs[i:min(i+per, len(msgs))])
+		<-t.C
+	}
+}
+
+// mix returns good with bad inserted at random places; good keeps its order.
+func mix(good, bad []kafka.Message, seed uint64) []kafka.Message {
+	r := rand.New(rand.NewPCG(seed, seed^0x2545f491))
+	isBad := make([]bool, len(good)+len(bad))
+	for _, i := range r.Perm(len(isBad))[:len(bad)] {
+		isBad[i] = true
+	}
+	out := make([]kafka.Message, 0, len(isBad))
+	g, b := 0, 0
+	for _, bad1 := range isBad {
+		if bad1 {
+			out = append(out, bad[b])
+			b++
+		} else {
+			out = append(out, good[g])
+			g++
+		}
+	}
+	return out
+}
+
+// dlqByKey counts the DLQ records by key and checks their reason against
+// want (key → reason).
+func (s *stack) dlqByKey(want map[string]string) map[string]int {
+	s.t.Helper()
+	seen := map[string]int{}
+	for _, m := range s.dlqRecords() {
+		e, ok, err := dlq.Parse(m.Headers)
+		if err != nil || !ok {
+			s.t.Errorf("DLQ record %s without valid headers: %v", m.Key, err)
+			continue
+		}
+		key := string(m.Key)
+		if r, ok := want[key]; !ok || e.Reason != r {
+			s.t.Errorf("DLQ record %s: reason %q, want %q", key, e.Reason, r)
+		}
+		seen[key]++
+	}
+	return seen
+}
+
+// checkKeys checks every key k-0..k-(keys-1) arrived 0..per-1 in order
+// (redeliveries allowed), reporting at most five keys.
+func (s *stack) checkKeys(keys, per int) {
+	s.t.Helper()
+	bad := 0
+	for k := range keys {
+		if err := checkKeySequence(s.sim.KeySequence(fmt.Sprintf("k-%d", k)), per); err != nil {
+			if bad++; bad <= 5 {
+				s.t.Errorf("key k-%d: %v", k, err)
+			}
+		}
+	}
+	if bad > 5 {
+		s.t.Errorf("... %d keys out of order in all", bad)
+	}
 }
