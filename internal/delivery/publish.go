@@ -113,7 +113,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			}
 			p.gate.Close(time.Now().Add(Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
 			if p.limiter != nil {
-				p.limiter.down()
+				p.limiter.down(out.LastAttempt)
 			}
 		default: // server error, timeout, network error
 			done(errAttemptFailed)

@@ -18,6 +18,7 @@ type adaptiveLimit struct {
 	mu       sync.Mutex
 	current  float64
 	lastStep time.Time
+	lastDown time.Time // when the rate was last halved
 }
 
 func newAdaptiveLimit(perSecond float64) *adaptiveLimit {
@@ -29,13 +30,20 @@ func newAdaptiveLimit(perSecond float64) *adaptiveLimit {
 
 func (a *adaptiveLimit) wait(ctx context.Context) error { return a.lim.Wait(ctx) }
 
-// down halves the rate after a 429.
-func (a *adaptiveLimit) down() {
+// down halves the rate after a 429 to an attempt that started at sent. A
+// 429 to an attempt sent before the last halving says nothing about the
+// halved rate: the attempts in flight when CXone starts refusing would
+// otherwise halve it once each, down to the floor at once.
+func (a *adaptiveLimit) down(sent time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if sent.Before(a.lastDown) {
+		return
+	}
 	a.current = max(a.current/2, a.floor)
 	a.lastStep = time.Now()
-	a.lim.SetLimit(rate.Limit(a.current))
+	a.lastDown = a.lastStep
+	a.set()
 }
 
 // up raises the rate after an accepted publish, at most once a second.
@@ -47,7 +55,15 @@ func (a *adaptiveLimit) up() {
 	}
 	a.current = min(a.current*1.1+1, a.ceiling)
 	a.lastStep = time.Now()
+	a.set()
+}
+
+// set applies the current rate, with a burst of a tenth of it: a burst
+// sized for the configured rate would, each time the 429 gate reopens,
+// send at once what the lowered rate never allows. a.mu is held.
+func (a *adaptiveLimit) set() {
 	a.lim.SetLimit(rate.Limit(a.current))
+	a.lim.SetBurst(max(1, int(a.current/10)))
 }
 
 func (a *adaptiveLimit) rate() float64 {
