@@ -29,7 +29,7 @@ type harness struct {
 	logs   *syncBuffer
 
 	mu          sync.Mutex
-	attemptAt   []time.Time
+	attempts    [][2]time.Time // start and end of each HTTP attempt
 	transitions []string
 }
 
@@ -74,18 +74,28 @@ func newHarness(t *testing.T, simCfg sim.Config, cfg delivery.Config) *harness {
 		cfg.BackoffBase = 10 * time.Millisecond
 	}
 	cfg.Logger = log
-	cfg.Hooks.Attempt = func(cxone.Class, time.Duration) {
-		h.mu.Lock()
-		h.attemptAt = append(h.attemptAt, time.Now())
-		h.mu.Unlock()
-	}
 	cfg.Hooks.BreakerState = func(from, to gobreaker.State) {
 		h.mu.Lock()
 		h.transitions = append(h.transitions, to.String())
 		h.mu.Unlock()
 	}
-	h.pub = delivery.New(cfg, cxone.NewClient(hc, srv.URL, 5*time.Second), h.tokens)
+	h.pub = delivery.New(cfg, &timedSender{Sender: cxone.NewClient(hc, srv.URL, 5*time.Second), h: h}, h.tokens)
 	return h
+}
+
+// timedSender is the real client, noting when each attempt starts and ends.
+type timedSender struct {
+	delivery.Sender
+	h *harness
+}
+
+func (s *timedSender) Attempt(ctx context.Context, token string, ev *event.Event, body []byte) cxone.Result {
+	start := time.Now()
+	res := s.Sender.Attempt(ctx, token, ev, body)
+	s.h.mu.Lock()
+	s.h.attempts = append(s.h.attempts, [2]time.Time{start, time.Now()})
+	s.h.mu.Unlock()
+	return res
 }
 
 func (h *harness) states() string {
@@ -343,13 +353,14 @@ func TestPublish5xxThenSuccess(t *testing.T) {
 		t.Fatalf("%d attempts, want 3", out.Attempts)
 	}
 	h.mu.Lock()
-	at := h.attemptAt
+	at := h.attempts
 	h.mu.Unlock()
 	if len(at) != 3 {
 		t.Fatalf("%d attempts observed", len(at))
 	}
-	w1, w2 := at[1].Sub(at[0]), at[2].Sub(at[1])
-	// Backoff 1 is in [40, 80) ms, backoff 2 in [80, 120) ms.
+	// The waits between one attempt's end and the next one's start: backoff
+	// 1 is in [40, 80) ms, backoff 2 in [80, 120) ms (plus scheduling).
+	w1, w2 := at[1][0].Sub(at[0][1]), at[2][0].Sub(at[1][1])
 	if w1 < 40*time.Millisecond || w2 < 80*time.Millisecond || w2 <= w1 {
 		t.Fatalf("waits %v then %v: want growing waits from 40ms", w1, w2)
 	}
@@ -377,7 +388,7 @@ func TestPublish5xxForeverExhausts(t *testing.T) {
 func TestPublishBreakerOpensAndRecovers(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, sim.Config{Faults: sim.Faults{ForceStatus: 503}},
-		delivery.Config{MaxRetries: 2, Breaker: delivery.BreakerConfig{Failures: 3, OpenTimeout: 300 * time.Millisecond}})
+		delivery.Config{MaxRetries: 2, Breaker: delivery.BreakerConfig{Failures: 3, OpenTimeout: time.Second}})
 	done := make(chan delivery.Outcome, 1)
 	go func() { done <- h.pub.Publish(context.Background(), newEvent()) }()
 	for h.pub.BreakerState() != gobreaker.StateOpen {
