@@ -267,25 +267,6 @@ func shuffle(msgs []kafka.Message, seed uint64) {
 	r.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
 }
 
-// syncWriter is a goroutine-safe log sink.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	return len(p), nil
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
-}
-
 // inputRecords reads the whole input topic, by partition/offset.
 func (s *stack) inputRecords() map[[2]int64]kafka.Message {
 	s.t.Helper()
