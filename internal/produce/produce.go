@@ -140,8 +140,10 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 	defer w.Close()
 	var lim *rate.Limiter
 	if cfg.Rate > 0 {
-		lim = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, min(cfg.Batch, int(cfg.Rate))))
-		cfg.Batch = max(1, min(cfg.Batch, int(cfg.Rate/10)))
+		// Small batches at a steady pace: a write every 10 ms or so, not a
+		// burst every 100 ms (which would distort latency measurements).
+		cfg.Batch = max(1, min(cfg.Batch, int(cfg.Rate/100)))
+		lim = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Batch)
 	}
 	g := NewGenerator(cfg)
 	batch := make([]kafka.Message, 0, cfg.Batch)
