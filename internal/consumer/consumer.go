@@ -132,7 +132,6 @@ type partition struct {
 	start     int64 // the assignment's offset; negative = none committed yet
 	tracker   atomic.Pointer[dispatch.Tracker]
 	committed int64 // the last offset this generation committed; under commitMu
-	highWater atomic.Int64
 }
 
 // New returns a consumer that hands records to process through disp.
@@ -322,7 +321,6 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 			p.tracker.Store(t)
 		}
 		t.Add(msg.Offset, time.Now())
-		p.highWater.Store(r.Stats().Offset)
 		if h := c.cfg.Hooks.Fetched; h != nil {
 			h(p.id)
 		}
