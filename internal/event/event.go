@@ -38,6 +38,8 @@ type Event struct {
 	CorrelationID string          `json:"correlationId"`
 	TraceID       string          `json:"traceId"`
 	Data          json.RawMessage `json:"data"` // compact JSON object
+
+	compact bool // Data is known compact and valid (set by Parse)
 }
 
 var timestampRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$`)
@@ -91,6 +93,7 @@ func Parse(body []byte) (*Event, error) {
 	if ev.Data, err = dataField(fields["data"]); err != nil {
 		return nil, err
 	}
+	ev.compact = true
 	return ev, nil
 }
 
@@ -188,22 +191,92 @@ func truncate(s string, n int) string {
 
 // Body encodes the publish body. Empty Data is sent as {}. It fails with
 // ReasonTooLarge when the body would exceed MaxBodyBytes, and with a plain
-// error when Data is not valid JSON (never the case after Parse or Decode).
+// error when Data is not valid JSON (never the case after Parse or Decode,
+// whose Data is already compact and is copied as it is).
 func (e *Event) Body() ([]byte, error) {
-	ev := *e
-	if len(ev.Data) == 0 {
-		ev.Data = json.RawMessage("{}")
+	data := []byte(e.Data)
+	switch {
+	case len(data) == 0:
+		data = []byte("{}")
+	case !e.compact:
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, data); err != nil {
+			return nil, fmt.Errorf("encode event: data: %w", err)
+		}
+		data = buf.Bytes()
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(ev.Data) + len(ev.EventType) + len(ev.Source) + len(ev.Timestamp) + len(ev.CorrelationID) + len(ev.TraceID) + 128)
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&ev); err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
-	}
-	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	body := make([]byte, 0, len(data)+len(e.EventType)+len(e.Source)+len(e.Timestamp)+len(e.CorrelationID)+len(e.TraceID)+96)
+	body = append(body, `{"eventType":`...)
+	body = appendString(body, e.EventType)
+	body = append(body, `,"source":`...)
+	body = appendString(body, e.Source)
+	body = append(body, `,"timestamp":`...)
+	body = appendString(body, e.Timestamp)
+	body = append(body, `,"correlationId":`...)
+	body = appendString(body, e.CorrelationID)
+	body = append(body, `,"traceId":`...)
+	body = appendString(body, e.TraceID)
+	body = append(body, `,"data":`...)
+	body = append(body, data...)
+	body = append(body, '}')
 	if len(body) > MaxBodyBytes {
 		return nil, errorf(ReasonTooLarge, "", "publish body is %d bytes, more than %d", len(body), MaxBodyBytes)
 	}
 	return body, nil
+}
+
+// appendString appends s as a JSON string the way encoding/json does with
+// HTML escaping off: invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are
+// escaped.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
