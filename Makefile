@@ -6,7 +6,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME   ?= 2s
 COUNT       ?= 5
 
-.PHONY: build run test bench lint fmt
+.PHONY: build run test bench bench-e2e lint fmt
 
 build: ## build bin/cxbridge
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cxbridge ./cmd/cxbridge
@@ -18,8 +18,12 @@ test: ## vet and run every test with the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./...
+bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md), the end-to-end ones too
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) $$($(GO) list ./... | grep -v /internal/bench)
+	$(MAKE) bench-e2e
+
+bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker + simulator (several minutes)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./internal/bench/
 
 lint: ## gofmt check, vet, staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,15 @@ import (
 //     costs about as much CPU as the simulator.
 //   - client=raw: a lean HTTP/1.1 client writing prepared requests on its own
 //     keep-alive connection; measures what the simulator itself can take.
+//
+// RunParallel with SetParallelism(8) runs 8 × GOMAXPROCS clients (16 on 2
+// CPUs), each on its own connection. Besides publishes/s it reports, where
+// /proc is readable (Linux) and the run lasts 1s or more, cpu-us/publish
+// (this process's CPU time per publish, client and simulator together),
+// cpu-cores and busy-cores (this process's and the whole machine's CPU time
+// / wall time).
+//
+//	go test -run '^$' -bench BenchmarkSimPublish -benchtime 3s -count 5 ./internal/sim/
 func BenchmarkSimPublish(b *testing.B) {
 	b.Run("client=net-http", func(b *testing.B) { benchPublish(b, netHTTPClient) })
 	b.Run("client=raw", func(b *testing.B) { benchPublish(b, rawClient) })
@@ -45,9 +55,12 @@ func benchPublish(b *testing.B, client publishFunc) {
 	b.SetParallelism(8)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := readCPU()
 	b.RunParallel(func(pb *testing.PB) { client(b, base, tok, &next, pb) })
+	cpu1 := readCPU()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+	reportCPU(b, cpu0, cpu1)
 	if st := s.Stats(); st.Accepted != int64(b.N) || st.Distinct != int64(b.N) {
 		b.Errorf("stats %+v, want %d accepted", st, b.N)
 	}
@@ -148,4 +161,66 @@ func readRawResponse(br *bufio.Reader) error {
 	}
 	_, err = br.Discard(n)
 	return err
+}
+
+// cpuSample is CPU time from /proc, in clock ticks (USER_HZ, 100/s on Linux).
+type cpuSample struct {
+	ok   bool
+	self int64 // this process: utime + stime
+	busy int64 // the machine: every CPU, idle and iowait excluded
+}
+
+const userHZ = 100
+
+// readCPU samples /proc/self/stat and /proc/stat; ok is false where they
+// cannot be read or parsed (not Linux).
+func readCPU() cpuSample {
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	// Fields after the command name (which may hold spaces): state is
+	// field 3, utime field 14, stime field 15.
+	_, rest, ok := bytes.Cut(stat, []byte(") "))
+	f := strings.Fields(string(rest))
+	if !ok || len(f) < 13 {
+		return cpuSample{}
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	all, err3 := os.ReadFile("/proc/stat")
+	if err1 != nil || err2 != nil || err3 != nil {
+		return cpuSample{}
+	}
+	line, _, _ := bytes.Cut(all, []byte("\n"))
+	cf := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal …
+	if len(cf) < 9 || cf[0] != "cpu" {
+		return cpuSample{}
+	}
+	var v [8]int64
+	for i := range v {
+		n, err := strconv.ParseInt(cf[i+1], 10, 64)
+		if err != nil {
+			return cpuSample{}
+		}
+		v[i] = n
+	}
+	return cpuSample{
+		ok:   true,
+		self: utime + stime,
+		busy: v[0] + v[1] + v[2] + v[5] + v[6] + v[7],
+	}
+}
+
+// reportCPU reports the CPU metrics of a run that lasted at least a second
+// (the ticks are 10 ms: shorter runs would report noise).
+func reportCPU(b *testing.B, from, to cpuSample) {
+	el := b.Elapsed().Seconds()
+	if !from.ok || !to.ok || el < 1 || b.N == 0 {
+		return
+	}
+	self := float64(to.self-from.self) / userHZ // seconds
+	b.ReportMetric(self*1e6/float64(b.N), "cpu-us/publish")
+	b.ReportMetric(self/el, "cpu-cores")
+	b.ReportMetric(float64(to.busy-from.busy)/userHZ/el, "busy-cores")
 }
