@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -181,5 +183,23 @@ func TestProcessorKeepsHeaderCorrelationID(t *testing.T) {
 	}
 	if dlq.HeaderCorrelationID != event.HeaderDLQCorrelationID || dlq.HeaderTraceID != event.HeaderDLQTraceID {
 		t.Fatal("the DLQ id headers and the ones event reads back on replay differ")
+	}
+}
+
+// The log line of a dead letter carries the record's ids and coordinates.
+func TestProcessorLogLineFields(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	p := NewProcessor(&fakePublisher{t: t}, &fakeDLQ{}, log, ProcessorHooks{})
+	p.Process(context.Background(), record([]byte("not json")))
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	for _, k := range []string{"correlation_id", "trace_id", "topic", "partition", "offset", "reason"} {
+		if _, ok := line[k]; !ok {
+			t.Errorf("log line lacks %s: %s", k, buf.String())
+		}
 	}
 }
