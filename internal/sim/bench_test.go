@@ -8,11 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cxbridge/cxbridge/internal/benchutil"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
@@ -55,12 +56,12 @@ func benchPublish(b *testing.B, client publishFunc) {
 	b.SetParallelism(8)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := readCPU()
+	cpu0 := benchutil.ReadCPU()
 	b.RunParallel(func(pb *testing.PB) { client(b, base, tok, &next, pb) })
-	cpu1 := readCPU()
+	cpu1 := benchutil.ReadCPU()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
-	reportCPU(b, cpu0, cpu1)
+	benchutil.ReportCPU(b, cpu0, cpu1)
 	if st := s.Stats(); st.Accepted != int64(b.N) || st.Distinct != int64(b.N) {
 		b.Errorf("stats %+v, want %d accepted", st, b.N)
 	}
@@ -161,66 +162,4 @@ func readRawResponse(br *bufio.Reader) error {
 	}
 	_, err = br.Discard(n)
 	return err
-}
-
-// cpuSample is CPU time from /proc, in clock ticks (USER_HZ, 100/s on Linux).
-type cpuSample struct {
-	ok   bool
-	self int64 // this process: utime + stime
-	busy int64 // the machine: every CPU, idle and iowait excluded
-}
-
-const userHZ = 100
-
-// readCPU samples /proc/self/stat and /proc/stat; ok is false where they
-// cannot be read or parsed (not Linux).
-func readCPU() cpuSample {
-	stat, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return cpuSample{}
-	}
-	// Fields after the command name (which may hold spaces): state is
-	// field 3, utime field 14, stime field 15.
-	_, rest, ok := bytes.Cut(stat, []byte(") "))
-	f := strings.Fields(string(rest))
-	if !ok || len(f) < 13 {
-		return cpuSample{}
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	all, err3 := os.ReadFile("/proc/stat")
-	if err1 != nil || err2 != nil || err3 != nil {
-		return cpuSample{}
-	}
-	line, _, _ := bytes.Cut(all, []byte("\n"))
-	cf := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal …
-	if len(cf) < 9 || cf[0] != "cpu" {
-		return cpuSample{}
-	}
-	var v [8]int64
-	for i := range v {
-		n, err := strconv.ParseInt(cf[i+1], 10, 64)
-		if err != nil {
-			return cpuSample{}
-		}
-		v[i] = n
-	}
-	return cpuSample{
-		ok:   true,
-		self: utime + stime,
-		busy: v[0] + v[1] + v[2] + v[5] + v[6] + v[7],
-	}
-}
-
-// reportCPU reports the CPU metrics of a run that lasted at least a second
-// (the ticks are 10 ms: shorter runs would report noise).
-func reportCPU(b *testing.B, from, to cpuSample) {
-	el := b.Elapsed().Seconds()
-	if !from.ok || !to.ok || el < 1 || b.N == 0 {
-		return
-	}
-	self := float64(to.self-from.self) / userHZ // seconds
-	b.ReportMetric(self*1e6/float64(b.N), "cpu-us/publish")
-	b.ReportMetric(self/el, "cpu-cores")
-	b.ReportMetric(float64(to.busy-from.busy)/userHZ/el, "busy-cores")
 }
