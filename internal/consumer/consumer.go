@@ -71,7 +71,6 @@ type Config struct {
 
 // Hooks are optional observers; nil fields are skipped.
 type Hooks struct {
-	Fetched   func(partition int)
 	Commit    func(partition int, offset int64, err error)
 	Assigned  func(generation int32, partitions []int)
 	Revoked   func(generation int32, partitions []int)
@@ -321,9 +320,6 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 			p.tracker.Store(t)
 		}
 		t.Add(msg.Offset, time.Now())
-		if h := c.cfg.Hooks.Fetched; h != nil {
-			h(p.id)
-		}
 		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Run: func() {
 			if c.process(work, msg) {
 				t.Settle(msg.Offset)
