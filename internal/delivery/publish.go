@@ -154,10 +154,15 @@ func (p *Publisher) waitTurn(ctx context.Context) error {
 	return nil
 }
 
+// canceled ends a publish interrupted by its context; Err keeps the last
+// failure seen (a TLS error, say) next to the context's.
 func canceled(out Outcome, err error) Outcome {
 	out.Result = Canceled
 	if err == nil {
 		err = context.Canceled
+	}
+	if out.Err != nil && !errors.Is(out.Err, err) {
+		err = errors.Join(err, out.Err)
 	}
 	out.Err = err
 	return out
