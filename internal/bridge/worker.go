@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -50,11 +49,10 @@ type Worker struct {
 	kafkaClient *kafka.Client
 	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
 
-	mu        sync.Mutex
-	tokenErr  error
-	dlqErr    error
-	dlqAt     time.Time
-	adminAddr net.Addr
+	mu       sync.Mutex
+	tokenErr error
+	dlqErr   error
+	dlqAt    time.Time
 }
 
 // NewWorker builds a worker from validated settings.
@@ -162,13 +160,6 @@ func (w *Worker) Registry() *prometheus.Registry { return w.reg }
 // Admin is the worker's admin handler.
 func (w *Worker) Admin() *admin.Server { return w.admin }
 
-// AdminAddr is the admin server's bound address once Run listens.
-func (w *Worker) AdminAddr() net.Addr {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.adminAddr
-}
-
 // Consumer returns the consumer, for status.
 func (w *Worker) Consumer() *consumer.Consumer { return w.consumer }
 
@@ -187,11 +178,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	actx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
 	adminErr := make(chan error, 1)
 	go func() {
-		adminErr <- admin.Serve(actx, w.s.Worker.AdminAddr, w.admin, w.log, func(a net.Addr) {
-			w.mu.Lock()
-			w.adminAddr = a
-			w.mu.Unlock()
-		})
+		adminErr <- admin.Serve(actx, w.s.Worker.AdminAddr, w.admin, w.log, nil)
 	}()
 	go w.watchDLQ(ctx)
 	go w.watchLag(ctx, w.lag, w.kafkaClient)

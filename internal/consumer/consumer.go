@@ -71,10 +71,8 @@ type Config struct {
 
 // Hooks are optional observers; nil fields are skipped.
 type Hooks struct {
-	Commit    func(partition int, offset int64, err error)
-	Assigned  func(generation int32, partitions []int)
-	Revoked   func(generation int32, partitions []int)
-	JoinError func(err error)
+	Commit   func(partition int, offset int64, err error)
+	Assigned func(generation int32, partitions []int)
 }
 
 func (c *Config) setDefaults() {
@@ -180,9 +178,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 				break
 			}
 			c.log.Warn("joining the consumer group failed; retrying", "group", c.cfg.GroupID, "brokers", c.cfg.Brokers, "error", err.Error())
-			if h := c.cfg.Hooks.JoinError; h != nil {
-				h(err)
-			}
 			continue // kafka-go backs off (JoinBackoff) before the next attempt
 		}
 		c.runGeneration(ctx, gen)
@@ -232,9 +227,6 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	c.joined = false
 	c.mu.Unlock()
 	c.log.Info("partitions revoked", "generation", gen.ID, "partitions", ids)
-	if h := c.cfg.Hooks.Revoked; h != nil {
-		h(gen.ID, ids)
-	}
 }
 
 // runPartition fetches one partition until the generation or ctx ends,

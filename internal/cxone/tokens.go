@@ -34,14 +34,13 @@ type Tokens struct {
 	cfg   TokensConfig
 	fetch Fetcher
 
-	mu        sync.Mutex
-	tok       *oauth2.Token
-	lifetime  time.Duration
-	inflight  chan struct{} // closed when the running fetch ends; nil when none runs
-	lastErr   error         // the last fetch's error, returned until retryAt
-	retryAt   time.Time
-	failures  int
-	refreshes int64
+	mu       sync.Mutex
+	tok      *oauth2.Token
+	lifetime time.Duration
+	inflight chan struct{} // closed when the running fetch ends; nil when none runs
+	lastErr  error         // the last fetch's error, returned until retryAt
+	retryAt  time.Time
+	failures int
 }
 
 // NewTokens returns a token cache fetching with f.
@@ -129,7 +128,6 @@ func (t *Tokens) startFetchLocked(ctx context.Context) {
 		}
 		t.mu.Lock()
 		t.inflight = nil
-		t.refreshes++
 		if err != nil {
 			t.failures++
 			t.lastErr = err
@@ -164,13 +162,6 @@ func (t *Tokens) Invalidate(token string) {
 	if t.tok != nil && t.tok.AccessToken == token {
 		t.tok = nil
 	}
-}
-
-// Refreshes returns how many token requests were made.
-func (t *Tokens) Refreshes() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.refreshes
 }
 
 // Expiry returns the current token's expiry, zero when there is none.
