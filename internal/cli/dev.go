@@ -26,6 +26,7 @@ type devSettings struct {
 	only         string
 	brokerAddr   string
 	simAddr      string
+	dataDir      string
 	partitions   int
 	rate         float64
 	keys         int
@@ -43,6 +44,7 @@ func devFlags(s *devSettings) *config.FlagSet {
 	fs.StringVar(&s.only, "only", strings.Join(devParts, ","), "parts to start, comma-separated: broker, sim, producer, worker (e.g. --only broker serves just the broker)")
 	fs.StringVar(&s.brokerAddr, "broker-addr", "127.0.0.1:9092", "address of the embedded Kafka-protocol broker (loopback)")
 	fs.StringVar(&s.simAddr, "sim-addr", "127.0.0.1:8081", "address of the CXone simulator")
+	fs.StringVar(&s.dataDir, "data-dir", "", "directory where the embedded broker keeps its records and committed offsets, so that a restart finds them (default: memory only)")
 	fs.IntVar(&s.partitions, "partitions", 6, "partitions of the topics the embedded broker creates")
 	fs.Float64Var(&s.rate, "rate", 50, "records per second the producer writes")
 	fs.IntVar(&s.keys, "keys", 100, "distinct keys the producer uses")
@@ -90,7 +92,8 @@ func runDev(ctx context.Context, args []string, env Env) error {
 
 	if parts["broker"] {
 		b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: s.brokerAddr, Partitions: s.partitions,
-			Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second})
+			Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second,
+			DataDir: s.dataDir})
 		if err != nil {
 			return err
 		}
