@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 )
@@ -58,4 +59,25 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// AcceptedLine is one line of GET /sim/accepted.
+type AcceptedLine struct {
+	CorrelationID string `json:"correlation_id"`
+	Count         int    `json:"count"`
+}
+
+// handleAccepted is GET /sim/accepted: one JSON object per line for every
+// accepted correlation id, so that a harness outside the process can check
+// delivery record by record.
+func (s *Server) handleAccepted(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	for id, n := range s.AcceptedCounts() {
+		if err := enc.Encode(AcceptedLine{CorrelationID: id, Count: n}); err != nil {
+			return
+		}
+	}
+	_ = bw.Flush()
 }

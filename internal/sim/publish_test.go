@@ -55,6 +55,21 @@ func TestPublishAcceptedAndLookup(t *testing.T) {
 	if a.Count != 2 || string(a.Data) != `{"orderId":42,"items":[1,2]}` {
 		t.Fatalf("after duplicate: %+v %s", a, a.Data)
 	}
+	// The listing of every accepted id, as a harness outside the process reads it.
+	l := e.do(t, http.MethodGet, "/sim/accepted", nil, nil)
+	wantStatus(t, l, 200)
+	counts := map[string]int{}
+	dec := json.NewDecoder(bytes.NewReader(l.body))
+	for dec.More() {
+		var line sim.AcceptedLine
+		if err := dec.Decode(&line); err != nil {
+			t.Fatalf("GET /sim/accepted: %v in %s", err, l.body)
+		}
+		counts[line.CorrelationID] = line.Count
+	}
+	if !reflect.DeepEqual(counts, map[string]int{"c-1": 2, "c-2": 1}) || !reflect.DeepEqual(counts, e.s.AcceptedCounts()) {
+		t.Fatalf("GET /sim/accepted: %s", l.body)
+	}
 	st := e.s.Stats()
 	want := sim.Stats{Requests: 3, Accepted: 3, Distinct: 2, Duplicates: 1, ByStatus: map[int]int64{200: 3},
 		TokenRequests: 1, TokensIssued: 1}

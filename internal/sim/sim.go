@@ -15,6 +15,7 @@
 //	POST /sim/reset                    Reset
 //	POST /sim/revoke-tokens            RevokeTokens
 //	GET  /sim/events/{correlationId}   Accepted as JSON, or 404
+//	GET  /sim/accepted                 every accepted correlation id and its count, NDJSON
 //	GET  /healthz                      liveness
 //
 // The publish checks run in this order: latency; outage (503); bearer token
@@ -182,6 +183,7 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /sim/reset", s.handleReset)
 	mux.HandleFunc("POST /sim/revoke-tokens", s.handleRevoke)
 	mux.HandleFunc("GET /sim/events/{correlationId}", s.handleEvent)
+	mux.HandleFunc("GET /sim/accepted", s.handleAccepted)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
@@ -229,6 +231,20 @@ func (s *Server) Lookup(correlationID string) (Accepted, bool) {
 	out.Headers = out.Headers.Clone()
 	out.Data = slices.Clone(out.Data)
 	return out, true
+}
+
+// AcceptedCounts returns how many times each correlation id was accepted.
+func (s *Server) AcceptedCounts() map[string]int {
+	out := map[string]int{}
+	for i := range s.acc {
+		sh := &s.acc[i]
+		sh.mu.Lock()
+		for id, a := range sh.m {
+			out[id] = a.Count
+		}
+		sh.mu.Unlock()
+	}
+	return out
 }
 
 // KeySequence returns the data.seq values accepted for data.key, in arrival
