@@ -25,7 +25,8 @@ func produceFlags(s *produceSettings) *config.FlagSet {
 	fs.Float64Var(&s.cfg.Rate, "rate", 0, "records per second; 0 is as fast as the broker takes them")
 	fs.IntVar(&s.cfg.Keys, "keys", 100, "distinct Kafka keys; 0 writes records without a key")
 	fs.IntVar(&s.cfg.Size, "size", 300, "approximate size of each event's data, in bytes")
-	fs.Float64Var(&s.cfg.InvalidRatio, "invalid-ratio", 0, "share of bad records (every kind in turn), 0–1")
+	fs.Float64Var(&s.cfg.InvalidRatio, "invalid-ratio", 0, "share of bad records (every kind in turn, each marked by a "+produce.BadHeader+" header naming its kind), 0–1")
+	fs.DurationVar(&s.cfg.RetryFor, "retry-for", 2*time.Minute, "how long failed writes are retried (a broker restarting) before giving up")
 	return fs
 }
 
@@ -49,6 +50,9 @@ func runProduce(ctx context.Context, args []string, env Env) error {
 	if s.cfg.Size < 0 || s.cfg.Size > 400_000 {
 		p.Add("size", "must be between 0 and 400000, got %d", s.cfg.Size)
 	}
+	if s.cfg.RetryFor <= 0 {
+		p.Add("retry-for", "must be positive, got %s", s.cfg.RetryFor)
+	}
 	if s.cfg.InvalidRatio < 0 || s.cfg.InvalidRatio > 1 {
 		p.Add("invalid-ratio", "must be between 0 and 1, got %g", s.cfg.InvalidRatio)
 	}
@@ -60,6 +64,9 @@ func runProduce(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	s.cfg.Brokers, s.cfg.Topic, s.cfg.Transport = s.kafka.BrokerList(), s.kafka.InputTopic, tr
+	s.cfg.OnRetry = func(err error, wait time.Duration) {
+		fmt.Fprintf(env.Stderr, "produce: write failed, retrying in %s: %v\n", wait, err)
+	}
 	var st produce.Stats
 	start := time.Now()
 	last := start

@@ -40,7 +40,17 @@ type Config struct {
 	Batch int
 	// Seed makes the run repeatable; 0 picks one.
 	Seed uint64
+	// RetryFor is how long failed writes are retried (the broker away for a
+	// restart) before Run gives up. Default 2 minutes.
+	RetryFor time.Duration
+	// OnRetry, when set, is told of every failed write that will be retried.
+	OnRetry func(err error, wait time.Duration)
 }
+
+// BadHeader is the header every bad record carries: the name of its kind
+// (see Bad), so that a check outside the worker knows what the DLQ must hold.
+const BadHeader = "cxbridge-produce-bad"
+
 
 // Stats count what a run wrote.
 type Stats struct {
@@ -58,6 +68,7 @@ type Generator struct {
 	seqs []int64
 	pad  string
 	n    int64
+	bad  int
 }
 
 // NewGenerator returns a generator for cfg.
@@ -95,7 +106,10 @@ func (g *Generator) Next() (kafka.Message, bool) {
 		msg.Key = []byte(key)
 	}
 	if g.cfg.InvalidRatio > 0 && g.rng.Float64() < g.cfg.InvalidRatio {
-		msg.Value = Bad[g.rng.IntN(len(Bad))].Value()
+		k := Bad[g.bad%len(Bad)] // every kind in turn
+		g.bad++
+		msg.Value = k.Value()
+		msg.Headers = []kafka.Header{{Key: BadHeader, Value: []byte(k.Name)}}
 		return msg, true
 	}
 	data := map[string]any{
@@ -129,10 +143,14 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
 	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 2 * time.Minute
+	}
 	w := &kafka.Writer{
 		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic,
 		Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: cfg.Batch, BatchBytes: 1000_000, BatchTimeout: 5 * time.Millisecond,
+		MaxAttempts: 3, // then writeRetrying takes over, for as long as RetryFor
 	}
 	if cfg.Transport != nil { // a typed nil in the interface would be used
 		w.Transport = cfg.Transport
@@ -147,6 +165,7 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 	}
 	g := NewGenerator(cfg)
 	batch := make([]kafka.Message, 0, cfg.Batch)
+	bad := make([]bool, 0, cfg.Batch)
 	for cfg.Count == 0 || st.Written.Load() < int64(cfg.Count) {
 		n := cfg.Batch
 		if cfg.Count > 0 {
@@ -158,28 +177,68 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 			}
 		}
 		batch = batch[:0]
-		invalid := 0
+		bad = bad[:0]
 		for range n {
-			m, bad := g.Next()
-			if bad {
-				invalid++
-			}
+			m, b := g.Next()
+			m.Topic = "" // the writer's topic
 			batch = append(batch, m)
+			bad = append(bad, b)
 		}
-		for i := range batch {
-			batch[i].Topic = "" // the writer's topic
+		if err := writeRetrying(ctx, w, cfg, batch, bad, st); err != nil {
+			return err
 		}
-		if err := w.WriteMessages(ctx, batch...); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("produce to %s: %w", cfg.Topic, err)
-		}
-		st.Written.Add(int64(n))
-		st.Invalid.Add(int64(invalid))
 		if progress != nil {
 			progress(st.Written.Load())
 		}
 	}
 	return nil
+}
+
+// writeRetrying writes batch, counting what was written into st. Records
+// the broker refused are written again, with a growing wait, until
+// cfg.RetryFor passes without a successful write; a retried record may be
+// written twice (kafka-go's writer is not idempotent). It returns nil when
+// ctx ends.
+func writeRetrying(ctx context.Context, w *kafka.Writer, cfg Config, batch []kafka.Message, bad []bool, st *Stats) error {
+	wait := 100 * time.Millisecond
+	deadline := time.Now().Add(cfg.RetryFor)
+	for {
+		err := w.WriteMessages(ctx, batch...)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var failed kafka.WriteErrors
+		partial := errors.As(err, &failed) && len(failed) == len(batch)
+		keep := 0
+		for i := range batch {
+			if err != nil && (!partial || failed[i] != nil) {
+				batch[keep], bad[keep] = batch[i], bad[i]
+				keep++
+				continue
+			}
+			st.Written.Add(1)
+			if bad[i] {
+				st.Invalid.Add(1)
+			}
+		}
+		if keep == 0 {
+			return nil
+		}
+		if keep < len(batch) {
+			deadline = time.Now().Add(cfg.RetryFor) // some got through
+		}
+		batch, bad = batch[:keep], bad[:keep]
+		if time.Now().After(deadline) {
+			return fmt.Errorf("produce to %s: %w", cfg.Topic, err)
+		}
+		if cfg.OnRetry != nil {
+			cfg.OnRetry(err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
