@@ -51,7 +51,6 @@ type Config struct {
 // (see Bad), so that a check outside the worker knows what the DLQ must hold.
 const BadHeader = "cxbridge-produce-bad"
 
-
 // Stats count what a run wrote.
 type Stats struct {
 	Written atomic.Int64
