@@ -1,0 +1,35 @@
+// Package chaos is cxbridge's fault-injection suite on real processes: the
+// `cxbridge` binary runs as a broker process (the embedded Kafka-protocol
+// broker with its data on disk, so that it can be killed and started again
+// on it), a CXone simulator process, one to three worker processes and a
+// `cxbridge produce` process; the harness injects one kind of fault per
+// scenario and checks every outcome from the outside — the simulator's
+// record of accepted correlation ids, the DLQ topic, the group's committed
+// offsets, the processes' exit codes and every line they logged.
+//
+// Each scenario produces its records with 1 % bad ones (every kind in
+// turn, each marked with the produce.BadHeader header naming its kind) and
+// then checks that:
+//
+//   - every good record was accepted by the simulator (lost = 0), and no
+//     other correlation id was;
+//   - the DLQ holds exactly the bad records — each one's original
+//     coordinates, with the reason its kind must get;
+//   - the group committed every end offset;
+//   - no secret (the client secret, any issued token, an Authorization
+//     header) appears in any process's output.
+//
+// Duplicates (events accepted more than once, bad records dead-lettered
+// more than once) are counted and allowed: delivery is at least once, and
+// a worker that dies or loses its group generation between publishing and
+// committing sees its records again. Times to recover are measured from the end of
+// each fault: "resumed" until the simulator accepts again, "caught up"
+// until the group's lag is back to where it was before the fault.
+//
+// The reduced size runs in `make test` (TestChaos); the full size
+// (100,000 records a scenario) runs with
+//
+//	go test -run TestChaos -timeout 90m -v ./internal/chaos/ -args -chaos.size=full -chaos.report=chaos.md
+//
+// which `make chaos` does; the report is the table of docs/RELIABILITY.md.
+package chaos

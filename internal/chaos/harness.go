@@ -1,0 +1,393 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/consumer"
+	"github.com/cxbridge/cxbridge/internal/sim"
+)
+
+const (
+	inputTopic = "cxone.events"
+	dlqTopic   = "cxone.events.dlq"
+	groupID    = "cxbridge-chaos"
+	partitions = 6
+)
+
+// Size is how big a run is: records and their pace, and how long faults last.
+type Size struct {
+	Name    string
+	Records int     // records produced per scenario (good and bad)
+	Rate    float64 // records per second the producer writes
+	Keys    int     // distinct Kafka keys
+	Bytes   int     // approximate size of an event's data
+
+	Latency, Jitter time.Duration // the simulator's latency per publish
+
+	Outage      time.Duration // the CXone outage
+	Storm       time.Duration // the 429 storm
+	StormLimit  float64       // accepted publishes per second during the storm
+	TokenExpiry time.Duration // tokens refused this long after they were issued
+	BrokerDown  time.Duration // how long the broker stays dead
+	ResetEvery  time.Duration // connection resets between the worker and CXone
+
+	SessionTimeout time.Duration // the workers' group session timeout
+	Timeout        time.Duration // a whole scenario at most
+}
+
+// Sizes are the two sizes of the suite.
+var Sizes = map[string]Size{
+	// reduced runs in `make test`: every scenario in a few seconds.
+	"reduced": {Name: "reduced", Records: 3000, Rate: 1000, Keys: 200, Bytes: 300,
+		Latency: 2 * time.Millisecond, Jitter: 5 * time.Millisecond,
+		Outage: 3 * time.Second, Storm: 3 * time.Second, StormLimit: 20, TokenExpiry: 2 * time.Second,
+		BrokerDown: time.Second, ResetEvery: 200 * time.Millisecond,
+		SessionTimeout: 6 * time.Second, Timeout: 3 * time.Minute},
+	// full is the figure of docs/RELIABILITY.md: 100,000 records a scenario.
+	"full": {Name: "full", Records: 100_000, Rate: 2500, Keys: 1000, Bytes: 300,
+		Latency: 5 * time.Millisecond, Jitter: 10 * time.Millisecond,
+		Outage: 30 * time.Second, Storm: 20 * time.Second, StormLimit: 50, TokenExpiry: 5 * time.Second,
+		BrokerDown: 10 * time.Second, ResetEvery: 500 * time.Millisecond,
+		SessionTimeout: 6 * time.Second, Timeout: 20 * time.Minute},
+}
+
+// Harness runs one scenario's processes in its own directory.
+type Harness struct {
+	Bin  string
+	Dir  string
+	Size Size
+	Logf func(format string, args ...any)
+
+	brokerAddr, simAddr, cxoneURL string
+	secret, secretFile            string
+	invalidRatio                  float64
+	baseFaults                    sim.Faults
+
+	mu       sync.Mutex
+	broker   *Proc
+	simProc  *Proc
+	producer *Proc
+	workers  map[string]*Proc
+	procs    []*Proc // every process started, for the log scan
+	exits    []string
+	proxy    *Proxy
+	faults   []Fault
+	samples  []sample
+
+	client *kafka.Client
+	hc     *http.Client
+}
+
+// Fault is one fault injected, from Start to End (when it was cleared).
+type Fault struct {
+	Name       string
+	Start, End time.Time
+}
+
+type sample struct {
+	t        time.Time
+	distinct int64 // distinct events the simulator accepted; -1 unknown
+	lag      int64 // the group's lag; -1 unknown (broker away)
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (h *Harness) logf(format string, args ...any) {
+	if h.Logf != nil {
+		h.Logf(format, args...)
+	}
+}
+
+// setup starts the broker and the simulator (behind the proxy when asked).
+func (h *Harness) setup(ctx context.Context, withProxy bool) error {
+	var err error
+	h.workers = map[string]*Proc{}
+	h.hc = &http.Client{Timeout: 10 * time.Second}
+	if h.brokerAddr, err = freePort(); err != nil {
+		return err
+	}
+	if h.simAddr, err = freePort(); err != nil {
+		return err
+	}
+	h.secret = "chaos-secret-" + rand.Text()
+	h.secretFile = filepath.Join(h.Dir, "client-secret")
+	if err := os.WriteFile(h.secretFile, []byte(h.secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	h.client = &kafka.Client{Addr: kafka.TCP(h.brokerAddr), Timeout: 5 * time.Second, Transport: &kafka.Transport{}}
+	if err := h.startBroker(ctx); err != nil {
+		return err
+	}
+	sp, err := h.start("sim", "sim", "--addr", h.simAddr)
+	if err != nil {
+		return err
+	}
+	h.simProc = sp
+	h.cxoneURL = "http://" + h.simAddr
+	if err := h.await(ctx, 30*time.Second, "the simulator answers", func() bool {
+		resp, err := h.hc.Get(h.cxoneURL + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
+		return err
+	}
+	if err := h.setFaults(h.baseFaults); err != nil {
+		return err
+	}
+	if withProxy {
+		if h.proxy, err = NewProxy(h.simAddr); err != nil {
+			return err
+		}
+		h.cxoneURL = "http://" + h.proxy.Addr()
+	}
+	return nil
+}
+
+// start runs a cxbridge subcommand; the simulator gets the client secret
+// from the environment, every other process from a file.
+func (h *Harness) start(name string, args ...string) (*Proc, error) {
+	env := []string{"CXBRIDGE_CLIENT_SECRET=" + h.secret}
+	if args[0] == "run" {
+		env = []string{"CXBRIDGE_CXONE_CLIENT_SECRET_FILE=" + h.secretFile}
+	}
+	p, err := start(h.Bin, h.Dir, name, args, env)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.procs = append(h.procs, p)
+	h.mu.Unlock()
+	return p, nil
+}
+
+func (h *Harness) startBroker(ctx context.Context) error {
+	p, err := h.start("broker", "dev", "--only", "broker", "--broker-addr", h.brokerAddr,
+		"--partitions", strconv.Itoa(partitions), "--data-dir", filepath.Join(h.Dir, "broker-data"))
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.broker = p
+	h.mu.Unlock()
+	return h.await(ctx, 60*time.Second, "the broker serves both topics", func() bool {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		md, err := h.client.Metadata(c, &kafka.MetadataRequest{Topics: []string{inputTopic, dlqTopic}})
+		if err != nil || len(md.Topics) != 2 {
+			return false
+		}
+		for _, t := range md.Topics {
+			if t.Error != nil || len(t.Partitions) != partitions {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// KillBroker kills the broker (SIGKILL) and starts it again on the same
+// data after down.
+func (h *Harness) KillBroker(ctx context.Context, down time.Duration) error {
+	h.mu.Lock()
+	b := h.broker
+	h.mu.Unlock()
+	t0 := time.Now()
+	b.Kill()
+	h.logf("broker killed")
+	if err := sleep(ctx, down); err != nil {
+		return err
+	}
+	if err := h.startBroker(ctx); err != nil {
+		return err
+	}
+	h.recordFault("broker restart", t0, time.Now())
+	h.logf("broker back after %v", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// StartWorker starts the worker called name (again, if it ran before).
+func (h *Harness) StartWorker(name string) error {
+	admin, err := freePort()
+	if err != nil {
+		return err
+	}
+	st := h.Size
+	p, err := h.start(name, "run",
+		"--kafka-brokers", h.brokerAddr, "--group-id", groupID,
+		"--cxone-base-url", h.cxoneURL, "--cxone-client-id", sim.DefaultClientID,
+		"--admin-addr", admin, "--log-level", "info",
+		"--kafka-session-timeout", st.SessionTimeout.String(),
+		"--kafka-heartbeat-interval", (st.SessionTimeout / 10).String(),
+		"--kafka-rebalance-timeout", st.SessionTimeout.String(),
+		"--commit-interval", "250ms", "--retry-backoff", "100ms", "--max-backoff", "2s",
+		"--breaker-open-timeout", "1s", "--drain-timeout", (st.SessionTimeout / 2).String(), "--shutdown-timeout", "10s")
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.workers[name] = p
+	h.mu.Unlock()
+	return nil
+}
+
+// KillWorker kills a worker with SIGKILL: no drain, no commit, no leave.
+func (h *Harness) KillWorker(name string) {
+	h.mu.Lock()
+	p := h.workers[name]
+	delete(h.workers, name)
+	h.mu.Unlock()
+	p.Kill()
+	h.logf("%s killed", name)
+}
+
+// StopWorker stops a worker with SIGTERM; it must exit 0 in time.
+func (h *Harness) StopWorker(name string) error {
+	h.mu.Lock()
+	p := h.workers[name]
+	delete(h.workers, name)
+	h.mu.Unlock()
+	return p.Stop(30 * time.Second)
+}
+
+// SetFaults replaces the simulator's faults (on top of the base faults).
+func (h *Harness) setFaults(f sim.Faults) error {
+	b, _ := json.Marshal(f)
+	req, _ := http.NewRequest(http.MethodPut, "http://"+h.simAddr+"/sim/faults", bytes.NewReader(b))
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PUT /sim/faults: %s: %s", resp.Status, body)
+	}
+	return nil
+}
+
+func (h *Harness) simStats() (sim.Stats, error) {
+	var st sim.Stats
+	resp, err := h.hc.Get("http://" + h.simAddr + "/sim/stats")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func (h *Harness) offsets(ctx context.Context) (consumer.Offsets, error) {
+	c, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return consumer.ReadOffsets(c, h.client, groupID, inputTopic)
+}
+
+// sampleLoop records the simulator's distinct count and the group's lag
+// every 100 ms until ctx ends.
+func (h *Harness) sampleLoop(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s := sample{t: time.Now(), distinct: -1, lag: -1}
+		if st, err := h.simStats(); err == nil {
+			s.distinct = st.Distinct
+		}
+		if o, err := h.offsets(ctx); err == nil && len(o.End) == partitions {
+			s.lag = o.TotalLag()
+		}
+		h.mu.Lock()
+		h.samples = append(h.samples, s)
+		h.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Progress waits until the simulator has accepted frac of the good records
+// the run will produce.
+func (h *Harness) Progress(ctx context.Context, frac float64) error {
+	want := int64(frac * float64(h.Size.Records) * (1 - h.invalidRatio))
+	return h.await(ctx, h.Size.Timeout, fmt.Sprintf("%d events accepted", want), func() bool {
+		st, err := h.simStats()
+		return err == nil && st.Distinct >= want
+	})
+}
+
+func (h *Harness) recordFault(name string, start, end time.Time) {
+	h.mu.Lock()
+	h.faults = append(h.faults, Fault{Name: name, Start: start, End: end})
+	h.mu.Unlock()
+}
+
+// await polls cond every 20 ms until it holds, ctx ends or timeout passes.
+func (h *Harness) await(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %v waiting until %s", timeout, what)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("waiting until %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// close stops every process still running (SIGKILL) and the proxy.
+func (h *Harness) close() {
+	h.mu.Lock()
+	procs := h.procs
+	h.mu.Unlock()
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		default:
+			p.Kill()
+		}
+	}
+	if h.proxy != nil {
+		h.proxy.Close()
+	}
+	if h.client != nil {
+		if tr, ok := h.client.Transport.(*kafka.Transport); ok {
+			tr.CloseIdleConnections()
+		}
+	}
+}
