@@ -22,7 +22,7 @@ type Proc struct {
 	log     *os.File
 	done    chan struct{}
 	err     error // set before done is closed
-	killed  bool // by the harness (Kill or Stop)
+	killed  bool  // by the harness (Kill or Stop)
 	mu      sync.Mutex
 }
 
