@@ -43,6 +43,9 @@ func WriteReport(w io.Writer, results []Result) {
 			}
 			fmt.Fprintf(w, ": %s", strings.Join(fs, ", "))
 		}
+		if r.Resets > 0 {
+			fmt.Fprintf(w, "; %d connections reset", r.Resets)
+		}
 		fmt.Fprintf(w, "; secrets in logs: %d; order violations: %d", len(r.Secrets), r.OrderViolations)
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "; PROBLEM: %s", p)

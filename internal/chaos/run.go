@@ -41,6 +41,7 @@ type Result struct {
 	OrderViolations int64 // per-key order broken at the simulator
 	Status          map[int]int64
 	TokenRequests   int64
+	Resets          int64 // connections the proxy reset
 
 	Faults            []Fault
 	Resumed, CaughtUp time.Duration // worst over the faults; see package doc
@@ -135,12 +136,12 @@ func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func
 	}
 	stopSampling()
 	<-sampled
-	h.verify(ctx, &res)
+	h.verify(ctx, &res, sc)
 	return res
 }
 
 // verify checks the outcome from the outside.
-func (h *Harness) verify(ctx context.Context, res *Result) {
+func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 	// Processes that died by themselves.
 	h.mu.Lock()
 	procs := slices.Clone(h.procs)
@@ -268,6 +269,14 @@ func (h *Harness) verify(ctx context.Context, res *Result) {
 	}
 	if res.OrderViolations != 0 {
 		res.problem("%d per-key order violations at the simulator", res.OrderViolations)
+	}
+	if h.proxy != nil {
+		res.Resets = h.proxy.Resets.Load()
+	}
+	if sc.Took != nil {
+		if err := sc.Took(*res); err != nil {
+			res.problem("%v", err)
+		}
 	}
 	if len(res.Secrets) > 0 {
 		res.problem("%d log lines hold a secret, e.g. %s", len(res.Secrets), res.Secrets[0])

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,6 +25,19 @@ type Scenario struct {
 	// Inject runs while the producer writes; it injects the faults and
 	// records them with h.recordFault.
 	Inject func(ctx context.Context, h *Harness) error
+	// Took says whether the fault took effect (a fault that never bit
+	// proves nothing); nil when there is nothing to check.
+	Took func(r Result) error
+}
+
+// answered checks that CXone answered status at least once.
+func answered(status int) func(Result) error {
+	return func(r Result) error {
+		if r.Status[status] == 0 {
+			return fmt.Errorf("CXone never answered %d: the fault did not bite", status)
+		}
+		return nil
+	}
 }
 
 // Scenarios are the suite, in the order it runs them.
@@ -33,6 +47,12 @@ var Scenarios = []Scenario{
 	},
 	{
 		Name: "kill-9", Fault: "SIGKILL of a worker 5 times, restarted at once (2 workers)", Workers: 2,
+		Took: func(r Result) error {
+			if len(r.Faults) != 5 {
+				return fmt.Errorf("%d kills, want 5", len(r.Faults))
+			}
+			return nil
+		},
 		Inject: func(ctx context.Context, h *Harness) error {
 			for i, at := range []float64{0.12, 0.28, 0.44, 0.60, 0.76} {
 				if err := h.Progress(ctx, at); err != nil {
@@ -64,6 +84,7 @@ var Scenarios = []Scenario{
 			h.recordFault("outage", t0, t0.Add(h.Size.Outage))
 			return sleep(ctx, h.Size.Outage)
 		},
+		Took: answered(503),
 	},
 	{
 		Name: "429-storm", Fault: "CXone rate limit far below the offered rate, Retry-After: 1",
@@ -86,10 +107,17 @@ var Scenarios = []Scenario{
 			h.recordFault("429 storm", t0, time.Now())
 			return nil
 		},
+		Took: answered(429),
 	},
 	{
 		Name: "token-expiry", Fault: "every token refused (401) once it is a few seconds old",
 		Faults: func(s Size) sim.Faults { return sim.Faults{TokenExpiry: sim.Duration(s.TokenExpiry)} },
+		Took: func(r Result) error {
+			if r.TokenRequests < 2 {
+				return fmt.Errorf("%d token requests: no token expired", r.TokenRequests)
+			}
+			return nil
+		},
 	},
 	{
 		Name: "bad-records", Fault: "1 % bad records of each of the 12 kinds (12 % bad)", InvalidRatio: 0.01 * float64(len(produce.Bad)),
@@ -149,6 +177,12 @@ var Scenarios = []Scenario{
 					h.proxy.ResetAll()
 				}
 			}
+		},
+		Took: func(r Result) error {
+			if r.Resets == 0 {
+				return errors.New("no connection was reset")
+			}
+			return nil
 		},
 	},
 }

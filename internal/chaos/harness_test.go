@@ -1,0 +1,94 @@
+package chaos
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The log scan finds the client secret, an issued token and a bearer
+// credential, and nothing in clean lines.
+func TestScanLogsFindsSecrets(t *testing.T) {
+	dir := t.TempDir()
+	h := &Harness{secret: "chaos-secret-XYZ"}
+	write := func(name, text string) {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.procs = append(h.procs, &Proc{Name: name, LogPath: path})
+	}
+	write("clean.log", `{"msg":"record dead-lettered","reason":"invalid_json"}`+"\n"+`{"msg":"401","www_authenticate":"Bearer error=\"invalid_token\""}`+"\n")
+	write("leaky.log", "a chaos-secret-XYZ b\n"+`{"token":"sim_ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"}`+"\nAuthorization: Bearer abcdefghijklmnopqrstuvwxyz\n")
+	got := h.scanLogs()
+	if len(got) != 3 {
+		t.Fatalf("found %d lines, want the 3 of leaky.log: %q", len(got), got)
+	}
+}
+
+// ResetAll resets the connections through the proxy: the client sees a
+// reset, and a new connection works.
+func TestProxyResetAll(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }() // echo
+		}
+	}()
+	p, err := NewProxy(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	echo := func(c net.Conn) error {
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil && line != "ping\n" {
+			t.Fatalf("echo %q", line)
+		}
+		return err
+	}
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := echo(c); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.ResetAll(); n != 1 {
+		t.Fatalf("reset %d connections, want 1", n)
+	}
+	err = echo(c)
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+		t.Fatalf("after the reset: %v, want a reset connection", err)
+	}
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := echo(c2); err != nil {
+		t.Fatalf("a new connection: %v", err)
+	}
+	if p.Accepted.Load() != 2 || p.Resets.Load() != 1 {
+		t.Fatalf("accepted %d reset %d", p.Accepted.Load(), p.Resets.Load())
+	}
+}
