@@ -17,6 +17,7 @@ var (
 	reportFlag = flag.String("chaos.report", "", "write the results table (Markdown) to this file")
 	onlyFlag   = flag.String("chaos.only", "", "run only these scenarios, comma-separated")
 	keepFlag   = flag.Bool("chaos.keep", false, "keep every scenario's directory (process logs, broker data)")
+	runsFlag   = flag.Int("chaos.runs", 1, "run the suite this many times (the report gives medians)")
 )
 
 var binary string
@@ -50,32 +51,38 @@ func TestChaos(t *testing.T) {
 		t.Skip("the chaos suite runs real processes for minutes")
 	}
 	var results []Result
-	for _, sc := range Scenarios {
-		if *onlyFlag != "" && !strings.Contains(","+*onlyFlag+",", ","+sc.Name+",") {
-			continue
-		}
-		t.Run(sc.Name, func(t *testing.T) {
-			dir := t.TempDir()
-			if *keepFlag {
-				var err error
-				if dir, err = os.MkdirTemp("", "chaos-"+sc.Name+"-"); err != nil {
-					t.Fatal(err)
+	for run := range *runsFlag {
+		for _, sc := range Scenarios {
+			if *onlyFlag != "" && !strings.Contains(","+*onlyFlag+",", ","+sc.Name+",") {
+				continue
+			}
+			name := sc.Name
+			if *runsFlag > 1 {
+				name = fmt.Sprintf("%s/run-%d", sc.Name, run+1)
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				if *keepFlag {
+					var err error
+					if dir, err = os.MkdirTemp("", "chaos-"+sc.Name+"-"); err != nil {
+						t.Fatal(err)
+					}
+					t.Logf("processes' logs and data in %s", dir)
 				}
-				t.Logf("processes' logs and data in %s", dir)
-			}
-			r := Run(context.Background(), binary, dir, size, sc, t.Logf)
-			results = append(results, r)
-			var b bytes.Buffer
-			WriteReport(&b, []Result{r})
-			t.Logf("%s: %d produced, %d accepted (+%d duplicates), %d dead-lettered (+%d again), %d lost, resumed %v, caught up %v, settled in %v, %d faults\n%s",
-				sc.Name, r.Produced, r.Accepted, r.Duplicates, r.DeadLettered, r.DLQDuplicates, r.Lost, r.Resumed, r.CaughtUp, r.Settled, len(r.Faults), b.String())
-			for _, p := range r.Problems {
-				t.Error(p)
-			}
-			if r.Produced == 0 || r.Good == 0 || r.Bad == 0 {
-				t.Errorf("nothing to check: %d produced, %d good, %d bad", r.Produced, r.Good, r.Bad)
-			}
-		})
+				r := Run(context.Background(), binary, dir, size, sc, t.Logf)
+				results = append(results, r)
+				var b bytes.Buffer
+				WriteReport(&b, []Result{r})
+				t.Logf("%s: %d produced, %d accepted (+%d duplicates), %d dead-lettered (+%d again), %d lost, resumed %v, caught up %v, settled in %v, %d faults\n%s",
+					sc.Name, r.Produced, r.Accepted, r.Duplicates, r.DeadLettered, r.DLQDuplicates, r.Lost, r.Resumed, r.CaughtUp, r.Settled, len(r.Faults), b.String())
+				for _, p := range r.Problems {
+					t.Error(p)
+				}
+				if r.Produced == 0 || r.Good == 0 || r.Bad == 0 {
+					t.Errorf("nothing to check: %d produced, %d good, %d bad", r.Produced, r.Good, r.Bad)
+				}
+			})
+		}
 	}
 	if *reportFlag != "" {
 		var b bytes.Buffer

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,5 +91,25 @@ func TestProxyResetAll(t *testing.T) {
 	}
 	if p.Accepted.Load() != 2 || p.Resets.Load() != 1 {
 		t.Fatalf("accepted %d reset %d", p.Accepted.Load(), p.Resets.Load())
+	}
+}
+
+// The report sums counts over runs and gives the median time with its
+// range; a run with a problem shows in the passed column.
+func TestWriteReportMedians(t *testing.T) {
+	f := []Fault{{Name: "x"}}
+	rs := []Result{
+		{Scenario: "s", Fault: "f", Produced: 10, Good: 9, Accepted: 9, Bad: 1, DeadLettered: 1, Faults: f, Resumed: time.Second, Settled: 5 * time.Second},
+		{Scenario: "s", Fault: "f", Produced: 10, Good: 9, Accepted: 9, Bad: 1, DeadLettered: 1, Faults: f, Resumed: 3 * time.Second, Settled: 7 * time.Second, DLQDuplicates: 2},
+		{Scenario: "s", Fault: "f", Produced: 10, Good: 9, Accepted: 8, Bad: 1, DeadLettered: 1, Lost: 1, Faults: f, Resumed: 2 * time.Second, Settled: 6 * time.Second, Problems: []string{"lost"}},
+	}
+	var b strings.Builder
+	WriteReport(&b, rs)
+	row := "| s | f | 3 | 30 | 27 | 26 | 0 | 3 | 3 | yes (2 again) | 1 | 2s (1s–3s) | 0s (0s–0s) | 6s (5s–7s) | **2/3** |"
+	if !strings.Contains(b.String(), row) {
+		t.Fatalf("report:\n%s\nwant the row\n%s", b.String(), row)
+	}
+	if !strings.Contains(b.String(), "PROBLEM: lost") {
+		t.Fatalf("report without the problem:\n%s", b.String())
 	}
 }

@@ -9,25 +9,60 @@ import (
 	"time"
 )
 
-// WriteReport writes the results as a Markdown table, then one line per
-// scenario with the simulator's answers and the faults injected.
+// WriteReport writes the results as a Markdown table, one row per
+// scenario: with several runs of a scenario, counts are summed over the
+// runs (lost must be 0 in every one), times are medians with the range.
+// Then one line per run with the simulator's answers and the faults.
 func WriteReport(w io.Writer, results []Result) {
-	fmt.Fprintln(w, "| scenario | fault | produced | good | accepted (distinct) | duplicates | bad | dead-lettered | DLQ exact | lost | resumed | caught up | settled | passed |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|:-:|")
+	var order []string
+	by := map[string][]Result{}
 	for _, r := range results {
-		exact := "yes"
-		if r.DLQWrong > 0 || r.DeadLettered != r.Bad {
-			exact = "**no**"
-		} else if r.DLQDuplicates > 0 {
-			exact = fmt.Sprintf("yes (+%d again)", r.DLQDuplicates)
+		if _, ok := by[r.Scenario]; !ok {
+			order = append(order, r.Scenario)
 		}
-		passed := "yes"
-		if len(r.Problems) > 0 {
-			passed = "**no**"
+		by[r.Scenario] = append(by[r.Scenario], r)
+	}
+	fmt.Fprintln(w, "| scenario | fault | runs | produced | good | accepted (distinct) | duplicates | bad | dead-lettered | DLQ exact | lost | resumed | caught up | settled | passed |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|:-:|")
+	for _, name := range order {
+		rs := by[name]
+		var s Result
+		exact, passed := true, 0
+		var again int
+		var resumed, caught, settled []time.Duration
+		for _, r := range rs {
+			s.Produced += r.Produced
+			s.Good += r.Good
+			s.Accepted += r.Accepted
+			s.Duplicates += r.Duplicates
+			s.Bad += r.Bad
+			s.DeadLettered += r.DeadLettered
+			s.Lost += r.Lost
+			again += r.DLQDuplicates
+			exact = exact && r.DLQWrong == 0 && r.DeadLettered == r.Bad
+			if len(r.Problems) == 0 {
+				passed++
+			}
+			if len(r.Faults) > 0 {
+				resumed = append(resumed, r.Resumed)
+				caught = append(caught, r.CaughtUp)
+			}
+			settled = append(settled, r.Settled)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %d | %s | %s | %s | %s |\n",
-			r.Scenario, r.Fault, r.Produced, r.Good, r.Accepted, r.Duplicates, r.Bad, r.DeadLettered, exact, r.Lost,
-			dur(r.Resumed, len(r.Faults)), dur(r.CaughtUp, len(r.Faults)), r.Settled.Round(100*time.Millisecond), passed)
+		ex := "yes"
+		switch {
+		case !exact:
+			ex = "**no**"
+		case again > 0:
+			ex = fmt.Sprintf("yes (%d again)", again)
+		}
+		pass := fmt.Sprintf("%d/%d", passed, len(rs))
+		if passed != len(rs) {
+			pass = "**" + pass + "**"
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %s | %d | %s | %s | %s | %s |\n",
+			name, rs[0].Fault, len(rs), s.Produced, s.Good, s.Accepted, s.Duplicates, s.Bad, s.DeadLettered, ex, s.Lost,
+			median(resumed), median(caught), median(settled), pass)
 	}
 	fmt.Fprintln(w)
 	for _, r := range results {
@@ -46,6 +81,7 @@ func WriteReport(w io.Writer, results []Result) {
 		if r.Resets > 0 {
 			fmt.Fprintf(w, "; %d connections reset", r.Resets)
 		}
+		fmt.Fprintf(w, "; resumed %s, caught up %s, settled %s", round(r.Resumed), round(r.CaughtUp), round(r.Settled))
 		fmt.Fprintf(w, "; secrets in logs: %d; order violations: %d", len(r.Secrets), r.OrderViolations)
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "; PROBLEM: %s", p)
@@ -54,9 +90,20 @@ func WriteReport(w io.Writer, results []Result) {
 	}
 }
 
-func dur(d time.Duration, faults int) string {
-	if faults == 0 {
+func round(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
+
+// median formats the median of ds and, with several, their range; – for none.
+func median(ds []time.Duration) string {
+	if len(ds) == 0 {
 		return "–"
 	}
-	return d.Round(100 * time.Millisecond).String()
+	slices.Sort(ds)
+	m := ds[len(ds)/2]
+	if len(ds)%2 == 0 {
+		m = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+	}
+	if len(ds) == 1 {
+		return round(m).String()
+	}
+	return fmt.Sprintf("%s (%s–%s)", round(m), round(ds[0]), round(ds[len(ds)-1]))
 }
