@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -47,9 +48,12 @@ type Worker struct {
 
 	lag         *prometheus.GaugeVec
 	kafkaClient *kafka.Client
+	transport   *kafka.Transport // the DLQ writer's and kafkaClient's; closed by Run
+	dialer      *kafka.Dialer    // TLS and SASL, for the start-up check
 	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
 
 	mu       sync.Mutex
+	kafkaErr error // the start-up check's last failed attempt, until it connects
 	tokenErr error
 	dlqErr   error
 	dlqAt    time.Time
@@ -81,10 +85,12 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.transport = transport
 	dialer, err := s.Kafka.Dialer()
 	if err != nil {
 		return nil, err
 	}
+	w.dialer = dialer
 	w.dlq, err = dlq.NewWriter(dlq.WriterConfig{
 		Brokers: s.Kafka.BrokerList(), Topic: s.Kafka.DLQTopic, Transport: transport,
 		Logger: log, OnFailure: func(error) { m.DLQWriteFailures.Inc() },
@@ -173,21 +179,56 @@ func (w *Worker) InFlight() int { return w.disp.InFlight() }
 // down gracefully: stop fetching, finish in-flight records within the
 // shutdown timeout, commit, leave the group. It returns nil after a clean
 // shutdown.
+//
+// Brokers that cannot be reached are waited for (the consumer logs every
+// attempt to join the group). Alongside, a start-up check connects with the
+// worker's TLS and SASL settings: brokers refusing the credentials or the
+// TLS handshake stop the worker at once, and Run returns a
+// *KafkaSetupError naming the settings to check.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.transport.CloseIdleConnections()
 	defer w.dlq.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	actx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
 	adminErr := make(chan error, 1)
 	go func() {
 		adminErr <- admin.Serve(actx, w.s.Worker.AdminAddr, w.admin, w.log, nil)
 	}()
-	go w.watchDLQ(ctx)
-	go w.watchLag(ctx, w.lag, w.kafkaClient)
-	go w.beat(ctx)
 	w.log.Info("cxbridge worker starting",
 		"brokers", w.s.Kafka.Brokers, "input_topic", w.s.Kafka.InputTopic, "group_id", w.s.Kafka.GroupID,
 		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight,
-		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr)
+		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr,
+		"kafka_tls", w.s.Kafka.TLS, "kafka_sasl_mechanism", w.s.Kafka.SASLMechanism)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.beat(ctx) })
+	wg.Go(func() { w.watchDLQ(ctx) })
+	wg.Go(func() { w.watchLag(ctx, w.lag, w.kafkaClient) })
+	setupErr := make(chan error, 1)
+	wg.Go(func() {
+		maxWait := 5 * time.Second
+		if w.s.JoinBackoff > 0 {
+			maxWait = min(w.s.JoinBackoff, maxWait)
+		}
+		err := checkKafka(ctx, &w.s.Kafka, w.dialer, w.log, maxWait, func(err error) {
+			w.mu.Lock()
+			w.kafkaErr = err
+			w.mu.Unlock()
+		})
+		if setup, ok := errors.AsType[*KafkaSetupError](err); ok {
+			w.log.Error("Kafka refuses the connection settings; stopping", "error", setup.Error())
+			setupErr <- setup
+			cancel()
+		}
+	})
 	err := w.consumer.Run(ctx)
+	cancel()
+	wg.Wait()
+	select {
+	case serr := <-setupErr:
+		err = serr
+	default:
+	}
 	stopAdmin()
 	if aerr := <-adminErr; aerr != nil && err == nil {
 		err = fmt.Errorf("admin server on %s: %w", w.s.Worker.AdminAddr, aerr)
@@ -232,6 +273,12 @@ func (w *Worker) watchDLQ(ctx context.Context) {
 func (w *Worker) checkConsumer() (bool, string) {
 	st := w.consumer.Status()
 	if !st.Joined {
+		w.mu.Lock()
+		kerr := w.kafkaErr
+		w.mu.Unlock()
+		if kerr != nil {
+			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
+		}
 		return false, "not a member of group " + w.s.Kafka.GroupID + " yet"
 	}
 	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions))

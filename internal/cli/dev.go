@@ -2,14 +2,17 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
+	"github.com/cxbridge/cxbridge/internal/certs"
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
@@ -32,6 +35,8 @@ type devSettings struct {
 	keys         int
 	invalidRatio float64
 	summaryEvery time.Duration
+	brokerSASL   string // mechanism:user:password the embedded broker requires
+	brokerTLSDir string // the embedded broker serves TLS, its CA written here
 }
 
 var devParts = []string{"broker", "sim", "producer", "worker"}
@@ -50,6 +55,8 @@ func devFlags(s *devSettings) *config.FlagSet {
 	fs.IntVar(&s.keys, "keys", 100, "distinct keys the producer uses")
 	fs.Float64Var(&s.invalidRatio, "invalid-ratio", 0.02, "share of bad records the producer writes")
 	fs.DurationVar(&s.summaryEvery, "summary-every", 5*time.Second, "how often the summary line is printed")
+	fs.StringVar(&s.brokerSASL, "broker-sasl-user", "", "make the embedded broker require SASL, accepting this mechanism:user:password (the worker and producer use it unless --kafka-sasl-mechanism is given)")
+	fs.StringVar(&s.brokerTLSDir, "broker-tls-dir", "", "make the embedded broker serve TLS only, with a fresh certificate whose CA is written to DIR/ca.pem (the worker and producer trust it unless --kafka-tls is given)")
 	return fs
 }
 
@@ -74,6 +81,34 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	if !fs.Changed("cxone-base-url") {
 		s.worker.CXone.BaseURL = "http://" + s.simAddr
 	}
+	var brokerUsers []devstack.SASLUser
+	if s.brokerSASL != "" {
+		u, err := devstack.ParseSASLUser(s.brokerSASL)
+		if err != nil {
+			p.Add("broker-sasl-user", "%v", err)
+		} else {
+			brokerUsers = append(brokerUsers, u)
+			if parts["broker"] && !fs.Changed("kafka-sasl-mechanism") {
+				k := &s.worker.Kafka
+				k.SASLMechanism, k.SASLUsername, k.SASLPassword = strings.ToLower(u.Mechanism), u.User, config.NewSecret(u.Password)
+			}
+		}
+	}
+	var brokerTLS *tls.Config
+	if s.brokerTLSDir != "" && parts["broker"] {
+		bundle, err := certs.New(365*24*time.Hour, "127.0.0.1", "localhost")
+		if err != nil {
+			return err
+		}
+		files, err := bundle.WriteFiles(s.brokerTLSDir)
+		if err != nil {
+			return err
+		}
+		brokerTLS = bundle.ServerConfig()
+		if !fs.Changed("kafka-tls") {
+			s.worker.Kafka.TLS, s.worker.Kafka.TLSCAFile = true, files.CA
+		}
+	}
 	if parts["worker"] {
 		if err := validateWorker(&s.worker); err != nil {
 			return err
@@ -93,13 +128,20 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	if parts["broker"] {
 		b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: s.brokerAddr, Partitions: s.partitions,
 			Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second,
-			DataDir: s.dataDir})
+			DataDir: s.dataDir, TLS: brokerTLS, SASLUsers: brokerUsers})
 		if err != nil {
 			return err
 		}
 		defer b.Close()
 		fmt.Fprintf(env.Stdout, "dev: kafka broker on %s (topics %s and %s, %d partitions)\n",
 			strings.Join(b.Addrs, ","), s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic, s.partitions)
+		if brokerTLS != nil {
+			fmt.Fprintf(env.Stdout, "dev: the broker requires TLS: trust %s (--kafka-tls --kafka-tls-ca-file %s)\n",
+				filepath.Join(s.brokerTLSDir, "ca.pem"), filepath.Join(s.brokerTLSDir, "ca.pem"))
+		}
+		for _, u := range brokerUsers {
+			fmt.Fprintf(env.Stdout, "dev: the broker requires SASL: user %q, mechanism %s\n", u.User, strings.ToLower(u.Mechanism))
+		}
 	}
 	var simServer *sim.Server
 	if parts["sim"] {
@@ -112,8 +154,13 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	}
 	var pst produce.Stats
 	if parts["producer"] {
+		tr, err := s.worker.Kafka.Transport() // the worker's TLS and SASL settings
+		if err != nil {
+			return err
+		}
+		defer tr.CloseIdleConnections()
 		wg.Go(func() {
-			err := produce.Run(ctx, produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.InputTopic,
+			err := produce.Run(ctx, produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.InputTopic, Transport: tr,
 				Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50}, &pst, nil)
 			if err != nil {
 				fail(err)
