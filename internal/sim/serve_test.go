@@ -1,14 +1,21 @@
 package sim_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/cxbridge/cxbridge/internal/certs"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
 
@@ -100,5 +107,148 @@ func TestServeShutdown(t *testing.T) {
 	}
 	if got := <-answered; got != -1 && got != 503 {
 		t.Fatalf("the waiting publish got %d, want 503 or a connection error", got)
+	}
+}
+
+// syncBuffer is a log destination safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// Over HTTPS: a client trusting the CA gets a token and publishes (over
+// HTTP/2 when it asks for it); a client trusting only the system's roots
+// fails its handshake with an unknown-authority error, which the simulator
+// logs; plain HTTP on the port gets no answer; ServeTLS returns once ctx
+// ends.
+func TestServeTLS(t *testing.T) {
+	b, err := certs.New(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New(sim.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- s.ServeTLS(ctx, ln, b.ServerConfig()) }()
+	base := sim.URL(ln.Addr(), true)
+	if !strings.HasPrefix(base, "https://127.0.0.1:") {
+		t.Fatalf("base URL %q", base)
+	}
+
+	tr := &http.Transport{TLSClientConfig: b.ClientConfig(), ForceAttemptHTTP2: true}
+	e := &env{s: s, hc: &http.Client{Transport: tr}, url: base}
+	wantStatus(t, e.do(t, http.MethodGet, "/healthz", nil, nil), 200)
+	wantStatus(t, e.publish(t, e.token(t), "tls", ""), 200)
+	if st := s.Stats(); st.Accepted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	resp, err := e.hc.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || resp.TLS == nil {
+		t.Fatalf("proto %s, TLS %v: want HTTP/2 over TLS", resp.Proto, resp.TLS != nil)
+	}
+	tr.CloseIdleConnections()
+
+	plain := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}} // the system's roots only
+	_, err = (&http.Client{Transport: plain}).Get(base + "/healthz")
+	plain.CloseIdleConnections()
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("without the CA: %v, want an unknown-authority error", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "TLS handshake error") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused handshake was not logged:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Plain HTTP on the TLS port: no simulator answer.
+	httpTr := &http.Transport{}
+	if resp, err := (&http.Client{Transport: httpTr}).Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP was served on the TLS port")
+		}
+	}
+	httpTr.CloseIdleConnections()
+
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("ServeTLS: %v", err)
+		}
+	case <-time.After(sim.ShutdownTimeout + time.Second):
+		t.Fatal("ServeTLS did not return")
+	}
+}
+
+// StartTLS serves over HTTPS in the background and gives an https:// URL.
+func TestStartTLS(t *testing.T) {
+	b, err := certs.New(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, base, err := sim.StartTLS(ctx, "127.0.0.1:0", sim.Config{}, b.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(base, "https://127.0.0.1:") {
+		t.Fatalf("base URL %q", base)
+	}
+	tr := &http.Transport{TLSClientConfig: b.ClientConfig()}
+	e := &env{s: s, hc: &http.Client{Transport: tr}, url: base}
+	wantStatus(t, e.publish(t, e.token(t), "start-tls", ""), 200)
+	tr.CloseIdleConnections()
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "https://"), time.Second)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still listening after ctx ended")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTLSNeedsACertificate(t *testing.T) {
+	if _, _, err := sim.StartTLS(context.Background(), "127.0.0.1:0", sim.Config{}, nil); err == nil {
+		t.Fatal("StartTLS without a TLS configuration succeeded")
+	}
+	if _, _, err := sim.StartTLS(context.Background(), "127.0.0.1:0", sim.Config{}, &tls.Config{}); err == nil {
+		t.Fatal("StartTLS without a certificate succeeded")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.New(sim.Config{}).ServeTLS(context.Background(), ln, &tls.Config{}); err == nil {
+		t.Fatal("ServeTLS without a certificate succeeded")
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Fatal("ServeTLS left the listener open")
 	}
 }
