@@ -5,6 +5,7 @@ LDFLAGS     := -s -w -X github.com/cxbridge/cxbridge/internal/version.Version=$(
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME   ?= 2s
 COUNT       ?= 5
+FUZZTIME    ?= 30s
 
 .PHONY: build run test bench bench-e2e lint fmt
 
@@ -24,6 +25,16 @@ bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md), the end-to-end 
 
 bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker + simulator (several minutes)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./internal/bench/
+
+.PHONY: fuzz
+fuzz: ## run every Go fuzz target for FUZZTIME each (default 30s); crashers stay in testdata/fuzz/
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
+
+.PHONY: chaos
+CHAOS_REPORT ?= $(CURDIR)/chaos-report.md
+CHAOS_RUNS   ?= 1
+chaos: ## the fault-injection suite at full size (100,000 records a scenario, ~15 min); table in $(CHAOS_REPORT) for docs/RELIABILITY.md
+	$(GO) test -count=1 -v -run '^TestChaos$$' -timeout 120m ./internal/chaos/ -args -chaos.size=full -chaos.runs=$(CHAOS_RUNS) -chaos.report=$(abspath $(CHAOS_REPORT))
 
 lint: ## gofmt check, vet, staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

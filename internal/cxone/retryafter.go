@@ -9,7 +9,8 @@ import (
 
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an
 // HTTP date (RFC 9110 §10.2.3), relative to now. It reports false when v is
-// empty or malformed. A date in the past gives 0.
+// empty or malformed. A date in the past gives 0; the delay is capped at 24
+// hours whichever form it takes (a date in year 7000 included).
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -28,5 +29,5 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return max(t.Sub(now), 0), true
+	return min(max(t.Sub(now), 0), 24*time.Hour), true
 }

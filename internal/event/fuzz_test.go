@@ -109,6 +109,12 @@ func FuzzParseFields(f *testing.F) {
 		value += "}"
 
 		wantReason, wantField := contractVerdict(eventType, source, timestamp, corr, trace, data, hasData)
+		if !utf8.ValidString(value) {
+			// json.Valid lets invalid UTF-8 through in data's strings; a
+			// record that is not UTF-8 is not JSON text (RFC 8259 § 8.1),
+			// whatever its fields say.
+			wantReason, wantField = event.ReasonInvalidJSON, ""
+		}
 		if len(value) > event.MaxBodyBytes {
 			wantReason, wantField = event.ReasonTooLarge, ""
 		}
