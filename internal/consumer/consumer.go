@@ -54,7 +54,14 @@ type Config struct {
 	FetchMaxBytes int
 	// FetchMaxWait is the longest a fetch waits for data. Default 500ms.
 	FetchMaxWait time.Duration
-	// QueueCapacity is how many records each partition reader prefetches. Default 64.
+	// QueueCapacity is how many records each partition reader prefetches
+	// (kafka-go's ReaderConfig.QueueCapacity). Default 1. Prefetched records
+	// are held outside the dispatcher's max_in_flight, each up to the largest
+	// record a fetch returns, so it is kept small: a partition holds at most
+	// QueueCapacity+2 records besides its in-flight ones (the queued ones,
+	// the one the reader is handing over, the one Submit waits with). At 64
+	// a slow CXone let 6 partitions pull 390 records of up to 2 MiB each into
+	// memory beyond --max-in-flight (design invariant 4).
 	QueueCapacity int
 	// CommitInterval and CommitEvery: commit at least this often, and
 	// after this many settled records. Defaults 1s and 1000.
@@ -97,7 +104,7 @@ func (c *Config) setDefaults() {
 		c.FetchMaxBytes = 2 << 20
 	}
 	if c.QueueCapacity <= 0 {
-		c.QueueCapacity = 64
+		c.QueueCapacity = 1
 	}
 	if c.CommitEvery <= 0 {
 		c.CommitEvery = 1000

@@ -54,16 +54,20 @@ func Parse(body []byte) (*Event, error) {
 	if !utf8.Valid(body) {
 		return nil, errorf(ReasonInvalidJSON, "", "not valid UTF-8")
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
+	// Check the syntax and that body is an object without building it: an
+	// empty struct keeps nothing of what it skips. (A map of every member
+	// cost some 17 times the record for one with 150,000 small members.)
+	var probe struct{}
+	if err := json.Unmarshal(body, &probe); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			return nil, errorf(ReasonInvalidEvent, "", "must be a JSON object, got %s", typeErr.Value)
 		}
 		return nil, errorf(ReasonInvalidJSON, "", "not valid JSON: %v", err)
 	}
-	if fields == nil { // the literal null
-		return nil, errorf(ReasonInvalidEvent, "", "must be a JSON object, got null")
+	fields, ok := knownMembers(body)
+	if !ok { // the literal null: the only valid non-object a struct takes
+		return nil, errorf(ReasonInvalidEvent, "", "must be a JSON object, got %s", jsonKind(body[skipSpace(body, 0):]))
 	}
 	ev := &Event{}
 	var err error
@@ -95,6 +99,126 @@ func Parse(body []byte) (*Event, error) {
 	}
 	ev.compact = true
 	return ev, nil
+}
+
+// The top-level members Parse reads; every other one is dropped.
+var memberNames = [...]string{"eventType", "source", "timestamp", "correlationId", "traceId", "data"}
+
+// knownMembers returns the raw values of the members of obj named in
+// memberNames, the last one winning when a name repeats (as
+// encoding/json fills a map). obj must be valid JSON (checked by the
+// caller); ok is false when it is not an object. The values are slices of
+// obj; other members are skipped without being copied or kept, so that the
+// memory Parse holds does not grow with the number of members.
+func knownMembers(obj []byte) (fields map[string]json.RawMessage, ok bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false
+	}
+	fields = make(map[string]json.RawMessage, len(memberNames))
+	i++
+	for i < len(obj) {
+		i = skipSpace(obj, i)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+		if i >= len(obj) || obj[i] == '}' {
+			break
+		}
+		keyEnd := skipValue(obj, i) // a string
+		name, known := memberName(obj[i:keyEnd])
+		i = skipSpace(obj, keyEnd)
+		i = skipSpace(obj, i+1) // the ':'
+		end := skipValue(obj, i)
+		if known && end > i {
+			fields[name] = obj[i:end:end]
+		}
+		i = end
+	}
+	return fields, true
+}
+
+// memberName returns the member name that the quoted JSON string raw
+// decodes to, when it is one of memberNames.
+func memberName(raw []byte) (string, bool) {
+	if len(raw) < 2 {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		for _, n := range memberNames {
+			if string(inner) == n {
+				return n, true
+			}
+		}
+		return "", false
+	}
+	// An escaped name (\u0065ventType) is rare; each character takes at
+	// most 6 bytes escaped, so a longer one cannot be a known name.
+	if len(inner) > 6*len("correlationId") {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	for _, n := range memberNames {
+		if s == n {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the valid JSON value starting at b[i] (at
+// most len(b), whatever b holds). It keeps no stack: nesting is a counter,
+// so depth costs no memory.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			depth--
+			i++
+		default:
+			if depth == 0 { // a number, true, false or null
+				for i < len(b) && !isDelim(b[i]) {
+					i++
+				}
+				return i
+			}
+			i++
+		}
+		if depth == 0 {
+			return min(i, len(b))
+		}
+	}
+	return len(b)
+}
+
+func isDelim(c byte) bool {
+	switch c {
+	case ',', '}', ']', ' ', '\t', '\n', '\r':
+		return true
+	}
+	return false
 }
 
 // stringRule is what the contract asks of one string field.
