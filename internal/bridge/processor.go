@@ -124,6 +124,11 @@ func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Ent
 			"bytes", len(msg.Value), "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
 		err = p.dlq.Write(ctx, dlq.WithoutValue(rec))
 	}
+	if errors.Is(err, dlq.ErrTooLarge) {
+		p.log.Warn("record key and headers too large for the DLQ topic: dead-lettering its coordinates only",
+			"headers", len(msg.Headers), "key_bytes", len(msg.Key), "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+		err = p.dlq.Write(ctx, dlq.WithoutOriginal(rec))
+	}
 	if err != nil {
 		return false // ctx ended during the retries: unsettled, fetched again later
 	}

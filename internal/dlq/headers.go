@@ -43,6 +43,10 @@ const (
 	// when the value itself was too large for the DLQ topic and was left
 	// out; the original coordinates still lead to it.
 	HeaderValueOmitted = Prefix + "value.omitted"
+	// HeaderOriginalOmitted is set (to their size in bytes) when even
+	// without its value the record was too large: its key and original
+	// headers were left out too, and only the cxbridge.dlq.* headers remain.
+	HeaderOriginalOmitted = Prefix + "original.omitted"
 )
 
 // The reasons a record is dead-lettered (design: outcome policy).
@@ -306,4 +310,30 @@ func WithoutValue(rec kafka.Message) kafka.Message {
 	hs = append(hs, rec.Headers...)
 	rec.Headers = append(hs, kafka.Header{Key: HeaderValueOmitted, Value: []byte(strconv.Itoa(n))})
 	return rec
+}
+
+// WithoutOriginal returns the DLQ record rec with nothing of the original
+// record but its coordinates: no value, no key, only the cxbridge.dlq.*
+// headers, marked with HeaderValueOmitted and HeaderOriginalOmitted (the
+// size of the key and headers left out). It is the last fallback, for a
+// record whose key or headers alone exceed the DLQ topic's limit: the
+// record still settles (invariant 7), and its coordinates lead to it.
+func WithoutOriginal(rec kafka.Message) kafka.Message {
+	n, dropped := len(rec.Value), len(rec.Key)
+	hs := make([]kafka.Header, 0, 16)
+	for _, h := range rec.Headers {
+		switch {
+		case h.Key == HeaderValueOmitted:
+			if v, err := strconv.Atoi(string(h.Value)); err == nil {
+				n = v // rec came from WithoutValue
+			}
+		case strings.HasPrefix(h.Key, Prefix):
+			hs = append(hs, h)
+		default:
+			dropped += len(h.Key) + len(h.Value)
+		}
+	}
+	hs = append(hs, kafka.Header{Key: HeaderValueOmitted, Value: []byte(strconv.Itoa(n))},
+		kafka.Header{Key: HeaderOriginalOmitted, Value: []byte(strconv.Itoa(dropped))})
+	return kafka.Message{Headers: hs}
 }
