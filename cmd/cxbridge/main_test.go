@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,26 +19,13 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testbin"
 )
 
 var binary string
 
 // TestMain builds the real binary once: these tests run it as a process.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cxbridge-bin")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "cxbridge")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &binary) }
 
 type env struct {
 	broker *devstack.Broker

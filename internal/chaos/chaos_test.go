@@ -6,10 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cxbridge/cxbridge/internal/testbin"
 )
 
 var (
@@ -25,19 +25,7 @@ var binary string
 // TestMain builds the real binary once: the suite runs it as processes.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "cxbridge-chaos-bin")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "cxbridge")
-	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/cxbridge").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binary)
 }
 
 // Every scenario of the suite on real processes: nothing lost, the DLQ

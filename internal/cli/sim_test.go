@@ -61,28 +61,7 @@ func TestSimCommandServesUntilCancelled(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const secret = "not-the-default-secret"
 	t.Setenv("CXBRIDGE_CLIENT_SECRET", secret)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stderr := newLineWriter()
-	var stdout bytes.Buffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- cli.Run(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms"}, &stdout, stderr)
-	}()
-
-	var start struct {
-		Msg, URL, Addr string
-	}
-	select {
-	case line := <-stderr.lines:
-		if err := json.Unmarshal([]byte(line), &start); err != nil || start.URL == "" {
-			t.Fatalf("start line %q: %v", line, err)
-		}
-	case code := <-exit:
-		t.Fatalf("sim exited with %d: %s", code, stderr)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no start line")
-	}
+	start, stderr, stop := startSim(t, "--latency", "1ms")
 
 	tr := &http.Transport{}
 	hc := &http.Client{Transport: tr}
@@ -106,16 +85,7 @@ func TestSimCommandServesUntilCancelled(t *testing.T) {
 		t.Fatalf("faults %s", body)
 	}
 	tr.CloseIdleConnections()
-
-	cancel()
-	select {
-	case code := <-exit:
-		if code != cli.ExitOK {
-			t.Fatalf("exit %d, want 0: %s", code, stderr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sim did not stop after ctx ended")
-	}
+	stop()
 	if out := stderr.String(); strings.Contains(out, secret) || strings.Contains(out, "access_token") {
 		t.Fatalf("a secret reached the log:\n%s", out)
 	}

@@ -38,12 +38,17 @@ func TestStart(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	cancel()
-	// The listener closes: wait for a refused connection.
+	waitClosed(t, strings.TrimPrefix(base, "http://"))
+}
+
+// waitClosed waits until addr refuses connections: the listener closed.
+func waitClosed(t *testing.T, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), time.Second)
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			break
+			return
 		}
 		conn.Close()
 		if time.Now().After(deadline) {
@@ -220,18 +225,7 @@ func TestStartTLS(t *testing.T) {
 	wantStatus(t, e.publish(t, e.token(t), "start-tls", ""), 200)
 	tr.CloseIdleConnections()
 	cancel()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "https://"), time.Second)
-		if err != nil {
-			break
-		}
-		conn.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("still listening after ctx ended")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitClosed(t, strings.TrimPrefix(base, "https://"))
 }
 
 func TestTLSNeedsACertificate(t *testing.T) {
