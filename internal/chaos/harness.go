@@ -77,16 +77,14 @@ type Harness struct {
 	invalidRatio                  float64
 	baseFaults                    sim.Faults
 
-	mu       sync.Mutex
-	broker   *Proc
-	simProc  *Proc
-	producer *Proc
-	workers  map[string]*Proc
-	procs    []*Proc // every process started, for the log scan
-	exits    []string
-	proxy    *Proxy
-	faults   []Fault
-	samples  []sample
+	mu      sync.Mutex
+	broker  *Proc
+	simProc *Proc
+	workers map[string]*Proc
+	procs   []*Proc // every process started, for the log scan
+	proxy   *Proxy
+	faults  []Fault
+	samples []sample
 
 	client *kafka.Client
 	hc     *http.Client
