@@ -110,18 +110,26 @@ func TestSimCommandBadFlags(t *testing.T) {
 			for k, v := range c.env {
 				t.Setenv(k, v)
 			}
-			var stdout, stderr bytes.Buffer
-			code := cli.Run(context.Background(), append([]string{"sim"}, c.args...), &stdout, &stderr)
-			if code != cli.ExitConfig {
-				t.Fatalf("exit %d, want %d: %s", code, cli.ExitConfig, stderr.String())
-			}
-			for _, w := range c.want {
-				if !strings.Contains(stderr.String(), w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
-				}
-			}
+			simConfigError(t, c.args, c.want)
 		})
 	}
+}
+
+// simConfigError runs `cxbridge sim` with args, which must stop it at
+// start-up (exit 2) with every one of want in its error; it returns the error.
+func simConfigError(t *testing.T, args, want []string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := cli.Run(context.Background(), append([]string{"sim"}, args...), &stdout, &stderr)
+	if code != cli.ExitConfig {
+		t.Fatalf("exit %d, want %d: %s", code, cli.ExitConfig, stderr.String())
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+		}
+	}
+	return stderr.String()
 }
 
 func TestSimCommandHelp(t *testing.T) {
@@ -345,17 +353,7 @@ func TestSimCommandBadTLSFlags(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := cli.Run(context.Background(), append([]string{"sim"}, c.args...), &stdout, &stderr)
-			if code != cli.ExitConfig {
-				t.Fatalf("exit %d, want %d: %s", code, cli.ExitConfig, stderr.String())
-			}
-			for _, w := range c.want {
-				if !strings.Contains(stderr.String(), w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
-				}
-			}
-			if strings.Contains(stderr.String(), "PRIVATE KEY") {
+			if strings.Contains(simConfigError(t, c.args, c.want), "PRIVATE KEY") {
 				t.Fatal("key material in the error")
 			}
 		})
