@@ -57,7 +57,7 @@ func (c *CXone) Register(fs *FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, 5), "consecutive failed attempts that open the circuit breaker")
 	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, 10*time.Second), "how long the breaker stays open before a probe")
 	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, 1), "successful half-open probes that close the breaker")
-	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second, 0 for no limit")
+	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second (halved by a 429, then recovering); 0: none until CXone answers 429, then one found from its answers")
 }
 
 // Validate adds a problem for every bad CXone setting and fills the token URL.

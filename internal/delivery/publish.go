@@ -78,9 +78,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		switch res.Class {
 		case cxone.Accepted:
 			done(nil)
-			if p.limiter != nil {
-				p.limiter.up()
-			}
+			p.limiter.up()
 			out.Result, out.Body, out.Err = Accepted, "", nil
 			return out
 		case cxone.Rejected:
@@ -112,9 +110,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 				wait = res.RetryAfter
 			}
 			p.gate.Close(time.Now().Add(Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
-			if p.limiter != nil {
-				p.limiter.down(out.LastAttempt)
-			}
+			p.limiter.down(out.LastAttempt)
 		default: // server error, timeout, network error
 			done(errAttemptFailed)
 			if probe {
@@ -148,10 +144,7 @@ func (p *Publisher) waitTurn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p.limiter != nil {
-		return p.limiter.wait(ctx)
-	}
-	return nil
+	return p.limiter.wait(ctx)
 }
 
 // canceled ends a publish interrupted by its context; Err keeps the last

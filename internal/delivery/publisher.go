@@ -36,8 +36,9 @@ type Config struct {
 	DefaultRetryAfter time.Duration
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
-	// RateLimit is the most attempts per second, 0 for no limit. A 429
-	// halves it for a while; it then recovers by a tenth a second.
+	// RateLimit is the most attempts per second; a 429 halves it for a
+	// while, it then recovers by a tenth a second. 0: no limit until CXone
+	// answers 429, then one discovered the same way (see adaptiveLimit).
 	RateLimit float64
 	// Hooks observe what happens, for metrics. Optional.
 	Hooks Hooks
@@ -113,7 +114,7 @@ type Publisher struct {
 	tokens  TokenSource
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 	gate    Gate
-	limiter *adaptiveLimit // nil without a rate limit
+	limiter *adaptiveLimit // configured or discovered
 	poll    time.Duration  // how often a caller held by the breaker looks again
 }
 
@@ -143,6 +144,8 @@ func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 	})
 	if cfg.RateLimit > 0 {
 		p.limiter = newAdaptiveLimit(cfg.RateLimit)
+	} else {
+		p.limiter = newDiscoveredLimit()
 	}
 	return p
 }
@@ -152,12 +155,7 @@ func (p *Publisher) BreakerState() gobreaker.State { return p.breaker.State() }
 
 // RateLimit returns the client-side rate limit in force (it adapts to
 // 429s), 0 when there is none.
-func (p *Publisher) RateLimit() float64 {
-	if p.limiter == nil {
-		return 0
-	}
-	return p.limiter.rate()
-}
+func (p *Publisher) RateLimit() float64 { return p.limiter.rate() }
 
 // GateClosedUntil returns when the 429 gate opens; a past time means open.
 func (p *Publisher) GateClosedUntil() time.Time { return p.gate.ClosedUntil() }

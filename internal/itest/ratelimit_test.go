@@ -12,12 +12,18 @@ import (
 // publisher for Retry-After and slow the client-side rate down, nothing is
 // dead-lettered and everything is accepted (invariant 5).
 func TestRateLimitIsNotADeadLetter(t *testing.T) {
-	const cxoneRate, offered = 200, 1000
+	t.Run("configured", func(t *testing.T) { testRateLimit(t, 1000) })
+	// Without --rate-limit the publisher finds the pace itself.
+	t.Run("discovered", func(t *testing.T) { testRateLimit(t, 0) })
+}
+
+func testRateLimit(t *testing.T, configured float64) {
+	const cxoneRate = 200
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{RateLimit: cxoneRate, RetryAfter: "1"}})
 	recs := keyedRecords(100, 20, 5)
 	s.write(recs)
 	t0 := time.Now()
-	w := s.startWorker(func(st *bridge.Settings) { st.CXone.RateLimit = offered })
+	w := s.startWorker(func(st *bridge.Settings) { st.CXone.RateLimit = configured })
 	s.waitCommitted(2 * time.Minute)
 	el := time.Since(t0)
 	w.stop(t)
