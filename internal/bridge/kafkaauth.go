@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // KafkaSetupError is a Kafka connection problem that waiting does not fix:
@@ -113,10 +114,8 @@ func checkKafka(ctx context.Context, k *config.Kafka, dialer *kafka.Dialer, log 
 		}
 		onErr(err)
 		log.Debug("Kafka connection check failed; retrying", "brokers", k.Brokers, "attempt", attempt, "retry_in", wait.String(), "error", err.Error())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return err
 		}
 		wait = min(2*wait, maxWait)
 	}

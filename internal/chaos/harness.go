@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
+	"github.com/cxbridge/cxbridge/internal/retry"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
 
@@ -79,7 +80,6 @@ type Harness struct {
 
 	mu      sync.Mutex
 	broker  *Proc
-	simProc *Proc
 	workers map[string]*Proc
 	procs   []*Proc // every process started, for the log scan
 	proxy   *Proxy
@@ -137,11 +137,9 @@ func (h *Harness) setup(ctx context.Context, withProxy bool) error {
 	if err := h.startBroker(ctx); err != nil {
 		return err
 	}
-	sp, err := h.start("sim", "sim", "--addr", h.simAddr)
-	if err != nil {
+	if _, err := h.start("sim", "sim", "--addr", h.simAddr); err != nil {
 		return err
 	}
-	h.simProc = sp
 	h.cxoneURL = "http://" + h.simAddr
 	if err := h.await(ctx, 30*time.Second, "the simulator answers", func() bool {
 		resp, err := h.hc.Get(h.cxoneURL + "/healthz")
@@ -357,15 +355,13 @@ func (h *Harness) await(ctx context.Context, timeout time.Duration, what string,
 	return nil
 }
 
+// sleep is retry.Sleep, ending with ctx's cause (a scenario's timeout says
+// which scenario).
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if retry.Sleep(ctx, d) != nil {
 		return context.Cause(ctx)
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 // close stops every process still running (SIGKILL) and the proxy.

@@ -27,6 +27,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/dispatch"
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // Processor settles one record: it returns true once the record is
@@ -307,7 +308,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 			}
 			failures++
 			c.log.Warn("fetch failed; retrying", "partition", p.id, "error", err.Error())
-			if sleep(fctx, min(100*time.Millisecond<<min(failures, 6), 5*time.Second)) != nil {
+			if retry.Sleep(fctx, min(100*time.Millisecond<<min(failures, 6), 5*time.Second)) != nil {
 				return
 			}
 			continue
@@ -433,16 +434,5 @@ func closeBounded(r *kafka.Reader, d time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(d):
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // Gate is the one 429 gate that every publisher waits at: a 429 closes it
@@ -42,7 +44,7 @@ func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
 			return waited, ctx.Err()
 		}
 		start := time.Now()
-		err := sleep(ctx, d)
+		err := retry.Sleep(ctx, d)
 		waited += time.Since(start)
 		if err != nil {
 			return waited, err

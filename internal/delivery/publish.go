@@ -10,6 +10,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // Publish delivers ev and returns its outcome: Accepted; a DLQ result
@@ -40,7 +41,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		probe := p.breaker.State() == gobreaker.StateHalfOpen
 		done, err := p.breaker.Allow()
 		if err != nil { // open, or half-open with its probes taken: wait, spend nothing
-			if err := sleep(ctx, p.poll); err != nil {
+			if err := retry.Sleep(ctx, p.poll); err != nil {
 				return canceled(out, err)
 			}
 			continue
@@ -57,7 +58,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 				done(errAttemptFailed)
 			}
 			out.Err = err
-			if err := sleep(ctx, max(time.Until(p.tokens.NextTry()), p.poll)); err != nil {
+			if err := retry.Sleep(ctx, max(time.Until(p.tokens.NextTry()), p.poll)); err != nil {
 				return canceled(out, err)
 			}
 			continue
@@ -100,7 +101,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 				continue
 			}
 			done(errAttemptFailed) // a fresh token refused too: an auth outage trips the breaker
-			if err := sleep(ctx, Backoff(authFailures-1, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+			if err := retry.Sleep(ctx, retry.Backoff(authFailures-1, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
 				return canceled(out, err)
 			}
 		case cxone.RateLimited:
@@ -109,7 +110,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			if res.HasRetryAfter {
 				wait = res.RetryAfter
 			}
-			p.gate.Close(time.Now().Add(Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
+			p.gate.Close(time.Now().Add(retry.Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
 			p.limiter.down(out.LastAttempt)
 		default: // server error, timeout, network error
 			done(errAttemptFailed)
@@ -128,7 +129,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			if h := p.cfg.Hooks.Retry; h != nil {
 				h()
 			}
-			if err := sleep(ctx, Backoff(retries, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+			if err := retry.Sleep(ctx, retry.Backoff(retries, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
 				return canceled(out, err)
 			}
 		}

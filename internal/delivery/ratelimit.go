@@ -4,9 +4,12 @@ import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // adaptiveLimit is the client-side rate limit. A 429 halves the rate; each
@@ -30,9 +33,9 @@ type adaptiveLimit struct {
 	ceiling  float64
 	floor    float64
 	mu       sync.Mutex
-	engaged  bool    // a limit is in force (always, when configured)
-	slow     bool    // a discovered limit's slow start: doubling until a 429
-	hit      float64 // the rate that drew the last 429
+	engaged  atomic.Bool // a limit is in force (always, when configured); read without mu by wait
+	slow     bool        // a discovered limit's slow start: doubling until a 429
+	hit      float64     // the rate that drew the last 429
 	current  float64
 	lastStep time.Time
 	lastDown time.Time // when the rate was last halved
@@ -42,10 +45,12 @@ type adaptiveLimit struct {
 }
 
 func newAdaptiveLimit(perSecond float64) *adaptiveLimit {
-	return &adaptiveLimit{
+	a := &adaptiveLimit{
 		lim:     rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10))),
-		ceiling: perSecond, floor: max(perSecond/20, 0.5), current: perSecond, engaged: true,
+		ceiling: perSecond, floor: max(perSecond/20, 0.5), current: perSecond,
 	}
+	a.engaged.Store(true)
+	return a
 }
 
 // newDiscoveredLimit returns a limit that engages at the first 429.
@@ -59,15 +64,20 @@ func newDiscoveredLimit() *adaptiveLimit {
 const maxReserve = 200 * time.Millisecond
 
 // wait returns when the limit allows one more attempt, or ctx's error.
+// Without a limit in force it costs one atomic load: it runs before every
+// publish attempt.
 func (a *adaptiveLimit) wait(ctx context.Context) error {
+	if !a.engaged.Load() {
+		return ctx.Err()
+	}
 	for {
 		r := a.lim.Reserve()
 		d := r.Delay()
 		if d <= maxReserve {
-			return sleep(ctx, d)
+			return retry.Sleep(ctx, d)
 		}
 		r.Cancel()
-		if err := sleep(ctx, Jitter(maxReserve, 0.5)); err != nil {
+		if err := retry.Sleep(ctx, retry.Jitter(maxReserve, 0.5)); err != nil {
 			return err
 		}
 	}
@@ -84,8 +94,9 @@ func (a *adaptiveLimit) down(sent time.Time) {
 	if sent.Before(a.lastDown.Add(maxReserve)) { // admitted at the rate before
 		return
 	}
-	if !a.engaged { // discovered: start from what CXone took
-		a.engaged, a.slow = true, true
+	if !a.engaged.Load() { // discovered: start from what CXone took
+		a.engaged.Store(true)
+		a.slow = true
 		a.current = float64(max(a.lastSec, a.inSecond, 2))
 	} else {
 		a.slow = false
@@ -111,11 +122,11 @@ func (a *adaptiveLimit) up() {
 		a.inSecond, a.second = 0, now
 	}
 	a.inSecond++
-	if !a.engaged || a.current >= a.ceiling || now.Sub(a.lastStep) < time.Second {
+	if !a.engaged.Load() || a.current >= a.ceiling || now.Sub(a.lastStep) < time.Second {
 		return
 	}
 	if a.auto && !a.slow && a.current >= 4*a.hit {
-		a.engaged = false
+		a.engaged.Store(false)
 		a.lim.SetLimit(rate.Inf)
 		return
 	}
@@ -143,7 +154,7 @@ func (a *adaptiveLimit) set() {
 func (a *adaptiveLimit) rate() float64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.engaged {
+	if !a.engaged.Load() {
 		return 0
 	}
 	return a.current

@@ -19,6 +19,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/time/rate"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // Config configures a producer run.
@@ -233,10 +235,8 @@ func writeRetrying(ctx context.Context, w *kafka.Writer, cfg Config, batch []kaf
 		if cfg.OnRetry != nil {
 			cfg.OnRetry(err, wait)
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, wait) != nil {
 			return nil
-		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)
 	}

@@ -1,4 +1,6 @@
-package delivery
+// Package retry holds the waits of every retry loop: exponential backoff
+// with jitter, jitter alone, and a sleep that ends with its context.
+package retry
 
 import (
 	"context"
@@ -30,8 +32,9 @@ func Jitter(d time.Duration, frac float64) time.Duration {
 	return d + time.Duration(rand.Float64()*frac*float64(d))
 }
 
-// sleep waits d or until ctx ends, whichever is first.
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx ends, whichever is first, and returns ctx.Err()
+// when ctx ended (also when d ≤ 0).
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
