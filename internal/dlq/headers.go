@@ -312,27 +312,24 @@ func WithoutValue(rec kafka.Message) kafka.Message {
 	return rec
 }
 
-// WithoutOriginal returns the DLQ record rec with nothing of the original
-// record but its coordinates: no value, no key, only the cxbridge.dlq.*
-// headers, marked with HeaderValueOmitted and HeaderOriginalOmitted (the
-// size of the key and headers left out). It is the last fallback, for a
-// record whose key or headers alone exceed the DLQ topic's limit: the
-// record still settles (invariant 7), and its coordinates lead to it.
+// WithoutOriginal returns the DLQ record rec (as Record returns it) with
+// nothing of the original record but its coordinates: no value, no key,
+// only the cxbridge.dlq.* headers, marked with HeaderValueOmitted and
+// HeaderOriginalOmitted (the size of the key and headers left out). It is
+// the last fallback, for a record whose key or headers alone exceed the DLQ
+// topic's limit: the record still settles (invariant 7), and its
+// coordinates lead to it.
 func WithoutOriginal(rec kafka.Message) kafka.Message {
-	n, dropped := len(rec.Value), len(rec.Key)
+	dropped := len(rec.Key)
 	hs := make([]kafka.Header, 0, 16)
 	for _, h := range rec.Headers {
-		switch {
-		case h.Key == HeaderValueOmitted:
-			if v, err := strconv.Atoi(string(h.Value)); err == nil {
-				n = v // rec came from WithoutValue
-			}
-		case strings.HasPrefix(h.Key, Prefix):
+		if strings.HasPrefix(h.Key, Prefix) {
 			hs = append(hs, h)
-		default:
+		} else {
 			dropped += len(h.Key) + len(h.Value)
 		}
 	}
+	n := len(rec.Value)
 	hs = append(hs, kafka.Header{Key: HeaderValueOmitted, Value: []byte(strconv.Itoa(n))},
 		kafka.Header{Key: HeaderOriginalOmitted, Value: []byte(strconv.Itoa(dropped))})
 	return kafka.Message{Headers: hs}

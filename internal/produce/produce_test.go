@@ -83,8 +83,13 @@ func TestRunRetriesFailedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n < 500 || bad != int(st.Invalid.Load()) && n == 500 {
-		t.Fatalf("topic holds %d records (%d bad), want at least 500 (%d bad)", n, bad, st.Invalid.Load())
+	// A retried write may have landed twice; with none doubled, the bad
+	// records are exactly those counted.
+	if n < 500 {
+		t.Fatalf("topic holds %d records, want at least 500", n)
+	}
+	if n == 500 && bad != int(st.Invalid.Load()) {
+		t.Fatalf("topic holds %d bad records, %d were written", bad, st.Invalid.Load())
 	}
 	t.Logf("%d produce requests dropped, %d retries, %d records in the topic (%d bad)", dropped.Load()-1, retries.Load(), n, bad)
 }
