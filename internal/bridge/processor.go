@@ -88,7 +88,7 @@ func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 		if errors.As(err, &verr) {
 			reason = string(verr.Reason)
 		}
-		corr, trace := event.RecordIDs(rec)
+		corr, trace := event.BadRecordIDs(msg.Value, rec)
 		return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: err.Error(), CorrelationID: corr, TraceID: trace})
 	}
 	out := p.pub.Publish(ctx, ev,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +202,49 @@ func TestProcessorLogLineFields(t *testing.T) {
 		if _, ok := line[k]; !ok {
 			t.Errorf("log line lacks %s: %s", k, buf.String())
 		}
+	}
+}
+
+// A bad record whose JSON carries a readable correlationId (and traceId)
+// is dead-lettered under the producer's own ids, so that operators find it
+// by the id they know; an id that cannot be read falls back to the header,
+// then to the derived one.
+func TestProcessorKeepsTheRecordsOwnIDs(t *testing.T) {
+	t.Parallel()
+	big := `{"eventType":"a","source":"s","timestamp":"2026-11-28T10:00:00Z","correlationId":"order-1","traceId":"trace-1","data":{"blob":"` + strings.Repeat("a", 500_001) + `"}}`
+	derived := event.DerivedCorrelationID(event.Record{Topic: "cxone.events", Partition: 3, Offset: 42})
+	cases := []struct {
+		name, value, header, reason, corr, trace string
+	}{
+		{"invalid event", `{"eventType":"","source":"s","correlationId":"order-1","traceId":"trace-1"}`, "", "invalid_event", "order-1", "trace-1"},
+		{"bad timestamp", `{"correlationId":"order-1","eventType":"a","source":"s","timestamp":"yesterday"}`, "", "invalid_event", "order-1", ""},
+		{"too large data", big, "", "too_large", "order-1", "trace-1"},
+		{"id wins over header", `{"eventType":1,"correlationId":"order-1"}`, "hdr-9", "invalid_event", "order-1", ""},
+		{"unreadable id, header", `{"eventType":1,"correlationId":"bad\nid"}`, "hdr-9", "invalid_event", "hdr-9", ""},
+		{"id not a string", `{"eventType":1,"correlationId":7}`, "", "invalid_event", derived, ""},
+		{"not json", `{"correlationId":"order-1",`, "", "invalid_json", derived, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := &fakeDLQ{}
+			p := NewProcessor(&fakePublisher{t: t}, w, nil, ProcessorHooks{})
+			msg := record([]byte(c.value))
+			if c.header != "" {
+				msg.Headers = append(msg.Headers, kafka.Header{Key: "X-Correlation-ID", Value: []byte(c.header)})
+			}
+			if !p.Process(context.Background(), msg) {
+				t.Fatal("not settled")
+			}
+			e, _, _ := dlq.Parse(w.msgs[0].Headers)
+			if e.Reason != c.reason {
+				t.Errorf("reason %q, want %q", e.Reason, c.reason)
+			}
+			if e.CorrelationID != c.corr {
+				t.Errorf("correlation id %q, want %q", e.CorrelationID, c.corr)
+			}
+			if c.trace != "" && e.TraceID != c.trace {
+				t.Errorf("trace id %q, want %q", e.TraceID, c.trace)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -60,6 +61,24 @@ func Decode(value []byte, rec Record) (*Event, error) {
 // cxbridge.dlq.trace.id), else derived deterministically from topic,
 // partition and offset. A replayed DLQ record so keeps the ids it had.
 func RecordIDs(rec Record) (correlationID, traceID string) {
+	fillIDs(&correlationID, &traceID, rec)
+	return correlationID, traceID
+}
+
+// BadRecordIDs returns the ids of a record that failed Decode: the value's
+// own correlationId and traceId when the value is a JSON object that
+// carries them as valid ids (an event breaking another rule, or too
+// large), so that operators find a dead letter by the id its producer
+// gave; else what RecordIDs returns. It never fails: an id that cannot be
+// read is left to the headers and the derived id.
+func BadRecordIDs(value []byte, rec Record) (correlationID, traceID string) {
+	if utf8.Valid(value) && json.Valid(value) {
+		if fields, ok := knownMembers(value); ok {
+			id := stringRule{maxChars: MaxIDChars, header: true}
+			correlationID, _ = stringField(fields, "correlationId", id)
+			traceID, _ = stringField(fields, "traceId", id)
+		}
+	}
 	fillIDs(&correlationID, &traceID, rec)
 	return correlationID, traceID
 }

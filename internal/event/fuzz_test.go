@@ -50,6 +50,15 @@ func FuzzDecode(f *testing.F) {
 			if ev != nil {
 				t.Fatalf("Decode returned an event with its error")
 			}
+			// The ids a dead letter gets: never empty, always safe as
+			// header values, the same every time.
+			corr, trace := event.BadRecordIDs(value, r)
+			if corr == "" || trace == "" || strings.ContainsAny(corr+trace, "\r\n\x00") {
+				t.Fatalf("BadRecordIDs = %q, %q", corr, trace)
+			}
+			if c2, t2 := event.BadRecordIDs(value, r); c2 != corr || t2 != trace {
+				t.Fatalf("BadRecordIDs not stable: %q %q then %q %q", corr, trace, c2, t2)
+			}
 			return
 		}
 		if ev.CorrelationID == "" || ev.TraceID == "" {
