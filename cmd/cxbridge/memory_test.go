@@ -393,3 +393,61 @@ func TestHostileInputMemoryBound(t *testing.T) {
 	}
 	t.Logf("took %v", time.Since(testStart).Round(time.Millisecond))
 }
+
+// The memory bound at the shipped defaults, on valid events as large as the
+// contract allows: 300 events of ~490 KB (data just under
+// event.MaxDataBytes), 300 keys, over 6 partitions, while CXone answers
+// each publish in 1 s so that the worker holds as many as it may. Only the
+// input topic, the group and the admin address are set (and, by
+// startWorker, the test's fast group timings, which hold nothing); every
+// setting that bounds memory — --max-in-flight, --max-in-flight-bytes,
+// --kafka-fetch-max-bytes — is at its default. The peak RSS must stay
+// within 256 MiB, half of deploy/k8s's memory limit.
+func TestLargeEventsMemoryAtDefaults(t *testing.T) {
+	const (
+		topic, group = "mem.large", "mem-large"
+		n            = 300
+		dataBytes    = 489_000
+		bound        = 256 << 20
+	)
+	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 6,
+		Topics: []string{topic, "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, url, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Faults: sim.Faults{Latency: sim.Duration(time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{broker: b, sim: s, simURL: url}
+
+	fill := strings.Repeat("x", dataBytes)
+	msgs := make([]kafka.Message, n)
+	var total int64
+	for i := range msgs {
+		id := fmt.Sprintf("large-%03d", i)
+		msgs[i] = kafka.Message{Key: []byte(id), Value: memEvent(id, "", `,"s":"`+fill+`"`)}
+		total += int64(len(msgs[i].Value))
+	}
+	wr := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: topic, Balancer: &kafka.Hash{},
+		BatchSize: 1, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
+	if err := wr.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("writing the records: %v", err)
+	}
+	_ = wr.Close()
+	msgs, fill = nil, ""
+	t.Logf("wrote %d valid events, %s", n, mib(total))
+
+	w := e.startWorker(t, "--input-topic", topic, "--group-id", group, "--admin-addr", freeAddr(t), "--log-level", "warn")
+	peak := finishMemRun(t, e, w, topic, group)
+	if st := s.Stats(); st.Distinct != n {
+		t.Fatalf("%d events accepted, want %d (%+v)", st.Distinct, n, st)
+	}
+	t.Logf("peak RSS %s (bound %s) for %d events of %s in flight at the defaults", mib(peak), mib(bound), n, mib(total/n))
+	if peak > bound {
+		t.Errorf("peak RSS %s over %s", mib(peak), mib(bound))
+	}
+}

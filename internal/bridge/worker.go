@@ -102,7 +102,8 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.disp = dispatch.New(mode, s.Worker.MaxInFlight)
+	w.disp = dispatch.New(mode, s.Worker.MaxInFlight,
+		dispatch.MaxBytes(s.Worker.MaxInFlightBytes), dispatch.LaneShare(config.LaneShare(s.Worker.MaxInFlight)))
 	w.disp.OnPanic(func(j dispatch.Job, v any) {
 		log.Error("record processing panicked; the record stays unsettled", "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
 	})
@@ -119,6 +120,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		HeartbeatInterval: s.Kafka.HeartbeatInterval, JoinBackoff: s.JoinBackoff,
 		PartitionWatchInterval: s.PartitionWatchInterval,
 		FetchMaxBytes:          s.Kafka.FetchMaxBytes, FetchMaxWait: s.Kafka.FetchMaxWait,
+		MaxUncommitted: s.Worker.MaxUncommittedPerPartition,
 		CommitInterval: s.Worker.CommitInterval,
 		DrainTimeout:   s.Worker.DrainTimeout, ShutdownTimeout: s.Worker.ShutdownTimeout,
 		Logger: log,
@@ -146,6 +148,8 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 func (w *Worker) registerGauges() {
 	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_records", Help: "Records held: queued behind their key or being published."},
 		func() float64 { return float64(w.disp.InFlight()) }))
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_bytes", Help: "Bytes of the records held (key, value, headers), bounded by --max-in-flight-bytes."},
+		func() float64 { return float64(w.disp.InFlightBytes()) }))
 	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_oldest_unsettled_age_seconds", Help: "Age of the oldest fetched, unsettled record."},
 		func() float64 {
 			var oldest time.Duration
@@ -175,6 +179,9 @@ func (w *Worker) BreakerState() gobreaker.State { return w.pub.BreakerState() }
 // InFlight is the number of records held.
 func (w *Worker) InFlight() int { return w.disp.InFlight() }
 
+// Dispatcher holds the records in flight, for status and tests.
+func (w *Worker) Dispatcher() *dispatch.Dispatcher { return w.disp }
+
 // Run serves the admin endpoints and consumes until ctx ends, then shuts
 // down gracefully: stop fetching, finish in-flight records within the
 // shutdown timeout, commit, leave the group. It returns nil after a clean
@@ -197,7 +204,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	w.log.Info("cxbridge worker starting",
 		"brokers", w.s.Kafka.Brokers, "input_topic", w.s.Kafka.InputTopic, "group_id", w.s.Kafka.GroupID,
-		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight,
+		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight, "max_in_flight_bytes", w.s.Worker.MaxInFlightBytes,
 		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr,
 		"kafka_tls", w.s.Kafka.TLS, "kafka_sasl_mechanism", w.s.Kafka.SASLMechanism)
 	var wg sync.WaitGroup
