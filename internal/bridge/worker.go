@@ -93,7 +93,13 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	w.dialer = dialer
 	w.dlq, err = dlq.NewWriter(dlq.WriterConfig{
 		Brokers: s.Kafka.BrokerList(), Topic: s.Kafka.DLQTopic, Transport: transport,
-		Logger: log, OnFailure: func(error) { m.DLQWriteFailures.Inc() },
+		Logger: log, OnFailure: func(err error) {
+			kind := "transient"
+			if dlq.Permanent(err) {
+				kind = "permanent"
+			}
+			m.DLQWriteFailures.WithLabelValues(kind).Inc()
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -158,6 +164,8 @@ func (w *Worker) registerGauges() {
 			}
 			return oldest.Seconds()
 		}))
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_dlq_refused_records", Help: "DLQ writes in progress whose record the DLQ topic refuses for good (retried until it accepts it; their partitions are not committed past them)."},
+		func() float64 { n, _ := w.dlq.Refused(); return float64(n) }))
 	w.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
 		[]string{"topic", "partition"})
 	w.reg.MustRegister(w.lag)
@@ -325,6 +333,10 @@ func (w *Worker) checkDLQ() (bool, string) {
 	w.mu.Lock()
 	err, at := w.dlqErr, w.dlqAt
 	w.mu.Unlock()
+	if n, rerr := w.dlq.Refused(); n > 0 {
+		return false, fmt.Sprintf("DLQ topic %s refuses %d record(s) for good (check its ACLs, policy and cleanup.policy): retrying them until it accepts them; their partitions are not committed past them: %v",
+			w.s.Kafka.DLQTopic, n, rerr)
+	}
 	switch {
 	case at.IsZero():
 		return false, "not checked yet"
