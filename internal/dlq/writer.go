@@ -303,12 +303,7 @@ func joinDistinct(errs []error) error {
 // retries these too (an operator may fix the cause) but logs them once and
 // reports them through Refused; OnFailure can tell them apart with it.
 func Permanent(err error) bool {
-	var ke kafka.Error
-	if !errors.As(err, &ke) {
-		return false
-	}
-	// errors.As finds the first; a joined error may hold others.
-	for _, code := range permanentCodes {
+	for _, code := range permanentCodes { // errors.Is looks into joined errors too
 		if errors.Is(err, code) {
 			return true
 		}
