@@ -349,14 +349,14 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 // refuses it for good), and fetching on would only grow what a crash or a
 // rebalance fetches again.
 func (c *Consumer) waitRoom(fctx context.Context, t *dispatch.Tracker, partition int) error {
-	max := c.cfg.MaxUncommitted
-	if max <= 0 || t.Len() < max {
+	limit := c.cfg.MaxUncommitted
+	if limit <= 0 || t.Len() < limit {
 		return nil
 	}
 	off, at, _ := t.Oldest()
 	c.log.Warn("partition paused: too many records wait behind its oldest unsettled one",
-		"partition", partition, "held", t.Len(), "max", max, "oldest_offset", off, "oldest_age", time.Since(at).Round(time.Millisecond).String())
-	if err := t.WaitRoom(fctx, max); err != nil {
+		"partition", partition, "held", t.Len(), "max", limit, "oldest_offset", off, "oldest_age", time.Since(at).Round(time.Millisecond).String())
+	if err := t.WaitRoom(fctx, limit); err != nil {
 		return err
 	}
 	c.log.Info("partition resumed", "partition", partition)

@@ -131,20 +131,20 @@ func (t *Tracker) Len() int {
 	return t.n
 }
 
-// WaitRoom waits until the tracker holds fewer than max records (Len), or
+// WaitRoom waits until the tracker holds fewer than limit records (Len), or
 // returns ctx.Err() if ctx ends first. Records leave only when the oldest
 // unsettled one settles, so one record that never settles makes WaitRoom
 // wait as long. One waiter at a time.
-func (t *Tracker) WaitRoom(ctx context.Context, max int) error {
+func (t *Tracker) WaitRoom(ctx context.Context, limit int) error {
 	t.mu.Lock()
-	if t.n < max {
+	if t.n < limit {
 		t.mu.Unlock()
 		return nil
 	}
 	if t.room == nil {
 		t.room = make(chan struct{})
 	}
-	t.roomAt = max
+	t.roomAt = limit
 	ch := t.room
 	t.mu.Unlock()
 	return wait(ctx, ch)
