@@ -16,6 +16,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -196,17 +197,21 @@ func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 
 // The records a worker holds, and so the bound on its memory. Read from
 // internal/consumer (a fetch loop per partition over a kafka-go Reader with
-// QueueCapacity 1), internal/dispatch (at most --max-in-flight held) and
+// QueueCapacity 1), internal/dispatch (at most --max-in-flight records and
+// --max-in-flight-bytes of them held, or one record larger than that) and
 // kafka-go's Reader (it reads one record at a time from the fetch
 // response and hands it over through the queue):
 //
 //   - outside the dispatcher, per partition: the Q records queued by the
 //     reader, the one it is handing over, and the one the fetch loop holds
 //     while Submit waits for room: Q+2 records;
-//   - in the dispatcher: at most M = --max-in-flight records, each with
-//     what processing it costs — the value, the decoded event (compacted
-//     data ≤ the value; no copy of unknown members), the publish body or
-//     the DLQ record being encoded: at most about 4 R;
+//   - in the dispatcher: at most M = --max-in-flight records and at most
+//     B = --max-in-flight-bytes of them (plus one record, as a record is
+//     admitted alone when it is larger than what is left), so at most
+//     H = min(M × R, B + R) bytes, each with what processing it costs —
+//     the value, the decoded event (compacted data ≤ the value; no copy of
+//     unknown members), the publish body or the DLQ record being encoded:
+//     at most about 4 H;
 //
 // where R is the largest record the worker can be handed: a fetch returns
 // at least one whole record batch even when it is larger than
@@ -215,7 +220,7 @@ func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 // twice what is live (GOGC=100) before it collects. So, over the same
 // worker's footprint on ordinary records:
 //
-//	peak RSS ≤ control peak + 2 × (P × (Q+2) + 4 × M) × R
+//	peak RSS ≤ control peak + 2 × (P × (Q+2) × R + 4 × H)
 //
 // and while CXone is slow, with the dispatcher full of small records, only
 // the Q+2 records per partition can be large:
@@ -224,7 +229,10 @@ func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 //
 // (At Q = 64, kafka-go's queue let every partition pull 66 records of up to
 // R into memory whatever --max-in-flight said; the stalled check fails then.)
-const memQueueCapacity = 1 // consumer.Config.QueueCapacity's default
+const (
+	memQueueCapacity = 1                              // consumer.Config.QueueCapacity's default
+	memInFlightBytes = config.DefaultMaxInFlightBytes // --max-in-flight-bytes, not set by these tests
+)
 
 // Oversized records, huge headers and hostile JSON take the worker's
 // memory no further than its settings allow, and each one is settled with
@@ -378,13 +386,14 @@ func TestHostileInputMemoryBound(t *testing.T) {
 	// The bounds.
 	r := int64(max(memFetchMax, memTopicMax))
 	const q = memQueueCapacity
-	bound := control + 2*(memPartitions*(q+2)+4*memMaxInFlight)*r
+	held := min(memMaxInFlight*r, memInFlightBytes+r)
+	bound := control + 2*(memPartitions*(q+2)*r+4*held)
 	stallBound := control + 2*memPartitions*(q+2)*r
 	t.Logf("control peak RSS %s (%d ordinary records)", mib(control), controlN)
 	t.Logf("stalled peak RSS %s (+%s), bound %s = control + 2 × P %d × (Q %d + 2) × R %s",
 		mib(stalled), mib(stalled-control), mib(stallBound), memPartitions, q, mib(r))
-	t.Logf("hostile peak RSS %s (+%s), bound %s = control + 2 × (P %d × (Q %d + 2) + 4 × M %d) × R %s",
-		mib(hostile), mib(hostile-control), mib(bound), memPartitions, q, memMaxInFlight, mib(r))
+	t.Logf("hostile peak RSS %s (+%s), bound %s = control + 2 × (P %d × (Q %d + 2) × R %s + 4 × H %s), H = min(M %d × R, B %s + R)",
+		mib(hostile), mib(hostile-control), mib(bound), memPartitions, q, mib(r), mib(held), memMaxInFlight, mib(memInFlightBytes))
 	if stalled > stallBound {
 		t.Errorf("stalled peak RSS %s over its bound %s: records are held beyond --max-in-flight", mib(stalled), mib(stallBound))
 	}
@@ -392,4 +401,62 @@ func TestHostileInputMemoryBound(t *testing.T) {
 		t.Errorf("hostile peak RSS %s over the bound %s", mib(hostile), mib(bound))
 	}
 	t.Logf("took %v", time.Since(testStart).Round(time.Millisecond))
+}
+
+// The memory bound at the shipped defaults, on valid events as large as the
+// contract allows: 300 events of ~490 KB (data just under
+// event.MaxDataBytes), 300 keys, over 6 partitions, while CXone answers
+// each publish in 1 s so that the worker holds as many as it may. Only the
+// input topic, the group and the admin address are set (and, by
+// startWorker, the test's fast group timings, which hold nothing); every
+// setting that bounds memory — --max-in-flight, --max-in-flight-bytes,
+// --kafka-fetch-max-bytes — is at its default. The peak RSS must stay
+// within 256 MiB, half of deploy/k8s's memory limit.
+func TestLargeEventsMemoryAtDefaults(t *testing.T) {
+	const (
+		topic, group = "mem.large", "mem-large"
+		n            = 300
+		dataBytes    = 489_000
+		bound        = 256 << 20
+	)
+	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 6,
+		Topics: []string{topic, "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, url, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Faults: sim.Faults{Latency: sim.Duration(time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{broker: b, sim: s, simURL: url}
+
+	fill := strings.Repeat("x", dataBytes)
+	msgs := make([]kafka.Message, n)
+	var total int64
+	for i := range msgs {
+		id := fmt.Sprintf("large-%03d", i)
+		msgs[i] = kafka.Message{Key: []byte(id), Value: memEvent(id, "", `,"s":"`+fill+`"`)}
+		total += int64(len(msgs[i].Value))
+	}
+	wr := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: topic, Balancer: &kafka.Hash{},
+		BatchSize: 1, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
+	if err := wr.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("writing the records: %v", err)
+	}
+	_ = wr.Close()
+	msgs, fill = nil, ""
+	t.Logf("wrote %d valid events, %s", n, mib(total))
+
+	w := e.startWorker(t, "--input-topic", topic, "--group-id", group, "--admin-addr", freeAddr(t), "--log-level", "warn")
+	peak := finishMemRun(t, e, w, topic, group)
+	if st := s.Stats(); st.Distinct != n {
+		t.Fatalf("%d events accepted, want %d (%+v)", st.Distinct, n, st)
+	}
+	t.Logf("peak RSS %s (bound %s) for %d events of %s in flight at the defaults", mib(peak), mib(bound), n, mib(total/n))
+	if peak > bound {
+		t.Errorf("peak RSS %s over %s", mib(peak), mib(bound))
+	}
 }

@@ -93,7 +93,13 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	w.dialer = dialer
 	w.dlq, err = dlq.NewWriter(dlq.WriterConfig{
 		Brokers: s.Kafka.BrokerList(), Topic: s.Kafka.DLQTopic, Transport: transport,
-		Logger: log, OnFailure: func(error) { m.DLQWriteFailures.Inc() },
+		Logger: log, OnFailure: func(err error) {
+			kind := "transient"
+			if dlq.Permanent(err) {
+				kind = "permanent"
+			}
+			m.DLQWriteFailures.WithLabelValues(kind).Inc()
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -102,7 +108,8 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.disp = dispatch.New(mode, s.Worker.MaxInFlight)
+	w.disp = dispatch.New(mode, s.Worker.MaxInFlight,
+		dispatch.MaxBytes(s.Worker.MaxInFlightBytes), dispatch.LaneShare(config.LaneShare(s.Worker.MaxInFlight)))
 	w.disp.OnPanic(func(j dispatch.Job, v any) {
 		log.Error("record processing panicked; the record stays unsettled", "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
 	})
@@ -119,6 +126,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		HeartbeatInterval: s.Kafka.HeartbeatInterval, JoinBackoff: s.JoinBackoff,
 		PartitionWatchInterval: s.PartitionWatchInterval,
 		FetchMaxBytes:          s.Kafka.FetchMaxBytes, FetchMaxWait: s.Kafka.FetchMaxWait,
+		MaxUncommitted: s.Worker.MaxUncommittedPerPartition,
 		CommitInterval: s.Worker.CommitInterval,
 		DrainTimeout:   s.Worker.DrainTimeout, ShutdownTimeout: s.Worker.ShutdownTimeout,
 		Logger: log,
@@ -146,6 +154,8 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 func (w *Worker) registerGauges() {
 	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_records", Help: "Records held: queued behind their key or being published."},
 		func() float64 { return float64(w.disp.InFlight()) }))
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_bytes", Help: "Bytes of the records held (key, value, headers), bounded by --max-in-flight-bytes."},
+		func() float64 { return float64(w.disp.InFlightBytes()) }))
 	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_oldest_unsettled_age_seconds", Help: "Age of the oldest fetched, unsettled record."},
 		func() float64 {
 			var oldest time.Duration
@@ -154,6 +164,8 @@ func (w *Worker) registerGauges() {
 			}
 			return oldest.Seconds()
 		}))
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_dlq_refused_records", Help: "DLQ writes in progress whose record the DLQ topic refuses for good (retried until it accepts it; their partitions are not committed past them)."},
+		func() float64 { n, _ := w.dlq.Refused(); return float64(n) }))
 	w.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
 		[]string{"topic", "partition"})
 	w.reg.MustRegister(w.lag)
@@ -174,6 +186,9 @@ func (w *Worker) BreakerState() gobreaker.State { return w.pub.BreakerState() }
 
 // InFlight is the number of records held.
 func (w *Worker) InFlight() int { return w.disp.InFlight() }
+
+// Dispatcher holds the records in flight, for status and tests.
+func (w *Worker) Dispatcher() *dispatch.Dispatcher { return w.disp }
 
 // Run serves the admin endpoints and consumes until ctx ends, then shuts
 // down gracefully: stop fetching, finish in-flight records within the
@@ -197,7 +212,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	w.log.Info("cxbridge worker starting",
 		"brokers", w.s.Kafka.Brokers, "input_topic", w.s.Kafka.InputTopic, "group_id", w.s.Kafka.GroupID,
-		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight,
+		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight, "max_in_flight_bytes", w.s.Worker.MaxInFlightBytes,
 		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr,
 		"kafka_tls", w.s.Kafka.TLS, "kafka_sasl_mechanism", w.s.Kafka.SASLMechanism)
 	var wg sync.WaitGroup
@@ -318,6 +333,10 @@ func (w *Worker) checkDLQ() (bool, string) {
 	w.mu.Lock()
 	err, at := w.dlqErr, w.dlqAt
 	w.mu.Unlock()
+	if n, rerr := w.dlq.Refused(); n > 0 {
+		return false, fmt.Sprintf("DLQ topic %s refuses %d record(s) for good (check its ACLs, policy and cleanup.policy): retrying them until it accepts them; their partitions are not committed past them: %v",
+			w.s.Kafka.DLQTopic, n, rerr)
+	}
 	switch {
 	case at.IsZero():
 		return false, "not checked yet"

@@ -8,26 +8,57 @@ import (
 
 // Worker holds the settings of the worker process itself.
 type Worker struct {
-	Ordering        string        // key (default), partition or none.
-	MaxInFlight     int           // Default 256.
-	ShutdownTimeout time.Duration // Default 30s.
-	DrainTimeout    time.Duration // Budget of a revoked partition's drain. Default 10s.
-	CommitInterval  time.Duration // Default 1s.
-	AdminAddr       string        // Default :8090.
-	LogLevel        string        // debug, info (default), warn, error.
-	LogFormat       string        // json (default) or text.
+	Ordering    string // key (default), partition or none.
+	MaxInFlight int    // Default 256.
+	// MaxInFlightBytes bounds the bytes (key, value, headers) of the records
+	// held. Default DefaultMaxInFlightBytes.
+	MaxInFlightBytes int64
+	// MaxUncommittedPerPartition bounds the records of one partition fetched
+	// from its oldest unsettled record on. Default 4096.
+	MaxUncommittedPerPartition int
+	ShutdownTimeout            time.Duration // Default 30s.
+	DrainTimeout               time.Duration // Budget of a revoked partition's drain. Default 10s.
+	CommitInterval             time.Duration // Default 1s.
+	AdminAddr                  string        // Default :8090.
+	LogLevel                   string        // debug, info (default), warn, error.
+	LogFormat                  string        // json (default) or text.
 }
+
+// DefaultMaxInFlightBytes is --max-in-flight-bytes' default: 16 MiB (see
+// the flag's help for how it fits deploy/k8s's memory limit).
+const DefaultMaxInFlightBytes = 16 << 20
+
+// LaneShare is the most records one key (one partition in partition
+// ordering) may hold of maxInFlight: a quarter, at least one. A key whose
+// records cannot settle (a DLQ refusing one for good) then leaves three
+// quarters of the slots to the other partitions.
+func LaneShare(maxInFlight int) int { return max(1, maxInFlight/4) }
 
 // Register defines the worker flags on fs.
 func (w *Worker) Register(fs *FlagSet) {
 	fs.StringVar(&w.Ordering, "ordering", or(w.Ordering, "key"), "ordering: key (same key one at a time, in offset order), partition (one at a time per partition) or none")
-	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, 256), "most records held at once; fetching waits while it is reached")
+	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, 256), "most records held at once; fetching waits while it is reached. "+
+		"One key (in --ordering partition, one partition) holds at most a quarter of them: the records queued behind it make only its partition's fetching wait")
+	fs.Int64Var(&w.MaxInFlightBytes, "max-in-flight-bytes", orInt64(w.MaxInFlightBytes, DefaultMaxInFlightBytes),
+		"most bytes of records (key + value + headers) held at once; fetching waits while it is reached, and a record larger than this is held alone. "+
+			"16 MiB (256 records of 64 KiB) keeps a worker within half of deploy/k8s's 512 MiB limit: a held record costs up to 4 times its size while it is processed, "+
+			"6 partitions prefetch up to 6 × 3 × 2 MiB, and Go's collector lets the heap reach twice what is live: 2 × (4 × 16 + 36 + 25 runtime) = 250 MiB")
+	fs.IntVar(&w.MaxUncommittedPerPartition, "max-uncommitted-per-partition", orInt(w.MaxUncommittedPerPartition, 4096),
+		"most records of one partition fetched from its oldest unsettled record on (none of them can be committed before it settles); "+
+			"that partition's fetching waits while it is reached, the others go on. It bounds what a crash fetches again per partition")
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish")
 	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 10*time.Second), "on a rebalance, how long a revoked partition's records may take to finish")
 	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
 	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
 	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "json"), "log format: json or text")
+}
+
+func orInt64(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // Validate adds a problem for every bad worker setting. rebalance is the
@@ -40,6 +71,12 @@ func (w *Worker) Validate(p *Problems, rebalance time.Duration) {
 	}
 	if w.MaxInFlight < 1 || w.MaxInFlight > 100_000 {
 		p.Add("max-in-flight", "must be between 1 and 100000, got %d", w.MaxInFlight)
+	}
+	if w.MaxInFlightBytes < 1<<20 || w.MaxInFlightBytes > 1<<40 {
+		p.Add("max-in-flight-bytes", "must be between 1 MiB (1048576) and 1 TiB, got %d", w.MaxInFlightBytes)
+	}
+	if w.MaxUncommittedPerPartition < 1 || w.MaxUncommittedPerPartition > 10_000_000 {
+		p.Add("max-uncommitted-per-partition", "must be between 1 and 10000000, got %d", w.MaxUncommittedPerPartition)
 	}
 	positive(p, "shutdown-timeout", w.ShutdownTimeout)
 	positive(p, "drain-timeout", w.DrainTimeout)

@@ -64,6 +64,10 @@ type Config struct {
 	// a slow CXone let 6 partitions pull 390 records of up to 2 MiB each into
 	// memory beyond --max-in-flight (design invariant 4).
 	QueueCapacity int
+	// MaxUncommitted bounds the records one partition holds from its oldest
+	// unsettled record on (dispatch.Tracker.Len): its fetching waits while
+	// the bound is reached, the other partitions go on. 0 = no bound.
+	MaxUncommitted int
 	// CommitInterval and CommitEvery: commit at least this often, and
 	// after this many settled records. Defaults 1s and 1000.
 	CommitInterval time.Duration
@@ -319,8 +323,11 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 			t = dispatch.NewTracker(msg.Offset)
 			p.tracker.Store(t)
 		}
+		if err := c.waitRoom(fctx, t, p.id); err != nil {
+			return // fetched, never tracked: the watermark stays below it
+		}
 		t.Add(msg.Offset, time.Now())
-		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Run: func() {
+		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Bytes: recordBytes(msg), Run: func() {
 			if c.process(work, msg) {
 				t.Settle(msg.Offset)
 				if c.settled.Add(1) >= int64(c.cfg.CommitEvery) {
@@ -335,6 +342,34 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 			return // fetched, never started: stays unsettled, so never committed
 		}
 	}
+}
+
+// waitRoom waits while partition's tracker holds MaxUncommitted records:
+// its oldest unsettled record holds back every one after it (a DLQ that
+// refuses it for good), and fetching on would only grow what a crash or a
+// rebalance fetches again.
+func (c *Consumer) waitRoom(fctx context.Context, t *dispatch.Tracker, partition int) error {
+	limit := c.cfg.MaxUncommitted
+	if limit <= 0 || t.Len() < limit {
+		return nil
+	}
+	off, at, _ := t.Oldest()
+	c.log.Warn("partition paused: too many records wait behind its oldest unsettled one",
+		"partition", partition, "held", t.Len(), "max", limit, "oldest_offset", off, "oldest_age", time.Since(at).Round(time.Millisecond).String())
+	if err := t.WaitRoom(fctx, limit); err != nil {
+		return err
+	}
+	c.log.Info("partition resumed", "partition", partition)
+	return nil
+}
+
+// recordBytes is what a record weighs against the dispatcher's byte budget.
+func recordBytes(msg kafka.Message) int64 {
+	n := len(msg.Key) + len(msg.Value)
+	for _, h := range msg.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
 }
 
 // commitLoop commits every partition's watermark every CommitInterval and
@@ -405,6 +440,7 @@ type PartitionStatus struct {
 	Partition int
 	Committed int64 // by this member in this generation; -1 when none yet
 	Pending   int   // fetched, not settled
+	Tracked   int   // from the oldest unsettled record on, settled or not
 	OldestAge time.Duration
 }
 
@@ -418,6 +454,7 @@ func (c *Consumer) Status() Status {
 		ps := PartitionStatus{Partition: p.id, Committed: -1}
 		if t := p.tracker.Load(); t != nil {
 			ps.Pending = t.Pending()
+			ps.Tracked = t.Len()
 			if _, at, ok := t.Oldest(); ok {
 				ps.OldestAge = time.Since(at)
 			}

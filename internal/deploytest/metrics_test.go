@@ -270,6 +270,7 @@ var requiredAlerts = map[string]string{
 	"CxbridgeTargetDown":          "up",
 	"CxbridgeTokenRefreshFailing": "cxbridge_token_refreshes_total",
 	"CxbridgePodNotReady":         "kube_pod_status_ready",
+	"CxbridgeDLQRefusesRecords":   "cxbridge_dlq_refused_records",
 }
 
 func composeAlerts(t *testing.T) []rule {

@@ -3,7 +3,9 @@
 //
 //   - [Dispatcher] runs one job per record with the configured ordering
 //     (design invariant 3: per key, per partition or none) and holds at most
-//     max_in_flight jobs, blocking Submit while it is full (invariant 4).
+//     max_in_flight jobs and max_in_flight_bytes of records, blocking Submit
+//     while it is full; one ordering lane (a key, or a partition in partition
+//     mode) may be limited to a share of the slots (invariant 4).
 //   - [Tracker] follows, per partition, which fetched records are settled
 //     and yields the contiguous watermark that may be committed, never
 //     moving it backwards (invariants 1 and 2).
@@ -21,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -62,6 +65,10 @@ type Job struct {
 	// and the same Partition are ordered; an empty key orders nothing. Only
 	// Submit reads it.
 	Key []byte
+	// Bytes is what the job's record weighs against the byte budget
+	// (MaxBytes): its key, value and headers. Only Submit and the
+	// dispatcher's accounting read it.
+	Bytes int64
 	// Run is called exactly once, on a goroutine of the dispatcher, when the
 	// job's turn comes — unless Drop discards it first. Run must settle its
 	// record itself and should not panic: a panic is recovered as a last
@@ -71,20 +78,36 @@ type Job struct {
 	Run func()
 }
 
-// Dispatcher runs jobs with an ordering mode and at most maxInFlight jobs
-// held (running or queued behind their key). Only running jobs have a
-// goroutine; when one returns, the same goroutine goes on with the next job
-// queued behind it. It is safe for concurrent use.
+// Dispatcher runs jobs with an ordering mode and holds at most maxInFlight
+// jobs (running or queued behind their key) and, with MaxBytes, at most that
+// many bytes of records — except that a job larger than the whole budget is
+// admitted alone, once nothing else is held, so that it can never wait
+// forever. Jobs wait for room in Submit order (first come, first admitted),
+// so a large job is not overtaken forever by small ones. Only running jobs
+// have a goroutine; when one returns, the same goroutine goes on with the
+// next job queued behind it. It is safe for concurrent use.
 type Dispatcher struct {
-	mode    Mode
-	sem     chan struct{} // one token per held job: Submit blocks while full
-	onPanic func(j Job, v any)
+	mode      Mode
+	max       int   // most jobs held
+	maxBytes  int64 // most bytes held; 0 = no byte budget
+	laneShare int   // most jobs one ordering lane holds
+	onPanic   func(j Job, v any)
 
-	mu    sync.Mutex
-	held  int
-	idle  chan struct{} // closed when held drops to 0; nil unless Wait waits
-	parts map[int]*part
-	free  []*lane // recycled key lanes
+	mu        sync.Mutex
+	held      int
+	heldBytes int64
+	waiting   []*waiter     // Submits waiting for room, in arrival order
+	laneRoom  chan struct{} // closed when a lane shrinks; nil unless a Submit waits for its lane
+	idle      chan struct{} // closed when held drops to 0; nil unless Wait waits
+	parts     map[int]*part
+	free      []*lane // recycled key lanes
+}
+
+// waiter is a Submit waiting for a slot and room in the byte budget.
+type waiter struct {
+	bytes    int64
+	ready    chan struct{} // closed once admitted
+	admitted bool          // under mu
 }
 
 type part struct {
@@ -103,9 +126,39 @@ type lane struct {
 	head    int
 }
 
+// held is the number of jobs of the lane: the running one and the queued.
+func (l *lane) held() int {
+	if !l.running {
+		return 0
+	}
+	return 1 + len(l.q) - l.head
+}
+
+// Option sets a limit of a Dispatcher.
+type Option func(*Dispatcher)
+
+// MaxBytes bounds the bytes of the jobs held (Job.Bytes): Submit waits while
+// admitting a job would pass n, unless nothing is held at all — a job larger
+// than n is then admitted alone. n ≤ 0 means no byte budget (the default).
+func MaxBytes(n int64) Option {
+	return func(d *Dispatcher) { d.maxBytes = max(n, 0) }
+}
+
+// LaneShare bounds the jobs one ordering lane holds: in key mode the jobs
+// of one key of one partition, in partition mode the jobs of one
+// partition. Submit of a job whose lane holds n jobs waits until one of
+// them is done; the slots it would have taken stay free for other lanes.
+// Since the jobs of one partition are submitted by one fetch loop, a lane
+// at its share makes only its partition's fetching wait. n is clamped to
+// [1, maxInFlight]; the default is maxInFlight (no share below the whole).
+// Keyless jobs in key mode and every job in ModeNone have no lane.
+func LaneShare(n int) Option {
+	return func(d *Dispatcher) { d.laneShare = n }
+}
+
 // New returns a dispatcher. It panics if mode is not one of the Mode
 // constants (use ParseMode on configuration) or maxInFlight < 1.
-func New(mode Mode, maxInFlight int) *Dispatcher {
+func New(mode Mode, maxInFlight int, opts ...Option) *Dispatcher {
 	switch mode {
 	case ModeKey, ModePartition, ModeNone:
 	default:
@@ -114,11 +167,17 @@ func New(mode Mode, maxInFlight int) *Dispatcher {
 	if maxInFlight < 1 {
 		panic(fmt.Sprintf("dispatch.New: maxInFlight %d < 1", maxInFlight))
 	}
-	return &Dispatcher{
-		mode:  mode,
-		sem:   make(chan struct{}, maxInFlight),
-		parts: make(map[int]*part),
+	d := &Dispatcher{
+		mode:      mode,
+		max:       maxInFlight,
+		laneShare: maxInFlight,
+		parts:     make(map[int]*part),
 	}
+	for _, o := range opts {
+		o(d)
+	}
+	d.laneShare = min(max(d.laneShare, 1), maxInFlight)
+	return d
 }
 
 // OnPanic sets a func called with a job and the value when its Run panics
@@ -127,10 +186,14 @@ func New(mode Mode, maxInFlight int) *Dispatcher {
 // a panic in it is swallowed.
 func (d *Dispatcher) OnPanic(f func(j Job, v any)) { d.onPanic = f }
 
-// Submit hands a job to the dispatcher. It blocks while maxInFlight jobs
-// are held, and returns ctx.Err() — without holding the job — if ctx is
-// already done or ends while it waits. Jobs submitted one after another
-// (not concurrently) to the same ordering group run in Submit order.
+// Submit hands a job to the dispatcher. It blocks while the job's lane holds
+// its share (LaneShare), then while maxInFlight jobs are held or the job's
+// bytes would pass the budget (MaxBytes), and returns ctx.Err() — without
+// holding the job — if ctx is already done or ends while it waits. Jobs
+// submitted one after another (not concurrently) to the same ordering group
+// run in Submit order. Submits of one partition are expected from one
+// goroutine (its fetch loop): concurrent ones may pass the lane share by
+// their number.
 func (d *Dispatcher) Submit(ctx context.Context, j Job) error {
 	if j.Run == nil {
 		return ErrNoRun
@@ -138,33 +201,16 @@ func (d *Dispatcher) Submit(ctx context.Context, j Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := d.waitLane(ctx, j); err != nil {
+		return err
+	}
+	if err := d.acquire(ctx, j.Bytes); err != nil {
+		return err
 	}
 	d.mu.Lock()
-	pt := d.parts[j.Partition]
-	if pt == nil {
-		pt = &part{}
-		if d.mode == ModeKey {
-			pt.lanes = make(map[string]*lane)
-		}
-		d.parts[j.Partition] = pt
-	}
+	pt := d.part(j.Partition)
 	pt.held++
-	d.held++
-	var l *lane
-	switch {
-	case d.mode == ModePartition:
-		l = &pt.lane
-	case d.mode == ModeKey && len(j.Key) > 0:
-		l = pt.lanes[string(j.Key)]
-		if l == nil {
-			l = d.newLane(string(j.Key))
-			pt.lanes[l.key] = l
-		}
-	}
+	l := d.laneOf(pt, j.Key, true)
 	if l != nil {
 		if l.running {
 			l.push(j)
@@ -178,6 +224,123 @@ func (d *Dispatcher) Submit(ctx context.Context, j Job) error {
 	return nil
 }
 
+// part returns the state of a partition, created when absent. d.mu is held.
+func (d *Dispatcher) part(partition int) *part {
+	pt := d.parts[partition]
+	if pt == nil {
+		pt = &part{}
+		if d.mode == ModeKey {
+			pt.lanes = make(map[string]*lane)
+		}
+		d.parts[partition] = pt
+	}
+	return pt
+}
+
+// laneOf returns the lane a job with key belongs to in pt: nil when it has
+// none (ModeNone, or a keyless job in ModeKey), and in ModeKey nil when the
+// key has no running job unless create is set. d.mu is held.
+func (d *Dispatcher) laneOf(pt *part, key []byte, create bool) *lane {
+	switch {
+	case d.mode == ModePartition:
+		return &pt.lane
+	case d.mode == ModeKey && len(key) > 0:
+		l := pt.lanes[string(key)]
+		if l == nil && create {
+			l = d.newLane(string(key))
+			pt.lanes[l.key] = l
+		}
+		return l
+	}
+	return nil
+}
+
+// waitLane waits while the lane of j holds laneShare jobs.
+func (d *Dispatcher) waitLane(ctx context.Context, j Job) error {
+	if d.laneShare >= d.max || d.mode == ModeNone {
+		return nil // the slots bound every lane already
+	}
+	for {
+		d.mu.Lock()
+		var l *lane
+		if pt := d.parts[j.Partition]; pt != nil {
+			l = d.laneOf(pt, j.Key, false)
+		}
+		if l == nil || l.held() < d.laneShare {
+			d.mu.Unlock()
+			return nil
+		}
+		if d.laneRoom == nil {
+			d.laneRoom = make(chan struct{})
+		}
+		ch := d.laneRoom
+		d.mu.Unlock()
+		if err := wait(ctx, ch); err != nil {
+			return err
+		}
+	}
+}
+
+// acquire takes a slot and n bytes of the budget, waiting in arrival order.
+func (d *Dispatcher) acquire(ctx context.Context, n int64) error {
+	d.mu.Lock()
+	if len(d.waiting) == 0 && d.fits(n) {
+		d.held++
+		d.heldBytes += n
+		d.mu.Unlock()
+		return nil
+	}
+	w := &waiter{bytes: n, ready: make(chan struct{})}
+	d.waiting = append(d.waiting, w)
+	d.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	if w.admitted { // admitted as ctx ended: give the room back
+		d.release(n, 1)
+	} else {
+		i := slices.Index(d.waiting, w)
+		d.waiting = slices.Delete(d.waiting, i, i+1)
+		d.admit() // the waiters behind it may fit
+	}
+	d.notifyIdle(nil)
+	d.mu.Unlock()
+	return ctx.Err()
+}
+
+// fits reports whether a job of n bytes may be admitted now. d.mu is held.
+func (d *Dispatcher) fits(n int64) bool {
+	return d.held < d.max && (d.maxBytes == 0 || d.heldBytes == 0 || d.heldBytes+n <= d.maxBytes)
+}
+
+// release gives back jobs slots and n bytes and admits the waiters that now
+// fit. d.mu is held.
+func (d *Dispatcher) release(n int64, jobs int) {
+	d.held -= jobs
+	d.heldBytes -= n
+	d.admit()
+}
+
+// admit admits waiters in arrival order while the first one fits. d.mu is
+// held.
+func (d *Dispatcher) admit() {
+	for len(d.waiting) > 0 && d.fits(d.waiting[0].bytes) {
+		w := d.waiting[0]
+		d.waiting[0] = nil
+		d.waiting = d.waiting[1:]
+		d.held++
+		d.heldBytes += w.bytes
+		w.admitted = true
+		close(w.ready)
+	}
+	if len(d.waiting) == 0 {
+		d.waiting = nil // drop the consumed front
+	}
+}
+
 // Drop discards the jobs of partition that are queued but not started and
 // returns how many; their Run is never called and their slots are freed.
 // Running jobs go on. Jobs submitted after Drop are held as usual, so stop
@@ -189,17 +352,16 @@ func (d *Dispatcher) Drop(partition int) int {
 		d.mu.Unlock()
 		return 0
 	}
-	n := pt.lane.clear()
+	n, bytes := pt.lane.clear()
 	for _, l := range pt.lanes {
-		n += l.clear()
+		ln, lb := l.clear()
+		n, bytes = n+ln, bytes+lb
 	}
 	pt.held -= n
-	d.held -= n
+	d.release(bytes, n)
+	d.wakeLanes()
 	d.notifyIdle(pt)
 	d.mu.Unlock()
-	for range n {
-		<-d.sem
-	}
 	return n
 }
 
@@ -243,6 +405,29 @@ func (d *Dispatcher) InFlight() int {
 	return d.held
 }
 
+// InFlightBytes returns the bytes of the jobs held (their Job.Bytes).
+func (d *Dispatcher) InFlightBytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.heldBytes
+}
+
+// PartitionInFlight returns the number of jobs of partition held, and the
+// most held by one of its lanes (0 when it has none).
+func (d *Dispatcher) PartitionInFlight(partition int) (held, longestLane int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pt := d.parts[partition]
+	if pt == nil {
+		return 0, 0
+	}
+	longestLane = pt.lane.held()
+	for _, l := range pt.lanes {
+		longestLane = max(longestLane, l.held())
+	}
+	return pt.held, longestLane
+}
+
 func wait(ctx context.Context, ch <-chan struct{}) error {
 	select {
 	case <-ch:
@@ -262,13 +447,13 @@ func (d *Dispatcher) run(pt *part, l *lane, j Job) {
 		}
 		// Run called runtime.Goexit: this goroutine is ending, but its lane
 		// must not stall.
-		if next, ok := d.finish(pt, l); ok {
+		if next, ok := d.finish(pt, l, j); ok {
 			go d.run(pt, l, next)
 		}
 	}()
 	for {
 		d.call(j)
-		next, ok := d.finish(pt, l)
+		next, ok := d.finish(pt, l, j)
 		if !ok {
 			clean = true
 			return
@@ -288,12 +473,13 @@ func (d *Dispatcher) call(j Job) {
 	j.Run()
 }
 
-// finish releases a job that returned and pops the next job of its lane.
-func (d *Dispatcher) finish(pt *part, l *lane) (next Job, ok bool) {
+// finish releases a job j that returned and pops the next job of its lane.
+func (d *Dispatcher) finish(pt *part, l *lane, j Job) (next Job, ok bool) {
 	d.mu.Lock()
 	pt.held--
-	d.held--
+	d.release(j.Bytes, 1)
 	if l != nil {
+		d.wakeLanes()
 		if next, ok = l.pop(); !ok {
 			l.running = false
 			if d.mode == ModeKey {
@@ -304,14 +490,22 @@ func (d *Dispatcher) finish(pt *part, l *lane) (next Job, ok bool) {
 	}
 	d.notifyIdle(pt)
 	d.mu.Unlock()
-	<-d.sem
 	return next, ok
 }
 
-// notifyIdle wakes the waiters of pt and of d that are now idle. d.mu is
-// held.
+// wakeLanes wakes the Submits waiting for their lane to shrink; each checks
+// its own lane again. d.mu is held.
+func (d *Dispatcher) wakeLanes() {
+	if d.laneRoom != nil {
+		close(d.laneRoom)
+		d.laneRoom = nil
+	}
+}
+
+// notifyIdle wakes the waiters of pt (nil: none) and of d that are now
+// idle. d.mu is held.
 func (d *Dispatcher) notifyIdle(pt *part) {
-	if pt.held == 0 && pt.idle != nil {
+	if pt != nil && pt.held == 0 && pt.idle != nil {
 		close(pt.idle)
 		pt.idle = nil
 	}
@@ -333,13 +527,13 @@ func (d *Dispatcher) newLane(key string) *lane {
 }
 
 // freeLane recycles an idle lane, keeping its queue's capacity unless it
-// grew large; at most cap(sem) lanes are kept.
+// grew large; at most maxInFlight lanes are kept.
 func (d *Dispatcher) freeLane(l *lane) {
 	l.key = ""
 	if cap(l.q) > 64 {
 		l.q = nil
 	}
-	if len(d.free) < cap(d.sem) {
+	if len(d.free) < d.max {
 		d.free = append(d.free, l)
 	}
 }
@@ -368,10 +562,14 @@ func (l *lane) pop() (Job, bool) {
 	return j, true
 }
 
-// clear discards the queued jobs and returns how many there were.
-func (l *lane) clear() int {
-	n := len(l.q) - l.head
+// clear discards the queued jobs and returns how many there were and their
+// bytes.
+func (l *lane) clear() (n int, bytes int64) {
+	for _, j := range l.q[l.head:] {
+		bytes += j.Bytes
+	}
+	n = len(l.q) - l.head
 	clear(l.q)
 	l.q, l.head = l.q[:0], 0
-	return n
+	return n, bytes
 }

@@ -226,3 +226,282 @@ func TestDropAndWaitPartition(t *testing.T) {
 		})
 	}
 }
+
+// blocker is a job that signals its start and runs until released.
+type blocker struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func newBlocker() blocker { return blocker{make(chan struct{}), make(chan struct{})} }
+
+func (b blocker) job(p int, key string, bytes int64) Job {
+	var k []byte
+	if key != "" {
+		k = []byte(key)
+	}
+	return Job{Partition: p, Key: k, Bytes: bytes, Run: func() { close(b.started); <-b.release }}
+}
+
+// submitAsync submits j on a goroutine; the channel gets Submit's result.
+func submitAsync(ctx context.Context, d *Dispatcher, j Job) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- d.Submit(ctx, j) }()
+	return ch
+}
+
+// stillWaiting checks that a Submit has not returned, giving it a moment.
+func stillWaiting(t *testing.T, ch <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		t.Fatalf("%s returned (%v), want it waiting", what, err)
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+// TestSubmitBlocksOnBytes: with a byte budget, Submit waits while the
+// bytes held would pass it, whatever the free slots, and is admitted as
+// soon as a job's bytes are given back.
+func TestSubmitBlocksOnBytes(t *testing.T) {
+	for _, mode := range []Mode{ModeKey, ModePartition, ModeNone} {
+		t.Run(string(mode), func(t *testing.T) {
+			d := New(mode, 100, MaxBytes(100))
+			a, b, c := newBlocker(), newBlocker(), newBlocker()
+			submit(t, d, a.job(0, "a", 40))
+			submit(t, d, b.job(1, "b", 40))
+			recv(t, a.started, "a")
+			recv(t, b.started, "b")
+			if got := d.InFlightBytes(); got != 80 {
+				t.Fatalf("InFlightBytes %d, want 80", got)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+			defer cancel()
+			if err := d.Submit(ctx, c.job(2, "c", 40)); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Submit past the byte budget: %v, want deadline exceeded", err)
+			}
+			if got, gotBytes := d.InFlight(), d.InFlightBytes(); got != 2 || gotBytes != 80 {
+				t.Fatalf("after a failed Submit: InFlight %d, bytes %d", got, gotBytes)
+			}
+			// 20 bytes still fit.
+			small := newBlocker()
+			submit(t, d, small.job(3, "s", 20))
+			recv(t, small.started, "the small job")
+			waiting := submitAsync(testCtx(t), d, c.job(2, "c", 40))
+			stillWaiting(t, waiting, "Submit of 40 bytes with 100 held")
+			close(a.release)
+			if err := recv(t, waiting, "Submit after 40 bytes were given back"); err != nil {
+				t.Fatal(err)
+			}
+			recv(t, c.started, "c")
+			close(b.release)
+			close(c.release)
+			close(small.release)
+			if err := d.Wait(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			checkIdle(t, d)
+			if got := d.InFlightBytes(); got != 0 {
+				t.Fatalf("InFlightBytes %d when idle", got)
+			}
+		})
+	}
+}
+
+// TestJobLargerThanBudgetRunsAlone: a job larger than the whole byte budget
+// never deadlocks: it waits until nothing is held, then runs alone, and
+// jobs submitted after it wait behind it (first come, first admitted)
+// instead of overtaking it forever.
+func TestJobLargerThanBudgetRunsAlone(t *testing.T) {
+	d := New(ModeKey, 100, MaxBytes(100))
+	small := newBlocker()
+	submit(t, d, small.job(0, "small", 10))
+	recv(t, small.started, "the small job")
+
+	huge := newBlocker()
+	hugeIn := submitAsync(testCtx(t), d, huge.job(1, "huge", 250))
+	stillWaiting(t, hugeIn, "Submit of 250 bytes while 10 are held")
+	// A job that would fit the budget waits behind the huge one.
+	later := newBlocker()
+	laterIn := submitAsync(testCtx(t), d, later.job(2, "later", 10))
+	stillWaiting(t, laterIn, "Submit behind a waiting job")
+
+	close(small.release)
+	if err := recv(t, hugeIn, "the huge job admitted once nothing is held"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, huge.started, "the huge job")
+	if got := d.InFlightBytes(); got != 250 {
+		t.Fatalf("InFlightBytes %d, want 250", got)
+	}
+	stillWaiting(t, laterIn, "Submit while a job over the budget runs")
+	close(huge.release)
+	if err := recv(t, laterIn, "the later job admitted"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, later.started, "the later job")
+	close(later.release)
+	if err := d.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkIdle(t, d)
+}
+
+// TestCancelledWaiterLetsOthersIn: a Submit that gives up while first in
+// line does not hold back those behind it.
+func TestCancelledWaiterLetsOthersIn(t *testing.T) {
+	d := New(ModeNone, 100, MaxBytes(100))
+	a := newBlocker()
+	submit(t, d, a.job(0, "", 90))
+	recv(t, a.started, "a")
+	ctx, cancel := context.WithCancel(t.Context())
+	bigIn := submitAsync(ctx, d, Job{Partition: 1, Bytes: 50, Run: func() { t.Error("a cancelled job ran") }})
+	stillWaiting(t, bigIn, "Submit of 50 bytes with 90 held")
+	b := newBlocker()
+	smallIn := submitAsync(testCtx(t), d, b.job(2, "", 10))
+	stillWaiting(t, smallIn, "Submit behind a waiting one")
+	cancel()
+	if err := recv(t, bigIn, "the cancelled Submit"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Submit: %v", err)
+	}
+	if err := recv(t, smallIn, "the Submit behind the cancelled one"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, b.started, "b")
+	close(a.release)
+	close(b.release)
+	if err := d.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkIdle(t, d)
+	if got := d.InFlightBytes(); got != 0 {
+		t.Fatalf("InFlightBytes %d when idle", got)
+	}
+}
+
+// TestLaneShare: a lane (a key; a partition in partition mode) whose job
+// never finishes holds at most its share of the slots: the Submit of its
+// next job waits — only that Submit — while other lanes take the other
+// slots; it goes on once the lane shrinks.
+func TestLaneShare(t *testing.T) {
+	const max, share = 8, 3
+	for _, mode := range []Mode{ModeKey, ModePartition} {
+		t.Run(string(mode), func(t *testing.T) {
+			d := New(mode, max, LaneShare(share))
+			stuck := newBlocker()
+			submit(t, d, stuck.job(0, "hot", 1))
+			recv(t, stuck.started, "the stuck job")
+			var ran atomic.Int32
+			for range share - 1 {
+				submit(t, d, Job{Partition: 0, Key: []byte("hot"), Run: func() { ran.Add(1) }})
+			}
+			if held, lane := d.PartitionInFlight(0); held != share || lane != share {
+				t.Fatalf("partition 0: %d held, longest lane %d, want %d", held, lane, share)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+			defer cancel()
+			if err := d.Submit(ctx, Job{Partition: 0, Key: []byte("hot"), Run: func() {}}); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Submit past the lane's share: %v, want deadline exceeded", err)
+			}
+			nextIn := submitAsync(testCtx(t), d, Job{Partition: 0, Key: []byte("hot"), Run: func() { ran.Add(1) }})
+			stillWaiting(t, nextIn, "Submit past the lane's share")
+			// Every other slot serves other lanes.
+			others := make([]blocker, max-share)
+			for i := range others {
+				others[i] = newBlocker()
+				submit(t, d, others[i].job(1+i, fmt.Sprint("k", i), 1))
+				recv(t, others[i].started, "another lane's job")
+			}
+			if got := d.InFlight(); got != max {
+				t.Fatalf("InFlight %d, want %d", got, max)
+			}
+			for _, o := range others {
+				close(o.release)
+			}
+			stillWaiting(t, nextIn, "Submit past the lane's share with free slots")
+			close(stuck.release)
+			if err := recv(t, nextIn, "Submit once the lane shrank"); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Wait(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			checkIdle(t, d)
+			if got := ran.Load(); got != share {
+				t.Fatalf("%d of the lane's queued jobs ran, want %d", got, share)
+			}
+		})
+	}
+}
+
+// TestDropReleasesBytesAndLanes: dropping a partition's queued jobs gives
+// their bytes back and lets a Submit waiting for its lane in.
+func TestDropReleasesBytesAndLanes(t *testing.T) {
+	d := New(ModeKey, 10, MaxBytes(100), LaneShare(2))
+	stuck := newBlocker()
+	submit(t, d, stuck.job(0, "hot", 10))
+	recv(t, stuck.started, "the stuck job")
+	submit(t, d, Job{Partition: 0, Key: []byte("hot"), Bytes: 80, Run: func() { t.Error("a dropped job ran") }})
+	laneIn := submitAsync(testCtx(t), d, Job{Partition: 0, Key: []byte("hot"), Bytes: 5, Run: func() {}})
+	bytesIn := submitAsync(testCtx(t), d, Job{Partition: 1, Bytes: 50, Run: func() {}})
+	stillWaiting(t, laneIn, "Submit past the lane's share")
+	stillWaiting(t, bytesIn, "Submit past the byte budget")
+	if got := d.Drop(0); got != 1 {
+		t.Fatalf("Drop(0) = %d, want 1", got)
+	}
+	if err := recv(t, bytesIn, "Submit after Drop gave bytes back"); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, laneIn, "Submit after Drop shrank the lane"); err != nil {
+		t.Fatal(err)
+	}
+	close(stuck.release)
+	if err := d.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkIdle(t, d)
+	if got := d.InFlightBytes(); got != 0 {
+		t.Fatalf("InFlightBytes %d when idle", got)
+	}
+}
+
+// TestBytesNeverExceedBudget submits jobs of random sizes from several
+// goroutines and checks from inside Run that the bytes held never pass the
+// budget, except for a job larger than it held alone.
+func TestBytesNeverExceedBudget(t *testing.T) {
+	const budget = 1000
+	d := New(ModeKey, 64, MaxBytes(budget), LaneShare(8))
+	var wg sync.WaitGroup
+	var alone atomic.Int32
+	for p := range 4 {
+		wg.Go(func() {
+			for i := range 300 {
+				size := int64(1 + (i*37+p*11)%300)
+				if i%97 == 0 {
+					size = budget + 500
+				}
+				submit(t, d, Job{Partition: p, Offset: int64(i), Key: []byte(fmt.Sprint(i % 5)), Bytes: size, Run: func() {
+					held, n := d.InFlightBytes(), d.InFlight()
+					switch {
+					case size > budget:
+						if held != size {
+							t.Errorf("a job of %d bytes runs with %d bytes held (%d jobs)", size, held, n)
+						}
+						alone.Add(1)
+					case held > budget:
+						t.Errorf("%d bytes held, budget %d", held, budget)
+					}
+					jitter()
+				}})
+			}
+		})
+	}
+	wg.Wait()
+	if err := d.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkIdle(t, d)
+	if alone.Load() == 0 {
+		t.Fatal("no job over the budget ran")
+	}
+}

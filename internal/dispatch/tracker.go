@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -21,12 +22,14 @@ import (
 // small entry per pending record; the buffer shrinks again after a burst.
 type Tracker struct {
 	mu      sync.Mutex
-	buf     []entry // ring; len(buf) is 0 or a power of two
-	head    int     // index in buf of the oldest record
-	n       int     // records in the ring (unsettled, or settled behind an unsettled one)
-	pending int     // records in the ring that are not settled
-	last    int64   // the last offset added (next-1 before the first Add)
-	wm      int64   // the watermark
+	buf     []entry       // ring; len(buf) is 0 or a power of two
+	head    int           // index in buf of the oldest record
+	n       int           // records in the ring (unsettled, or settled behind an unsettled one)
+	pending int           // records in the ring that are not settled
+	last    int64         // the last offset added (next-1 before the first Add)
+	wm      int64         // the watermark
+	room    chan struct{} // closed when n drops below roomAt; nil unless WaitRoom waits
+	roomAt  int
 }
 
 type entry struct {
@@ -94,6 +97,10 @@ func (t *Tracker) Settle(offset int64) {
 	if len(t.buf) > minRing && t.n <= len(t.buf)/4 {
 		t.resize(len(t.buf) / 2)
 	}
+	if t.room != nil && t.n < t.roomAt {
+		close(t.room)
+		t.room = nil
+	}
 }
 
 // Watermark returns the offset to commit: every fetched offset below it is
@@ -112,6 +119,35 @@ func (t *Tracker) Pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pending
+}
+
+// Len returns the number of records the tracker holds: from the oldest
+// unsettled one to the last added, settled or not. None of them can be
+// committed before the oldest settles, and all of them would be fetched
+// again after a crash.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+// WaitRoom waits until the tracker holds fewer than limit records (Len), or
+// returns ctx.Err() if ctx ends first. Records leave only when the oldest
+// unsettled one settles, so one record that never settles makes WaitRoom
+// wait as long. One waiter at a time.
+func (t *Tracker) WaitRoom(ctx context.Context, limit int) error {
+	t.mu.Lock()
+	if t.n < limit {
+		t.mu.Unlock()
+		return nil
+	}
+	if t.room == nil {
+		t.room = make(chan struct{})
+	}
+	t.roomAt = limit
+	ch := t.room
+	t.mu.Unlock()
+	return wait(ctx, ch)
 }
 
 // Oldest returns the oldest unsettled record and the time given to Add for

@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -308,4 +310,43 @@ func BenchmarkTrackerAddSettle(b *testing.B) {
 			o += 1 + int64(r.IntN(2))
 		}
 	})
+}
+
+// TestTrackerWaitRoom: Len counts every record from the oldest unsettled
+// one on, settled or not; WaitRoom waits while it is at the cap and returns
+// as soon as the oldest record settles and the settled ones behind it go.
+func TestTrackerWaitRoom(t *testing.T) {
+	tr := NewTracker(100)
+	now := time.Now()
+	for o := int64(100); o < 110; o++ {
+		tr.Add(o, now)
+	}
+	for o := int64(101); o < 110; o++ {
+		tr.Settle(o)
+	}
+	if got, pending := tr.Len(), tr.Pending(); got != 10 || pending != 1 {
+		t.Fatalf("Len %d, Pending %d; want 10 and 1", got, pending)
+	}
+	if err := tr.WaitRoom(testCtx(t), 11); err != nil {
+		t.Fatalf("WaitRoom below the cap: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := tr.WaitRoom(ctx, 10); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitRoom at the cap: %v, want deadline exceeded", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tr.WaitRoom(testCtx(t), 10) }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitRoom returned (%v) with the oldest record unsettled", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	tr.Settle(100)
+	if err := recv(t, done, "WaitRoom after the oldest record settled"); err != nil {
+		t.Fatal(err)
+	}
+	if got, wm := tr.Len(), tr.Watermark(); got != 0 || wm != 110 {
+		t.Fatalf("Len %d, watermark %d; want 0 and 110", got, wm)
+	}
 }

@@ -17,8 +17,9 @@ import (
 )
 
 // ErrTooLarge marks a write that can never succeed because a record exceeds
-// the writer's MaxMessageBytes or the broker's limit for the DLQ topic
-// (MESSAGE_TOO_LARGE). Write returns it at once instead of retrying.
+// the writer's MaxMessageBytes or, written alone, the broker's limit for the
+// DLQ topic (MESSAGE_TOO_LARGE). Write returns it at once instead of
+// retrying.
 var ErrTooLarge = errors.New("dlq: record too large for the DLQ topic")
 
 // ErrClosed is returned by Write after Close.
@@ -48,16 +49,21 @@ type WriterConfig struct {
 	MaxMessageBytes int64
 
 	// Logger (optional) logs each failed attempt that will be retried, at
-	// Warn. OnFailure (optional, e.g. a metric) is called for each of them.
-	// The final error (ctx ended, ErrTooLarge, ErrClosed) is the caller's.
+	// Warn — except that a refusal for good (see Permanent) is logged once,
+	// at Error, and its end once, at Info. OnFailure (optional, e.g. a
+	// metric) is called for each failed attempt that will be retried. The
+	// final error (ctx ended, ErrTooLarge, ErrClosed) is the caller's.
 	Logger    *slog.Logger
 	OnFailure func(err error)
 }
 
 // Writer writes DLQ records synchronously with acks=all. It is safe for
-// concurrent use; concurrent writes to the same partition share batches.
+// concurrent use; concurrent writes to the same partition share batches,
+// except that a record refused as too large or for good is retried alone,
+// so that its verdict is its own and it never fails the records of others.
 type Writer struct {
 	kw        *kafka.Writer
+	solo      *kafka.Writer // one record per produce request
 	topic     string
 	addr      net.Addr
 	transport *kafka.Transport // the one used for writes
@@ -69,6 +75,11 @@ type Writer struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	mu         sync.Mutex
+	refused    int    // Writes whose record the topic refuses for good
+	refusedErr error  // the latest refusal
+	logged     string // the refusal last logged; "" once none is left
 }
 
 // NewWriter returns a Writer for cfg. It does not contact the brokers; use
@@ -108,18 +119,22 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if w.transport == nil {
 		w.transport, w.own = &kafka.Transport{}, true
 	}
-	w.kw = &kafka.Writer{
-		Addr:                   w.addr,
-		Topic:                  cfg.Topic,
-		Balancer:               &kafka.Hash{}, // same key, same partition
-		RequiredAcks:           kafka.RequireAll,
-		BatchTimeout:           cfg.BatchTimeout,
-		BatchBytes:             cfg.MaxMessageBytes,
-		Async:                  false,
-		AllowAutoTopicCreation: false,
-		MaxAttempts:            1, // Write retries, with its ctx
-		Transport:              w.transport,
+	kw := func(batchSize int) *kafka.Writer {
+		return &kafka.Writer{
+			Addr:                   w.addr,
+			Topic:                  cfg.Topic,
+			Balancer:               &kafka.Hash{}, // same key, same partition
+			RequiredAcks:           kafka.RequireAll,
+			BatchSize:              batchSize,
+			BatchTimeout:           cfg.BatchTimeout,
+			BatchBytes:             cfg.MaxMessageBytes,
+			Async:                  false,
+			AllowAutoTopicCreation: false,
+			MaxAttempts:            1, // Write retries, with its ctx
+			Transport:              w.transport,
+		}
 	}
+	w.kw, w.solo = kw(0), kw(1) // 0: kafka-go's default batch size
 	return w, nil
 }
 
@@ -130,8 +145,17 @@ func (w *Writer) Topic() string { return w.topic }
 // returns nil only once the broker acknowledged every one with acks=all. A
 // failed write is retried, only for the records that failed, with
 // exponential backoff and jitter until it succeeds or ctx ends; it then
-// returns ctx's error joined with the last write error. A write that cannot
-// ever succeed returns at once: ErrTooLarge, or ErrClosed after Close.
+// returns ctx's error joined with the last write error.
+//
+// kafka-go batches concurrent writes, and a broker's verdict applies to a
+// whole batch: a record refused as too large or for good (see Permanent) is
+// written again at once on its own before the verdict is believed. Write
+// returns ErrTooLarge when a record is too large by itself (the others are
+// written), and ErrClosed after Close. A record the topic refuses for good
+// by itself (authorization, policy, a compacted topic and a null key) is
+// never dropped: it is retried, alone, with the capped backoff until the
+// topic accepts it or ctx ends, so that fixing the topic lets it through;
+// Refused reports it meanwhile.
 //
 // Delivery is at least once: a write that failed or was abandoned may still
 // have reached the topic, so a retried record can appear twice. Do not modify
@@ -144,37 +168,94 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 		pending[i] = m
 	}
 	delay := w.retryMin
-	var last error // the last failure not caused by ctx
+	var (
+		last     error // the last failure not caused by ctx
+		big      error // the last record too large by itself
+		tooLarge int   // how many were
+		alone    bool  // write each record on its own from now on
+		refused  bool  // counted in w.refused
+	)
+	defer func() {
+		if refused {
+			w.endRefusal(ctx, len(pending) == 0)
+		}
+	}()
 	for attempt := 1; len(pending) > 0; attempt++ {
 		select {
 		case <-w.closed:
 			return ErrClosed
 		default:
 		}
-		err := w.kw.WriteMessages(ctx, pending...)
+		kw := w.kw
+		if alone {
+			kw = w.solo
+		}
+		err := kw.WriteMessages(ctx, pending...)
 		if err == nil {
-			return nil
+			pending = nil
+			break
 		}
 		if errors.Is(err, io.ErrClosedPipe) {
 			return ErrClosed
 		}
-		pending = failed(pending, err)
-		err = flatten(err)
+		if mtl, ok := errors.AsType[kafka.MessageTooLargeError](err); ok {
+			// Over MaxMessageBytes, found before sending: too large by itself.
+			tooLarge, big = tooLarge+1, mtl
+			pending = mtl.Remaining
+			continue
+		}
+		var errs []error
+		pending, errs = failed(pending, err)
 		if ctx.Err() != nil {
-			if last == nil || !errors.Is(err, ctx.Err()) {
+			if err = flatten(err); last == nil || !errors.Is(err, ctx.Err()) {
 				last = err
 			}
 			return w.ctxErr(ctx, last)
 		}
+		// A verdict on a batch may not be the record's own: each record
+		// refused as too large or for good is written again on its own
+		// before the verdict is believed (once it was alone, it is).
+		var retry []kafka.Message
+		var retryErrs []error
+		for i, m := range pending {
+			e := errs[i]
+			if (isTooLarge(e) || Permanent(e)) && !alone {
+				e = w.solo.WriteMessages(ctx, m)
+				switch {
+				case e == nil:
+					continue
+				case errors.Is(e, io.ErrClosedPipe):
+					return ErrClosed
+				case ctx.Err() != nil:
+					return w.ctxErr(ctx, flatten(e))
+				}
+				e = flatten(e)
+			}
+			if isTooLarge(e) {
+				tooLarge, big = tooLarge+1, e
+				continue
+			}
+			retry, retryErrs = append(retry, m), append(retryErrs, e)
+		}
+		pending = retry
+		if len(pending) == 0 {
+			break
+		}
+		err = joinDistinct(retryErrs)
 		last = err
-		if tooLarge(err) {
-			return fmt.Errorf("%w: %s: %w", ErrTooLarge, w.topic, err)
+		permanent := slices.ContainsFunc(retryErrs, Permanent)
+		if permanent {
+			alone = true // never again in a batch with the records of others
+			if !refused {
+				refused = true
+				w.startRefusal(ctx, err, len(pending))
+			}
 		}
 		wait := jitter(delay)
 		if w.onFailure != nil {
 			w.onFailure(err)
 		}
-		if w.log != nil {
+		if w.log != nil && !permanent {
 			w.log.LogAttrs(ctx, slog.LevelWarn, "dlq write failed, retrying",
 				slog.String("topic", w.topic), slog.Int("attempt", attempt),
 				slog.Int("records", len(pending)), slog.Duration("backoff", wait),
@@ -192,7 +273,91 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 		}
 		delay = min(2*delay, w.retryMax)
 	}
+	if tooLarge > 0 {
+		return fmt.Errorf("%w: %s: %d record(s): %w", ErrTooLarge, w.topic, tooLarge, big)
+	}
 	return nil
+}
+
+// joinDistinct joins errs, each distinct message once.
+func joinDistinct(errs []error) error {
+	var out []error
+	seen := map[string]bool{}
+	for _, e := range errs {
+		if e != nil && !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return errors.Join(out...)
+}
+
+// Permanent reports whether err is a refusal that retrying cannot change
+// until someone changes the topic, its ACLs or its configuration: the
+// topic or cluster not authorized, a policy violation, a record the topic
+// rejects (INVALID_RECORD: a compacted topic and a null key; CORRUPT_MESSAGE),
+// an invalid topic or timestamp, SASL refusing the credentials. Write
+// retries these too (an operator may fix the cause) but logs them once and
+// reports them through Refused; OnFailure can tell them apart with it.
+func Permanent(err error) bool {
+	for _, code := range permanentCodes { // errors.Is looks into joined errors too
+		if errors.Is(err, code) {
+			return true
+		}
+	}
+	return false
+}
+
+var permanentCodes = []kafka.Error{
+	kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.TransactionalIDAuthorizationFailed,
+	kafka.PolicyViolation, kafka.InvalidRecord, kafka.InvalidMessage, kafka.InvalidTopic, kafka.InvalidTimestamp,
+	kafka.UnsupportedForMessageFormat, kafka.InvalidRequiredAcks,
+	kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.IllegalSASLState,
+}
+
+// Refused returns how many Writes in progress hold a record the DLQ topic
+// refuses for good (see Permanent), and the latest refusal.
+func (w *Writer) Refused() (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.refused, w.refusedErr
+}
+
+// startRefusal counts a Write whose records the topic refuses for good and
+// logs the refusal, once while it lasts (again when its error changes).
+func (w *Writer) startRefusal(ctx context.Context, err error, records int) {
+	w.mu.Lock()
+	w.refused++
+	w.refusedErr = err
+	logIt := err.Error() != w.logged
+	if logIt {
+		w.logged = err.Error()
+	}
+	n := w.refused
+	w.mu.Unlock()
+	if logIt && w.log != nil {
+		w.log.LogAttrs(ctx, slog.LevelError, "the DLQ topic refuses a record for good; retrying it alone until the topic accepts it (nothing is dropped, its partition is not committed past it)",
+			slog.String("topic", w.topic), slog.Int("records", records), slog.Int("writes_refused", n),
+			slog.Duration("max_backoff", w.retryMax), slog.String("error", err.Error()))
+	}
+}
+
+// endRefusal uncounts a refused Write (written: true when the topic took
+// its records at last) and logs when no refused one is left.
+func (w *Writer) endRefusal(ctx context.Context, written bool) {
+	w.mu.Lock()
+	w.refused--
+	last := w.refused == 0
+	if last {
+		w.refusedErr, w.logged = nil, ""
+	}
+	w.mu.Unlock()
+	if last && written && w.log != nil {
+		w.log.LogAttrs(ctx, slog.LevelInfo, "the DLQ topic accepts the records it refused", slog.String("topic", w.topic))
+	}
 }
 
 func (w *Writer) ctxErr(ctx context.Context, last error) error {
@@ -202,23 +367,32 @@ func (w *Writer) ctxErr(ctx context.Context, last error) error {
 	return fmt.Errorf("dlq: write to %s: %w", w.topic, errors.Join(ctx.Err(), last))
 }
 
-// failed returns the messages a kafka.WriteErrors reports as failed, or all of
-// them for any other error.
-func failed(msgs []kafka.Message, err error) []kafka.Message {
+// failed returns the messages a kafka.WriteErrors reports as failed with
+// their errors, or all of them with err for any other error.
+func failed(msgs []kafka.Message, err error) ([]kafka.Message, []error) {
+	all := func() ([]kafka.Message, []error) {
+		errs := make([]error, len(msgs))
+		for i := range errs {
+			errs[i] = err
+		}
+		return msgs, errs
+	}
 	var we kafka.WriteErrors
 	if !errors.As(err, &we) || len(we) != len(msgs) {
-		return msgs
+		return all()
 	}
 	out := msgs[:0:0]
+	var errs []error
 	for i, e := range we {
 		if e != nil {
 			out = append(out, msgs[i])
+			errs = append(errs, e)
 		}
 	}
 	if len(out) == 0 { // cannot happen: an error with no failed record
-		return msgs
+		return all()
 	}
-	return out
+	return out, errs
 }
 
 // flatten turns a kafka.WriteErrors, which has no Unwrap, into the join of
@@ -228,22 +402,15 @@ func flatten(err error) error {
 	if !errors.As(err, &we) {
 		return err
 	}
-	var errs []error
-	seen := map[string]bool{}
-	for _, e := range we {
-		if e != nil && !seen[e.Error()] {
-			seen[e.Error()] = true
-			errs = append(errs, e)
-		}
+	if e := joinDistinct(we); e != nil {
+		return e
 	}
-	if len(errs) == 0 {
-		return err
-	}
-	return errors.Join(errs...)
+	return err
 }
 
-// tooLarge reports whether err says a record can never fit.
-func tooLarge(err error) bool {
+// isTooLarge reports whether err says a record (or the batch it was in) is
+// over a size limit.
+func isTooLarge(err error) bool {
 	var mtl kafka.MessageTooLargeError
 	return errors.As(err, &mtl) || errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
 }
@@ -316,7 +483,7 @@ func (w *Writer) Close() error {
 	var err error
 	w.closeOnce.Do(func() {
 		close(w.closed)
-		err = w.kw.Close()
+		err = errors.Join(w.kw.Close(), w.solo.Close())
 		if w.own {
 			w.transport.CloseIdleConnections()
 		}

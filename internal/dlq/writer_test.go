@@ -265,6 +265,83 @@ func TestWriteTooLarge(t *testing.T) {
 	}
 }
 
+// concurrently runs Write for each of msgs at once (each its own call, as
+// the worker's records do) and returns their results in order.
+func concurrently(ctx context.Context, w *Writer, msgs []kafka.Message) []error {
+	errs := make([]error, len(msgs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Go(func() {
+			<-start
+			errs[i] = w.Write(ctx, m)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// A batch over the topic's max.message.bytes is refused whole, but only a
+// record too large by itself is ErrTooLarge: the small records batched with
+// it (and batches of small records that together pass the limit) are
+// written, each retried on its own.
+func TestWriteTooLargeBatchRetriesAlone(t *testing.T) {
+	c, brokers := newCluster(t)
+	if err := c.CreateTopic("small", 1, map[string]string{"max.message.bytes": "3000"}); err != nil {
+		t.Fatal(err)
+	}
+	var batchRefused atomic.Int32 // produce requests of several records refused as too large
+	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, tp := range r.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				var b kmsg.RecordBatch
+				if b.ReadFrom(p.Records) == nil && b.NumRecords > 1 && len(p.Records) > 3000 {
+					batchRefused.Add(1)
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	w := newWriter(t, brokers, func(cfg *WriterConfig) {
+		cfg.Topic = "small"
+		cfg.BatchTimeout = 50 * time.Millisecond // gather the concurrent writes into one batch
+	})
+	const small = 8
+	var msgs []kafka.Message
+	for i := range small {
+		m := dlqRecord(i)
+		m.Value = bytes.Repeat([]byte{'a' + byte(i)}, 1000)
+		msgs = append(msgs, m)
+	}
+	big := dlqRecord(small)
+	big.Value = bytes.Repeat([]byte("B"), 4000)
+	msgs = append(msgs, big)
+
+	errs := concurrently(testCtx(t), w, msgs)
+	for i, err := range errs[:small] {
+		if err != nil {
+			t.Errorf("small record %d: Write = %v, want nil", i, err)
+		}
+	}
+	if !errors.Is(errs[small], ErrTooLarge) {
+		t.Errorf("the record too large by itself: Write = %v, want ErrTooLarge", errs[small])
+	}
+	if batchRefused.Load() == 0 {
+		t.Fatal("no batch of several records was over the limit: the test proves nothing")
+	}
+	got, n := byOrigin(t, readTopic(t, brokers, "small"))
+	for i := range small {
+		if n[int64(i)] != 1 || !bytes.Equal(got[int64(i)].Value, msgs[i].Value) {
+			t.Errorf("small record %d: %d copies, value kept %v", i, n[int64(i)], bytes.Equal(got[int64(i)].Value, msgs[i].Value))
+		}
+	}
+	if n[small] != 0 {
+		t.Errorf("the too large record was written %d times", n[small])
+	}
+}
+
 func TestCheck(t *testing.T) {
 	c, brokers := newCluster(t, kfake.AllowAutoTopicCreation())
 	ctx := testCtx(t)

@@ -3,11 +3,14 @@ package itest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/consumer"
@@ -74,4 +77,92 @@ func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
 	if marks[dlq.HeaderValueOmitted] != "9" || marks[dlq.HeaderOriginalOmitted] != strconv.Itoa(3+4+len(blob)+5+1) {
 		t.Errorf("omitted marks %q / %q", marks[dlq.HeaderValueOmitted], marks[dlq.HeaderOriginalOmitted])
 	}
+}
+
+// The DLQ topic takes records of up to 64 KiB; bad records of 12 KB are
+// dead-lettered concurrently (kafka-go batches them, and a batch over the
+// limit is refused whole) together with one of 100 KB. Only the 100 KB one
+// is dead-lettered without its value; every 12 KB one keeps its value.
+func TestDLQBatchTooLargeKeepsSmallValues(t *testing.T) {
+	const (
+		dlqSmall = "small.dlq"
+		limit    = 64 << 10
+		small    = 40
+	)
+	s := newStack(t, 3, sim.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: dlqSmall, NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(limit)}},
+	}}})
+	if err != nil || res.Errors[dlqSmall] != nil {
+		t.Fatalf("create %s: %v %v", dlqSmall, err, res.Errors)
+	}
+	// Produce requests to the DLQ carrying a batch of several records over
+	// the limit: what the old writer turned into values dropped.
+	batches := s.broker.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqSmall, Observe: true, Count: -1,
+		When: func(r kmsg.Request) bool {
+			for _, tp := range r.(*kmsg.ProduceRequest).Topics {
+				for _, p := range tp.Partitions {
+					var b kmsg.RecordBatch
+					if b.ReadFrom(p.Records) == nil && b.NumRecords > 1 && len(p.Records) > limit {
+						return true
+					}
+				}
+			}
+			return false
+		}})
+	var msgs []kafka.Message
+	for i := range small {
+		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "small-%d", i), Value: fmt.Appendf(nil, "{not json %d %s", i, bytes.Repeat([]byte("s"), 12_000))})
+	}
+	msgs = append(msgs, kafka.Message{Key: []byte("big"), Value: append([]byte("{not json "), bytes.Repeat([]byte("b"), 100_000)...)})
+	shuffle(msgs, 8)
+	s.write(msgs)
+
+	r := s.startWorker(func(st *bridge.Settings) { st.Kafka.DLQTopic = dlqSmall })
+	s.waitCommitted(time.Minute)
+	r.stop(t)
+	if batches.Hits() == 0 {
+		t.Fatal("no batch of several DLQ records went over the limit: the test proves nothing")
+	}
+
+	want := map[string][]byte{}
+	for _, m := range msgs {
+		want[string(m.Key)] = m.Value
+	}
+	var recs []kafka.Message
+	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: dlqSmall}, func(m kafka.Message) error {
+		recs = append(recs, m)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, m := range recs {
+		key := string(m.Key)
+		seen[key]++
+		omitted := ""
+		for _, h := range m.Headers {
+			if h.Key == dlq.HeaderValueOmitted {
+				omitted = string(h.Value)
+			}
+		}
+		switch {
+		case key == "big":
+			if m.Value != nil || omitted != strconv.Itoa(len(want[key])) {
+				t.Errorf("big: value of %d bytes, omitted mark %q; want no value and %d", len(m.Value), omitted, len(want[key]))
+			}
+		case !bytes.Equal(m.Value, want[key]) || omitted != "":
+			t.Errorf("%s: value of %d bytes (want %d), omitted mark %q: a small record lost its value", key, len(m.Value), len(want[key]), omitted)
+		}
+	}
+	for key := range want {
+		if seen[key] != 1 {
+			t.Errorf("%s in the DLQ %d times, want once", key, seen[key])
+		}
+	}
+	t.Logf("%d DLQ records; %d produce requests carried a batch over the limit", len(recs), batches.Hits())
 }

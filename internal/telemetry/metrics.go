@@ -24,7 +24,7 @@ type Metrics struct {
 	Retries            prometheus.Counter
 	Settled            *prometheus.CounterVec
 	DeadLetters        *prometheus.CounterVec
-	DLQWriteFailures   prometheus.Counter
+	DLQWriteFailures   *prometheus.CounterVec
 	Commits            prometheus.Counter
 	CommitFailures     prometheus.Counter
 	CommittedOffset    *prometheus.GaugeVec
@@ -49,7 +49,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Retries:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_publish_retries_total", Help: "Retries after a server error, timeout or network error."}),
 		Settled:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_records_settled_total", Help: "Records settled, by result (accepted or a DLQ reason)."}, []string{"result"}),
 		DeadLetters:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dead_letters_total", Help: "Records written to the DLQ topic, by reason."}, []string{"reason"}),
-		DLQWriteFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_dlq_write_failures_total", Help: "Failed DLQ write attempts (each is retried)."}),
+		DLQWriteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dlq_write_failures_total", Help: "Failed DLQ write attempts (each is retried), by kind: transient, or permanent (the topic refuses the record for good)."}, []string{"kind"}),
 		Commits:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_commits_total", Help: "Offset commits that succeeded, per partition."}),
 		CommitFailures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_commit_failures_total", Help: "Offset commits that failed, per partition."}),
 		CommittedOffset:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_committed_offset", Help: "The last offset this member committed, by partition."}, []string{"topic", "partition"}),
@@ -73,6 +73,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	f(bi)
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.DLQWriteFailures.WithLabelValues("transient") // both kinds present from the start, at 0
+	m.DLQWriteFailures.WithLabelValues("permanent")
 	for _, o := range []cxone.Class{cxone.Accepted, cxone.Rejected, cxone.Forbidden, cxone.Unauthorized, cxone.RateLimited, cxone.ServerError, cxone.Timeout, cxone.NetworkError} {
 		m.Attempts.WithLabelValues(string(o)) // every outcome present from the start, at 0
 	}
