@@ -73,7 +73,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	f(bi)
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, o := range []cxone.Class{cxone.Accepted, cxone.Rejected, cxone.Forbidden, cxone.Unauthorized, cxone.RateLimited, cxone.ServerError, cxone.Timeout, cxone.NetworkError} {
+	for _, o := range []cxone.Class{cxone.Accepted, cxone.Rejected, cxone.Forbidden, cxone.Unauthorized, cxone.RateLimited, cxone.ServerError, cxone.Redirect, cxone.Timeout, cxone.NetworkError} {
 		m.Attempts.WithLabelValues(string(o)) // every outcome present from the start, at 0
 	}
 	return m
