@@ -5,15 +5,30 @@
 // and reports an Outcome that says whether the event was accepted, must go
 // to the DLQ (and why), or was interrupted.
 //
-// It never dead-letters because CXone is down: while the breaker is open,
-// the gate is closed or tokens cannot be had, Publish waits without
-// spending the retry budget. It does not know about Kafka.
+// It never dead-letters because CXone is down, whatever the traffic: while
+// the breaker is open, the gate is closed or tokens cannot be had, Publish
+// waits without spending the retry budget; and a failed attempt (server
+// error, redirect, timeout, network error) spends it only when CXone
+// demonstrably answered other publishes normally while that attempt was
+// out — an attempt sent after it got a 2xx or a verdict on its event (a
+// 4xx other than 401 and 429) before its failure came back. Attempts are
+// numbered as they are sent, so neither the start nor the end of an outage
+// passes for such evidence. A 429 never spends, nor does a 401 (even with
+// a fresh token, which counts as a breaker failure).
+//
+// The trade-off: a record that fails while nothing else is answered (alone
+// on a quiet topic, say) cannot be told from an outage. It is retried with
+// backoff (up to MaxBackoff) for as long as it takes, holding its key or
+// partition, until CXone accepts it or answers other publishes normally
+// while it is out; only then is it dead-lettered. It does not know about
+// Kafka.
 package delivery
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -24,9 +39,11 @@ import (
 
 // Config configures a Publisher. Zero values take the defaults.
 type Config struct {
-	// MaxRetries is how many retries a server error, timeout or network
-	// error may have before the event is dead-lettered. 0 means none
-	// (the settings' default is 3).
+	// MaxRetries is how many failed attempts (server error, redirect,
+	// timeout, network error) an event may have, past its first, before it
+	// is dead-lettered — counting only those that failed while CXone
+	// answered other publishes normally, so that an outage spends none. 0
+	// means none (the settings' default is 3).
 	MaxRetries int
 	// BackoffBase is the first retry's wait (doubling after). Default 1s.
 	BackoffBase time.Duration
@@ -116,6 +133,10 @@ type Publisher struct {
 	gate    Gate
 	limiter *adaptiveLimit // configured or discovered
 	poll    time.Duration  // how often a caller held by the breaker looks again
+
+	// sent numbers attempts in the order they are sent; lastNormal is the
+	// highest number of an attempt answered normally (see failedAlone).
+	sent, lastNormal atomic.Uint64
 }
 
 // The breaker's view of an attempt.
