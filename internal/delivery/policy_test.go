@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -127,19 +128,32 @@ func TestPolicyAtDefaults(t *testing.T) {
 		// minAttempts: at least this many attempts (more than the retry
 		// budget shows that waiting out an outage spent nothing).
 		minAttempts, exactAttempts int
+		errHas                     string // the outcome's error holds this
 	}
-	flapping := func(at time.Duration, _ string) cxone.Class {
-		if at < time.Minute && at%(10*time.Second) < 5*time.Second {
-			return cxone.ServerError
+	flap := func(down, up time.Duration) func(time.Duration, string) cxone.Class {
+		return func(at time.Duration, _ string) cxone.Class {
+			if at < time.Minute && at%(down+up) < down {
+				return cxone.ServerError
+			}
+			return cxone.Accepted
 		}
-		return cxone.Accepted
 	}
-	poison := func(at time.Duration, id string) cxone.Class {
-		if id == "poison" {
-			return cxone.ServerError
+	flowing := func(every time.Duration) []rec { // records arriving all through the minute and after
+		var rs []rec
+		for i := range int(70 * time.Second / every) {
+			rs = append(rs, rec{id: fmt.Sprint("f", i), at: time.Duration(i) * every, want: delivery.Accepted})
 		}
-		return cxone.Accepted
+		return rs
 	}
+	poisonWith := func(class cxone.Class) func(time.Duration, string) cxone.Class {
+		return func(_ time.Duration, id string) cxone.Class {
+			if id == "poison" {
+				return class
+			}
+			return cxone.Accepted
+		}
+	}
+	poison := poisonWith(cxone.ServerError)
 	cases := []struct {
 		name     string
 		answer   func(time.Duration, string) cxone.Class
@@ -161,16 +175,15 @@ func TestPolicyAtDefaults(t *testing.T) {
 			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
 		{name: "401 with every token", answer: down(cxone.Unauthorized, outage),
 			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
-		{name: "flapping 5 s down, 5 s up, for a minute", answer: flapping,
-			recs: func() []rec {
-				var rs []rec
-				for i := range 30 {
-					rs = append(rs, rec{id: fmt.Sprint("f", i), at: time.Duration(i) * 2 * time.Second, want: delivery.Accepted})
-				}
-				return rs
-			}()},
+		{name: "flapping 5 s down, 5 s up, for a minute", answer: flap(5*time.Second, 5*time.Second), recs: flowing(100 * time.Millisecond)},
+		// Its period is not the breaker's open timeout: the breaker closes
+		// in up phases and records are in flight when CXone goes down.
+		{name: "flapping 5 s down, 8 s up, for a minute", answer: flap(5*time.Second, 8*time.Second), recs: flowing(100 * time.Millisecond)},
+		{name: "flapping 3 s down, 2 s up, for a minute", answer: flap(3*time.Second, 2*time.Second), recs: flowing(100 * time.Millisecond)},
 		{name: "poison record while others are accepted", answer: poison, traffic: true,
 			recs: []rec{{id: "poison", want: delivery.RetriesExhausted, exactAttempts: 4}}},
+		{name: "record redirected while others are accepted", answer: poisonWith(cxone.Redirect), traffic: true,
+			recs: []rec{{id: "poison", want: delivery.RetriesExhausted, exactAttempts: 4, errHas: "Location https://elsewhere.example/"}}},
 		{name: "poison record alone waits (the trade-off)", answer: poison, deadline: time.Hour,
 			recs: []rec{{id: "poison", want: delivery.Canceled, minAttempts: 6}}},
 		{name: "outage, then a poison record among others", traffic: true,
@@ -231,6 +244,9 @@ func TestPolicyAtDefaults(t *testing.T) {
 					}
 					if out.Attempts < r.minAttempts {
 						t.Errorf("%s: %d attempts, want at least %d", r.id, out.Attempts, r.minAttempts)
+					}
+					if r.errHas != "" && (out.Err == nil || !strings.Contains(out.Err.Error(), r.errHas)) {
+						t.Errorf("%s: error %v, want it to hold %q", r.id, out.Err, r.errHas)
 					}
 					if r.exactAttempts > 0 && out.Attempts != r.exactAttempts {
 						t.Errorf("%s: %d attempts, want %d", r.id, out.Attempts, r.exactAttempts)
