@@ -3,9 +3,6 @@ package itest
 import (
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,71 +144,4 @@ func TestFlappingOutage(t *testing.T) {
 		t.Errorf("cxbridge_dead_letters_total %v %v", dl, by)
 	}
 	s.checkKeys(keys, per)
-}
-
-// A publish endpoint that redirects (302) to a page answering 200 is not
-// CXone accepting: at the shipped defaults the record is retried, never
-// counted accepted, its offset not committed and the page never requested,
-// for more attempts than the retry budget; once the redirect stops it is
-// accepted.
-func TestRedirectIsNotAccepted(t *testing.T) {
-	var landed atomic.Int64
-	landing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		landed.Add(1)
-		_, _ = io.WriteString(w, "<html>welcome</html>")
-	}))
-	defer landing.Close()
-	s := newStack(t, 1, sim.Config{})
-	w := s.startWorker(shippedCXone(t))
-	warm := s.warmUp(1, time.Minute)
-	s.waitCommitted(time.Minute)
-	held := s.offsets()
-	before := s.sim.Stats()
-
-	target := landing.URL + "/welcome"
-	s.sim.SetFaults(sim.Faults{ForceStatus: http.StatusFound, Location: target})
-	s.write(keyedRecords(1, 1, 13))
-	const redirects = 5 // more than the 4 attempts of the shipped budget
-	waitFor(t, time.Minute, fmt.Sprintf("%d publishes answered 302", redirects), func() bool {
-		if _, settled := w.metric("cxbridge_records_settled_total", "result"); settled["accepted"] != float64(len(warm)) {
-			t.Fatalf("settled %v while every publish is redirected (the redirect target was requested %d times)", settled, landed.Load())
-		}
-		if dl, by := w.metric("cxbridge_dead_letters_total", "reason"); dl != 0 {
-			t.Fatalf("dead-lettered while every publish is redirected: %v", by)
-		}
-		return s.sim.Stats().ByStatus[http.StatusFound] >= redirects
-	}, func() string { return fmt.Sprintf("simulator %+v", s.sim.Stats()) })
-
-	if got := s.sim.Stats().Distinct; got != before.Distinct {
-		t.Errorf("%d events accepted while every publish was redirected", got-before.Distinct)
-	}
-	if o := s.offsets(); o.Committed[0] != held.Committed[0] {
-		t.Errorf("committed %d while the record was redirected, want %d (its offset)", o.Committed[0], held.Committed[0])
-	}
-	if _, settled := w.metric("cxbridge_records_settled_total", "result"); settled["accepted"] != float64(len(warm)) {
-		t.Errorf("records settled %v while redirected: want only the %d warm-up records accepted", settled, len(warm))
-	}
-	if _, attempts := w.metric("cxbridge_publish_attempts_total", "outcome"); attempts["redirect"] < redirects {
-		t.Errorf("attempts %v: want at least %d with outcome redirect", attempts, redirects)
-	}
-	if n := len(s.dlqRecords()); n != 0 {
-		t.Errorf("%d records dead-lettered while every publish was redirected", n)
-	}
-
-	s.sim.SetFaults(sim.Faults{})
-	s.waitAccepted(before.Distinct+1, 2*time.Minute)
-	o := s.waitCommitted(time.Minute)
-	w.stop(t)
-	if o.Committed[0] != held.Committed[0]+1 {
-		t.Errorf("committed %d, want %d", o.Committed[0], held.Committed[0]+1)
-	}
-	if n := landed.Load(); n != 0 {
-		t.Errorf("the redirect target was requested %d times", n)
-	}
-	if n := len(s.dlqRecords()); n != 0 {
-		t.Errorf("%d records dead-lettered", n)
-	}
-	if st := s.sim.Stats(); st.Distinct != int64(len(warm)+1) || st.Duplicates != 0 {
-		t.Errorf("simulator %+v: want %d distinct events, no duplicates", st, len(warm)+1)
-	}
 }
