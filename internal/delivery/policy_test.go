@@ -263,6 +263,8 @@ type ctlSender struct {
 	mu      sync.Mutex
 	pending map[string]chan cxone.Result
 	sent    map[string]int
+	// auto, when set, answers the attempts it reports true for at once.
+	auto func(id string) (cxone.Result, bool)
 }
 
 func newCtlSender() *ctlSender {
@@ -272,8 +274,14 @@ func newCtlSender() *ctlSender {
 func (s *ctlSender) Attempt(ctx context.Context, _ string, ev *event.Event, _ []byte) cxone.Result {
 	ch := make(chan cxone.Result, 1)
 	s.mu.Lock()
-	s.pending[ev.CorrelationID] = ch
 	s.sent[ev.CorrelationID]++
+	if s.auto != nil {
+		if r, ok := s.auto(ev.CorrelationID); ok {
+			s.mu.Unlock()
+			return r
+		}
+	}
+	s.pending[ev.CorrelationID] = ch
 	s.mu.Unlock()
 	select {
 	case r := <-ch:
@@ -281,6 +289,13 @@ func (s *ctlSender) Attempt(ctx context.Context, _ string, ev *event.Event, _ []
 	case <-ctx.Done():
 		return cxone.Result{Class: cxone.Canceled}
 	}
+}
+
+// count returns how many attempts of id were sent.
+func (s *ctlSender) count(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent[id]
 }
 
 // inFlight reports whether id has an attempt waiting for its answer.
@@ -316,69 +331,155 @@ func (s *ctlSender) awaitAttempt(t *testing.T, id string) {
 	}
 }
 
-// The evidence rule, attempt by attempt. A failed attempt of P spends its
-// retry budget only when an attempt sent after P's was answered normally
-// (2xx or a 4xx verdict) before P's failure came back. Other publishes
-// answered normally but sent before P's attempt (the start of an outage),
-// or answered only after P's failure (the end of one), are no evidence;
-// neither is a 429. So P fails 3 times without spending, then 4 times with
-// evidence: retries_exhausted on its 7th attempt, at the default budget of
-// 3 retries.
+// The evidence rule, attempt by attempt, on the fake clock. A failed
+// attempt of P spends its retry budget only when CXone answered other
+// publishes normally (2xx or a 4xx verdict) while it was out: one sent
+// after it, answered before its failure came back; or one on each side of
+// it — sent at most 1 s before it and answered before its failure, and sent
+// after it and answered within 1 s of its failure. One side alone (the
+// start or the end of an outage) is no evidence. P fails 3 times without
+// evidence, then 4 times with: retries_exhausted on its 7th attempt, at the
+// default budget of 3 retries.
 func TestEvidenceRule(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := newCtlSender()
 		pub := delivery.New(shippedConfig(t), s, staticTokens{})
-		ctx := context.Background()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		var wg sync.WaitGroup
-		publish := func(id string) { // and wait until its attempt is in flight
+		defer wg.Wait()
+		n := 0
+		publish := func() string { // another record; returns once its attempt is out
+			n++
+			id := fmt.Sprint("Q", n)
 			wg.Go(func() { pub.Publish(ctx, &event.Event{CorrelationID: id}) })
 			s.awaitAttempt(t, id)
+			return id
+		}
+		// healthyUntilP keeps CXone visibly working (a publish accepted
+		// every 500 ms) until P's next attempt is out.
+		healthyUntilP := func() {
+			for !s.inFlight("P") {
+				s.answer(t, publish(), cxone.Accepted, 200)
+				time.Sleep(500 * time.Millisecond)
+			}
 		}
 		pDone := make(chan delivery.Outcome, 1)
+		notYet := func(step string) {
+			t.Helper()
+			select {
+			case out := <-pDone:
+				t.Fatalf("%s: P settled early: %s after %d attempts", step, out.Result, out.Attempts)
+			default:
+			}
+		}
 
-		// 1. Q sent before P's attempt, accepted before P fails: no evidence.
-		publish("Q1")
+		// 1. The start of an outage: CXone accepted a publish sent just
+		// before P's attempt, and nothing after it. No evidence.
+		q := publish()
 		go func() { pDone <- pub.Publish(ctx, &event.Event{CorrelationID: "P"}) }()
 		s.awaitAttempt(t, "P")
-		s.answer(t, "Q1", cxone.Accepted, 200)
+		s.answer(t, q, cxone.Accepted, 200)
 		s.answer(t, "P", cxone.ServerError, 503)
+		time.Sleep(1500 * time.Millisecond) // past the margin: P has judged
+		notYet("start of an outage")
 
-		// 2. Q sent after P's attempt, accepted after P fails: no evidence.
+		// 2. The end of an outage: nothing answered normally in the second
+		// before P's attempt; one sent after it is accepted just after P
+		// fails. No evidence.
 		s.awaitAttempt(t, "P")
-		publish("Q2")
+		q = publish()
 		s.answer(t, "P", cxone.ServerError, 503)
-		s.answer(t, "Q2", cxone.Accepted, 200)
+		s.answer(t, q, cxone.Accepted, 200)
+		time.Sleep(1500 * time.Millisecond)
+		notYet("end of an outage")
 
-		// 3. Q sent after P's attempt, answered 429 before P fails: no evidence.
-		s.awaitAttempt(t, "P")
-		publish("Q3")
-		s.answer(t, "Q3", cxone.RateLimited, 429)
+		// 3. Both sides, but the publish after P is answered 1.5 s after
+		// P's failure, past the margin. No evidence.
+		healthyUntilP()
 		s.answer(t, "P", cxone.ServerError, 503)
-		s.awaitAttempt(t, "Q3") // after the gate
-		s.answer(t, "Q3", cxone.Accepted, 200)
+		time.Sleep(1500 * time.Millisecond)
+		s.answer(t, publish(), cxone.Accepted, 200)
+		notYet("the other side too late")
 
-		// 4-7. Q sent after P's attempt, answered normally (200, 400, 403,
-		// 202) before P fails: evidence, each time.
+		// 4. Both sides within the margin: evidence (1 spent).
+		healthyUntilP()
+		s.answer(t, "P", cxone.ServerError, 503)
+		s.answer(t, publish(), cxone.Accepted, 200)
+		time.Sleep(1500 * time.Millisecond)
+		notYet("around its flight")
+
+		// 5-7. Inside P's flight: a publish sent after P's attempt answered
+		// normally (200, a 400 verdict, a 403 verdict) before P fails:
+		// evidence each time (2, 3, 4 spent: exhausted).
 		for i, v := range []struct {
 			class  cxone.Class
 			status int
-		}{{cxone.Accepted, 200}, {cxone.Rejected, 400}, {cxone.Forbidden, 403}, {cxone.Accepted, 202}} {
-			select {
-			case out := <-pDone:
-				t.Fatalf("P settled early, before evidence %d: %s after %d attempts", i+1, out.Result, out.Attempts)
-			default:
-			}
+		}{{cxone.Accepted, 200}, {cxone.Rejected, 400}, {cxone.Forbidden, 403}} {
+			notYet(fmt.Sprint("inside its flight ", i))
 			s.awaitAttempt(t, "P")
-			id := fmt.Sprint("E", i)
-			publish(id)
-			s.answer(t, id, v.class, v.status)
+			s.answer(t, publish(), v.class, v.status)
 			s.answer(t, "P", cxone.ServerError, 500)
 		}
 		out := <-pDone
 		if out.Result != delivery.RetriesExhausted || out.Attempts != 7 || out.Status != 500 {
 			t.Fatalf("P: %s after %d attempts, status %d; want retries_exhausted after 7 (3 without evidence, 4 with)", out.Result, out.Attempts, out.Status)
 		}
-		wg.Wait()
 	})
+}
+
+// Other publishes answered 429 (or 401) while P's attempts are out are not
+// CXone answering normally: P is never dead-lettered for them.
+func TestEvidenceIgnoresThrottlingAndAuth(t *testing.T) {
+	t.Parallel()
+	for _, other := range []struct {
+		class  cxone.Class
+		status int
+	}{{cxone.RateLimited, 429}, {cxone.Unauthorized, 401}} {
+		t.Run(fmt.Sprint(other.status), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := newCtlSender()
+				s.auto = func(id string) (cxone.Result, bool) { // every other attempt: answered at once
+					return cxone.Result{Class: other.class, Status: other.status}, id != "P"
+				}
+				// The breaker would open on these failures and keep the
+				// other publishes from being sent while P's attempts are
+				// out; what their answers mean is the point here.
+				cfg := shippedConfig(t)
+				cfg.Breaker.Failures = 1000
+				pub := delivery.New(cfg, s, staticTokens{})
+				ctx, cancel := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				pDone := make(chan delivery.Outcome, 1)
+				go func() { pDone <- pub.Publish(ctx, &event.Event{CorrelationID: "P"}) }()
+				for i := range 8 { // twice the budget
+					for !s.inFlight("P") { // P's next attempt, unless P settled
+						select {
+						case out := <-pDone:
+							t.Fatalf("P settled after %d failures: %s after %d attempts", i, out.Result, out.Attempts)
+						case <-time.After(50 * time.Millisecond):
+						}
+					}
+					id := fmt.Sprint("Q", i)
+					wg.Go(func() { pub.Publish(ctx, &event.Event{CorrelationID: id}) }) // keeps trying until canceled
+					for s.count(id) == 0 {
+						time.Sleep(10 * time.Millisecond)
+					}
+					s.answer(t, "P", cxone.ServerError, 503)
+				}
+				select {
+				case out := <-pDone:
+					t.Fatalf("P settled: %s after %d attempts", out.Result, out.Attempts)
+				default:
+				}
+				cancel()
+				if out := <-pDone; out.Result != delivery.Canceled || out.Attempts != 8 {
+					t.Fatalf("P: %s after %d attempts, want canceled after 8", out.Result, out.Attempts)
+				}
+				wg.Wait()
+			})
+		})
+	}
 }

@@ -18,7 +18,7 @@ import (
 // ended first. It waits, without spending the retry budget, while the
 // breaker is open, the 429 gate is closed or no token can be had; a failed
 // attempt spends the budget only on evidence against the event (see
-// failedAlone). attrs are added to the outcome's log line (the record's
+// evidence). attrs are added to the outcome's log line (the record's
 // coordinates).
 func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.Attr) Outcome {
 	start := time.Now()
@@ -74,7 +74,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		}
 		out.LastAttempt = now
 		out.Attempts++
-		seq := p.sent.Add(1) // this attempt's place in the order of sending
+		sent := p.evidence.send()
 		res := p.send.Attempt(ctx, token, ev, body)
 		if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
 			h(res.Class, res.Latency)
@@ -84,18 +84,18 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		switch res.Class {
 		case cxone.Accepted:
 			done(nil)
-			p.answeredNormally(seq)
+			p.evidence.answeredNormally(sent)
 			p.limiter.up()
 			out.Result, out.Body, out.Err = Accepted, "", nil
 			return out
 		case cxone.Rejected:
 			done(nil) // CXone is healthy; the event is at fault
-			p.answeredNormally(seq)
+			p.evidence.answeredNormally(sent)
 			out.Result = Rejected
 			return out
 		case cxone.Forbidden:
 			done(nil)
-			p.answeredNormally(seq)
+			p.evidence.answeredNormally(sent)
 			out.Result = Forbidden
 			return out
 		case cxone.Canceled:
@@ -126,7 +126,18 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 				continue // a failed half-open probe spends nothing: the breaker holds us
 			}
 			failures++
-			if p.failedAlone(seq) {
+			wait := retry.Backoff(failures, p.cfg.BackoffBase, p.cfg.MaxBackoff)
+			against := p.evidence.after(sent) // CXone answered others normally while this attempt was out
+			if !against && p.evidence.before(sent) {
+				// CXone worked just before: see whether it does just after.
+				first := min(wait, evidenceMargin)
+				if err := retry.Sleep(ctx, first); err != nil {
+					return canceled(out, err)
+				}
+				wait -= first
+				against = p.evidence.after(sent)
+			}
+			if against { // the event's fault, not CXone's: spend the budget
 				retries++
 				if retries > p.cfg.MaxRetries {
 					out.Result = RetriesExhausted
@@ -136,34 +147,12 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			if h := p.cfg.Hooks.Retry; h != nil {
 				h()
 			}
-			if err := retry.Sleep(ctx, retry.Backoff(failures, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+			if err := retry.Sleep(ctx, wait); err != nil {
 				return canceled(out, err)
 			}
 		}
 	}
 }
-
-// answeredNormally notes that the attempt sent seq-th got an answer that
-// shows CXone working: a 2xx, or a verdict on the event (a 4xx other than
-// 401 and 429).
-func (p *Publisher) answeredNormally(seq uint64) {
-	for {
-		cur := p.lastNormal.Load()
-		if seq <= cur || p.lastNormal.CompareAndSwap(cur, seq) {
-			return
-		}
-	}
-}
-
-// failedAlone reports whether the failure of the attempt sent seq-th is
-// evidence against its event: an attempt sent after it has been answered
-// normally by now, so CXone demonstrably worked while this attempt was out.
-// Attempts answered normally but sent before it say nothing of the time
-// after it was sent (the start of an outage); those answered only after
-// its failure came back say nothing of the time it was out (the end of
-// one). Without evidence a failure is CXone's, and spends nothing,
-// however few or many records are in flight.
-func (p *Publisher) failedAlone(seq uint64) bool { return p.lastNormal.Load() > seq }
 
 // waitTurn waits at the 429 gate and for the client-side rate limit.
 func (p *Publisher) waitTurn(ctx context.Context) error {

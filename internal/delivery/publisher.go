@@ -9,26 +9,26 @@
 // the breaker is open, the gate is closed or tokens cannot be had, Publish
 // waits without spending the retry budget; and a failed attempt (server
 // error, redirect, timeout, network error) spends it only when CXone
-// demonstrably answered other publishes normally while that attempt was
-// out — an attempt sent after it got a 2xx or a verdict on its event (a
-// 4xx other than 401 and 429) before its failure came back. Attempts are
-// numbered as they are sent, so neither the start nor the end of an outage
-// passes for such evidence. A 429 never spends, nor does a 401 (even with
-// a fresh token, which counts as a breaker failure).
+// demonstrably answered other publishes normally (a 2xx, or a verdict on
+// their event: a 4xx other than 401 and 429) while that attempt was out —
+// one sent after it and answered before its failure came back, or one on
+// each side of it within a second (see evidence). Attempts are numbered as
+// they are sent, so neither the start nor the end of an outage passes for
+// such evidence. A 429 never spends, nor does a 401 (even with a fresh
+// token, which counts as a breaker failure).
 //
 // The trade-off: a record that fails while nothing else is answered (alone
 // on a quiet topic, say) cannot be told from an outage. It is retried with
 // backoff (up to MaxBackoff) for as long as it takes, holding its key or
 // partition, until CXone accepts it or answers other publishes normally
-// while it is out; only then is it dead-lettered. It does not know about
-// Kafka.
+// around one of its attempts; only then is it dead-lettered. It does not
+// know about Kafka.
 package delivery
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -126,17 +126,14 @@ var (
 // Publisher publishes events with the outcome policy. It is safe for
 // concurrent use; its breaker, gate and limiter are shared by all callers.
 type Publisher struct {
-	cfg     Config
-	send    Sender
-	tokens  TokenSource
-	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
-	gate    Gate
-	limiter *adaptiveLimit // configured or discovered
-	poll    time.Duration  // how often a caller held by the breaker looks again
-
-	// sent numbers attempts in the order they are sent; lastNormal is the
-	// highest number of an attempt answered normally (see failedAlone).
-	sent, lastNormal atomic.Uint64
+	cfg      Config
+	send     Sender
+	tokens   TokenSource
+	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	gate     Gate
+	limiter  *adaptiveLimit // configured or discovered
+	poll     time.Duration  // how often a caller held by the breaker looks again
+	evidence *evidence      // what CXone answered others, for the retry budget
 }
 
 // The breaker's view of an attempt.
@@ -148,7 +145,7 @@ var (
 // New returns a Publisher sending with send and authenticating with tokens.
 func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 	cfg.setDefaults()
-	p := &Publisher{cfg: cfg, send: send, tokens: tokens}
+	p := &Publisher{cfg: cfg, send: send, tokens: tokens, evidence: newEvidence()}
 	p.poll = min(max(cfg.Breaker.OpenTimeout/20, 5*time.Millisecond), 250*time.Millisecond)
 	p.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "cxone",

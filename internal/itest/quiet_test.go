@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/consumer"
+	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
 
@@ -144,4 +147,52 @@ func TestFlappingOutage(t *testing.T) {
 		t.Errorf("cxbridge_dead_letters_total %v %v", dl, by)
 	}
 	s.checkKeys(keys, per)
+}
+
+// A record CXone refuses (500) every time, among records it accepts, is
+// dead-lettered as retries_exhausted at the shipped defaults: the evidence
+// the rule asks for (other publishes answered normally while its attempts
+// are out) comes from ordinary traffic. Records keep arriving (200/s over
+// 40 keys) until it is in the DLQ; the simulator answers in 1-21 ms.
+func TestPoisonAmongFlowingRecords(t *testing.T) {
+	s := newStack(t, 6, sim.Config{})
+	w := s.startWorker(shippedCXone(t))
+	warm := s.warmUp(6, time.Minute)
+	s.sim.SetFaults(sim.Faults{FailCorrelationIDs: []string{"poison-1"},
+		Latency: sim.Duration(time.Millisecond), LatencyJitter: sim.Duration(20 * time.Millisecond)})
+	ts := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	s.write([]kafka.Message{{Key: []byte("poison"), Value: fmt.Appendf(nil,
+		`{"eventType":"custom.itest","source":"itest","timestamp":%q,"correlationId":"poison-1","data":{}}`, ts)}})
+	start := time.Now()
+	written := 0
+	for seed := uint64(100); ; seed++ {
+		if dl, _ := w.metric("cxbridge_dead_letters_total", ""); dl > 0 {
+			break
+		}
+		if time.Since(start) > 3*time.Minute {
+			t.Fatalf("the poison record is not dead-lettered after %v of traffic; simulator %+v", time.Since(start), s.sim.Stats())
+		}
+		s.write(goodRecords(20, 40, seed))
+		written += 20
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("dead-lettered after %v, %d records written meanwhile", time.Since(start).Round(100*time.Millisecond), written)
+	s.waitAccepted(int64(len(warm)+written), time.Minute)
+	s.waitCommitted(time.Minute)
+	w.stop(t)
+	recs := s.dlqRecords()
+	if len(recs) != 1 {
+		t.Fatalf("%d DLQ records, want 1", len(recs))
+	}
+	e, ok, err := dlq.Parse(recs[0].Headers)
+	if !ok || err != nil {
+		t.Fatalf("DLQ headers: %v %v", ok, err)
+	}
+	t.Logf("DLQ entry: reason %s status %d attempts %d", e.Reason, e.Status, e.Attempts)
+	if string(recs[0].Key) != "poison" || e.Reason != dlq.ReasonRetriesExhausted || e.Status != 500 || e.Attempts < 4 || e.CorrelationID != "poison-1" {
+		t.Errorf("DLQ record %s: %+v; want the poison record, retries_exhausted, status 500, at least 4 attempts", recs[0].Key, e)
+	}
+	if st := s.sim.Stats(); st.Distinct != int64(len(warm)+written) || st.ByStatus[500] != int64(e.Attempts) {
+		t.Errorf("simulator %+v: want %d distinct accepted and %d answers 500", st, len(warm)+written, e.Attempts)
+	}
 }
