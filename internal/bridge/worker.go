@@ -322,6 +322,8 @@ func (w *Worker) checkToken() (bool, string) {
 	switch {
 	case err == nil:
 		return true, "ok"
+	case cxone.IsRedirect(err):
+		return false, "token endpoint redirects, and redirects are not followed (check --cxone-token-url, --cxone-base-url): " + err.Error()
 	case cxone.IsConfigError(err):
 		return false, "token endpoint refuses the credentials (check --cxone-client-id/secret, --cxone-token-style): " + err.Error()
 	default:

@@ -51,7 +51,7 @@ func (c *CXone) Register(fs *FlagSet) {
 	fs.StringVar(&c.CAFile, "cxone-ca-file", c.CAFile, "PEM file of CA certificates trusted for CXone (default: the system's)")
 	fs.IntVar(&c.MaxConns, "cxone-max-conns", orInt(c.MaxConns, 512), "most connections to CXone")
 	fs.DurationVar(&c.TokenRefreshBefore, "token-refresh-before", orDur(c.TokenRefreshBefore, 5*time.Minute), "refresh a token this long before it expires (at most half its lifetime)")
-	fs.IntVar(&c.MaxRetries, "max-retries", orInt(c.MaxRetries, 3), "retries of a 5xx, timeout or network error before the event is dead-lettered")
+	fs.IntVar(&c.MaxRetries, "max-retries", orInt(c.MaxRetries, 3), "retries of a 5xx, redirect, timeout or network error before the event is dead-lettered, counting only failures while CXone answered other publishes normally (an outage spends none)")
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", orDur(c.RetryBackoff, time.Second), "wait before the first retry, doubling after, plus jitter")
 	fs.DurationVar(&c.MaxBackoff, "max-backoff", orDur(c.MaxBackoff, 30*time.Second), "cap of every retry wait and Retry-After")
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, 5), "consecutive failed attempts that open the circuit breaker")

@@ -20,6 +20,7 @@ const (
 	Unauthorized Class = "unauthorized"  // 401: the token is at fault
 	RateLimited  Class = "rate_limited"  // 429
 	ServerError  Class = "server_error"  // 5xx and any other status
+	Redirect     Class = "redirect"      // 3xx: never followed, never a success
 	Timeout      Class = "timeout"       // the attempt's deadline passed
 	NetworkError Class = "network_error" // no answer: connection refused, reset, TLS, …
 	Canceled     Class = "canceled"      // the caller's context ended: not CXone's fault
@@ -50,7 +51,9 @@ func Classify(status int, err error, parent context.Context) Class {
 		return RateLimited
 	case status >= 400 && status < 500:
 		return Rejected
-	default: // 5xx, and 1xx/3xx that should never reach us
+	case status >= 300 && status < 400:
+		return Redirect
+	default: // 5xx, and 1xx that should never reach us
 		return ServerError
 	}
 }

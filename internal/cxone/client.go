@@ -38,7 +38,8 @@ type TransportConfig struct {
 
 // NewHTTPClient returns a client sized for hundreds of concurrent requests
 // to one host: a keep-alive pool as large as the concurrency, bounded dial,
-// TLS and response-header timeouts. Requests carry their own deadline.
+// TLS and response-header timeouts. Requests carry their own deadline. It
+// never follows a redirect: a 3xx is returned as the answer.
 func NewHTTPClient(cfg TransportConfig) *http.Client {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 512
@@ -65,7 +66,7 @@ func NewHTTPClient(cfg TransportConfig) *http.Client {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: tr, CheckRedirect: noRedirects}
 }
 
 // Client publishes single events to CXone.
@@ -75,9 +76,10 @@ type Client struct {
 	timeout time.Duration
 }
 
-// NewClient returns a client for baseURL. timeout bounds each attempt.
+// NewClient returns a client for baseURL. timeout bounds each attempt. It
+// never follows a redirect, whatever hc's CheckRedirect says.
 func NewClient(hc *http.Client, baseURL string, timeout time.Duration) *Client {
-	return &Client{http: hc, url: strings.TrimRight(baseURL, "/") + PublishPath, timeout: timeout}
+	return &Client{http: withoutRedirects(hc), url: strings.TrimRight(baseURL, "/") + PublishPath, timeout: timeout}
 }
 
 // Result is the answer to one publish attempt.
@@ -88,8 +90,10 @@ type Result struct {
 	// HasRetryAfter reports whether the answer carried a valid Retry-After.
 	HasRetryAfter bool
 	Body          string // error answers: the body, at most MaxErrorBody bytes
-	Err           error  // transport error, when there was no answer
-	Latency       time.Duration
+	// Err is the transport error when there was no answer, or a
+	// *RedirectError naming the Location of a 3xx.
+	Err     error
+	Latency time.Duration
 }
 
 // Attempt makes one publish request with token and body for ev.
@@ -117,6 +121,9 @@ func (c *Client) Attempt(ctx context.Context, token string, ev *event.Event, bod
 	} else {
 		res.Body = readBounded(resp.Body, MaxErrorBody)
 		res.RetryAfter, res.HasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if res.Class == Redirect {
+			res.Err = redirectError(resp)
+		}
 	}
 	resp.Body.Close()
 	res.Latency = time.Since(start)

@@ -48,7 +48,10 @@ type FetcherFunc func(ctx context.Context) (*oauth2.Token, error)
 func (f FetcherFunc) Fetch(ctx context.Context) (*oauth2.Token, error) { return f(ctx) }
 
 // NewFetcher returns the Fetcher of creds.Style using hc for its requests.
+// It never follows a redirect, whatever hc's CheckRedirect says: a 3xx from
+// the token endpoint is a configuration error (see TokenError).
 func NewFetcher(creds Credentials, hc *http.Client) (Fetcher, error) {
+	hc = withoutRedirects(hc)
 	var scopes []string
 	if creds.Scope != "" {
 		scopes = strings.Fields(creds.Scope)
@@ -115,6 +118,9 @@ func (f *jsonFetcher) Fetch(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, &TokenError{Status: resp.StatusCode, Err: err}
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, redirectTokenError(resp)
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Error string `json:"error"`
@@ -139,9 +145,11 @@ func (f *jsonFetcher) Fetch(ctx context.Context) (*oauth2.Token, error) {
 }
 
 // TokenError is a failed token request. Config is true for answers that
-// mean the settings are wrong (400, 401, 403 from the token endpoint): they
-// do not heal by themselves. Otherwise the failure is transient (5xx,
-// network, timeout). The error text never holds a secret or a token.
+// mean the settings are wrong (400, 401, 403 from the token endpoint, and a
+// 3xx: the token URL is not the endpoint, and the redirect is not followed,
+// its *RedirectError is Err): they do not heal by themselves. Otherwise the
+// failure is transient (5xx, network, timeout). The error text never holds a
+// secret or a token.
 type TokenError struct {
 	Status int    // HTTP status, 0 for a network error
 	Code   string // the OAuth2 error code, when given
@@ -178,6 +186,13 @@ func statusTokenError(status int, code string) *TokenError {
 	}
 }
 
+// redirectTokenError is the configuration error of a 3xx from the token
+// endpoint, naming its Location so that the log says where to point
+// --cxone-token-url (after checking that the new address is CXone's).
+func redirectTokenError(resp *http.Response) *TokenError {
+	return &TokenError{Status: resp.StatusCode, Config: true, Err: redirectError(resp)}
+}
+
 // classifyTokenErr turns the oauth2 package's errors into *TokenError
 // without the response body (which may echo what was sent).
 func classifyTokenErr(err error) error {
@@ -186,6 +201,9 @@ func classifyTokenErr(err error) error {
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
+		if st := re.Response.StatusCode; st >= 300 && st < 400 {
+			return redirectTokenError(re.Response)
+		}
 		return statusTokenError(re.Response.StatusCode, re.ErrorCode)
 	}
 	return &TokenError{Err: err}

@@ -16,8 +16,10 @@ import (
 // Publish delivers ev and returns its outcome: Accepted; a DLQ result
 // (Rejected, Forbidden, RetriesExhausted, TooLarge); or Canceled when ctx
 // ended first. It waits, without spending the retry budget, while the
-// breaker is open, the 429 gate is closed or no token can be had. attrs
-// are added to the outcome's log line (the record's coordinates).
+// breaker is open, the 429 gate is closed or no token can be had; a failed
+// attempt spends the budget only on evidence against the event (see
+// evidence). attrs are added to the outcome's log line (the record's
+// coordinates).
 func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.Attr) Outcome {
 	start := time.Now()
 	out := p.publish(ctx, ev)
@@ -33,7 +35,9 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		out.Result, out.Err = TooLarge, err
 		return out
 	}
-	retries, authFailures := 0, 0
+	// retries is the budget spent (failures with evidence against ev);
+	// failures counts every failed attempt, for the backoff.
+	retries, failures, authFailures := 0, 0, 0
 	for {
 		if err := p.waitTurn(ctx); err != nil {
 			return canceled(out, err)
@@ -70,6 +74,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		}
 		out.LastAttempt = now
 		out.Attempts++
+		sent := p.evidence.send()
 		res := p.send.Attempt(ctx, token, ev, body)
 		if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
 			h(res.Class, res.Latency)
@@ -79,15 +84,18 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		switch res.Class {
 		case cxone.Accepted:
 			done(nil)
+			p.evidence.answeredNormally(sent)
 			p.limiter.up()
 			out.Result, out.Body, out.Err = Accepted, "", nil
 			return out
 		case cxone.Rejected:
 			done(nil) // CXone is healthy; the event is at fault
+			p.evidence.answeredNormally(sent)
 			out.Result = Rejected
 			return out
 		case cxone.Forbidden:
 			done(nil)
+			p.evidence.answeredNormally(sent)
 			out.Result = Forbidden
 			return out
 		case cxone.Canceled:
@@ -112,24 +120,34 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			}
 			p.gate.Close(time.Now().Add(retry.Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
 			p.limiter.down(out.LastAttempt)
-		default: // server error, timeout, network error
+		default: // server error, redirect, timeout, network error
 			done(errAttemptFailed)
 			if probe {
 				continue // a failed half-open probe spends nothing: the breaker holds us
 			}
-			retries++
-			if retries > p.cfg.MaxRetries {
-				if p.breaker.State() != gobreaker.StateClosed {
-					retries = p.cfg.MaxRetries // CXone is down, not this event: wait for it
-					continue
+			failures++
+			wait := retry.Backoff(failures, p.cfg.BackoffBase, p.cfg.MaxBackoff)
+			against := p.evidence.after(sent) // CXone answered others normally while this attempt was out
+			if !against && p.evidence.before(sent) {
+				// CXone worked just before: see whether it does just after.
+				first := min(wait, evidenceMargin)
+				if err := retry.Sleep(ctx, first); err != nil {
+					return canceled(out, err)
 				}
-				out.Result = RetriesExhausted
-				return out
+				wait -= first
+				against = p.evidence.after(sent)
+			}
+			if against { // the event's fault, not CXone's: spend the budget
+				retries++
+				if retries > p.cfg.MaxRetries {
+					out.Result = RetriesExhausted
+					return out
+				}
 			}
 			if h := p.cfg.Hooks.Retry; h != nil {
 				h()
 			}
-			if err := retry.Sleep(ctx, retry.Backoff(retries, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+			if err := retry.Sleep(ctx, wait); err != nil {
 				return canceled(out, err)
 			}
 		}

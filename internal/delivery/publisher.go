@@ -5,9 +5,24 @@
 // and reports an Outcome that says whether the event was accepted, must go
 // to the DLQ (and why), or was interrupted.
 //
-// It never dead-letters because CXone is down: while the breaker is open,
-// the gate is closed or tokens cannot be had, Publish waits without
-// spending the retry budget. It does not know about Kafka.
+// It never dead-letters because CXone is down, whatever the traffic: while
+// the breaker is open, the gate is closed or tokens cannot be had, Publish
+// waits without spending the retry budget; and a failed attempt (server
+// error, redirect, timeout, network error) spends it only when CXone
+// demonstrably answered other publishes normally (a 2xx, or a verdict on
+// their event: a 4xx other than 401 and 429) while that attempt was out —
+// one sent after it and answered before its failure came back, or one on
+// each side of it within a second (see evidence). Attempts are numbered as
+// they are sent, so neither the start nor the end of an outage passes for
+// such evidence. A 429 never spends, nor does a 401 (even with a fresh
+// token, which counts as a breaker failure).
+//
+// The trade-off: a record that fails while nothing else is answered (alone
+// on a quiet topic, say) cannot be told from an outage. It is retried with
+// backoff (up to MaxBackoff) for as long as it takes, holding its key or
+// partition, until CXone accepts it or answers other publishes normally
+// around one of its attempts; only then is it dead-lettered. It does not
+// know about Kafka.
 package delivery
 
 import (
@@ -24,9 +39,11 @@ import (
 
 // Config configures a Publisher. Zero values take the defaults.
 type Config struct {
-	// MaxRetries is how many retries a server error, timeout or network
-	// error may have before the event is dead-lettered. 0 means none
-	// (the settings' default is 3).
+	// MaxRetries is how many failed attempts (server error, redirect,
+	// timeout, network error) an event may have, past its first, before it
+	// is dead-lettered — counting only those that failed while CXone
+	// answered other publishes normally, so that an outage spends none. 0
+	// means none (the settings' default is 3).
 	MaxRetries int
 	// BackoffBase is the first retry's wait (doubling after). Default 1s.
 	BackoffBase time.Duration
@@ -109,13 +126,14 @@ var (
 // Publisher publishes events with the outcome policy. It is safe for
 // concurrent use; its breaker, gate and limiter are shared by all callers.
 type Publisher struct {
-	cfg     Config
-	send    Sender
-	tokens  TokenSource
-	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
-	gate    Gate
-	limiter *adaptiveLimit // configured or discovered
-	poll    time.Duration  // how often a caller held by the breaker looks again
+	cfg      Config
+	send     Sender
+	tokens   TokenSource
+	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	gate     Gate
+	limiter  *adaptiveLimit // configured or discovered
+	poll     time.Duration  // how often a caller held by the breaker looks again
+	evidence *evidence      // what CXone answered others, for the retry budget
 }
 
 // The breaker's view of an attempt.
@@ -127,7 +145,7 @@ var (
 // New returns a Publisher sending with send and authenticating with tokens.
 func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 	cfg.setDefaults()
-	p := &Publisher{cfg: cfg, send: send, tokens: tokens}
+	p := &Publisher{cfg: cfg, send: send, tokens: tokens, evidence: newEvidence()}
 	p.poll = min(max(cfg.Breaker.OpenTimeout/20, 5*time.Millisecond), 250*time.Millisecond)
 	p.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "cxone",

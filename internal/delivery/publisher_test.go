@@ -366,20 +366,65 @@ func TestPublish5xxThenSuccess(t *testing.T) {
 	}
 }
 
-// 5xx forever: retries_exhausted after max-retries + 1 attempts.
-func TestPublish5xxForeverExhausts(t *testing.T) {
+// A record CXone fails (500) every time while it accepts the others meanwhile
+// is at fault: retries_exhausted once its retries are spent. The other
+// publishes are answered while its attempts are out: 8 publishers keep
+// publishing, the simulator answers each after 0-20 ms.
+func TestPublishPoisonAmongOthersExhausts(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, sim.Config{Faults: sim.Faults{ForceStatus: 503}},
-		delivery.Config{MaxRetries: 3, Breaker: delivery.BreakerConfig{Failures: 100}})
-	out := h.pub.Publish(context.Background(), newEvent())
-	if out.Result != delivery.RetriesExhausted || out.Attempts != 4 || out.Status != 503 {
-		t.Fatalf("outcome %+v", out)
+	h := newHarness(t, sim.Config{Faults: sim.Faults{FailCorrelationIDs: []string{"poison"},
+		Latency: sim.Duration(time.Millisecond), LatencyJitter: sim.Duration(20 * time.Millisecond)}},
+		delivery.Config{MaxRetries: 3, MaxBackoff: 100 * time.Millisecond}) // a short cap: the test waits less
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if out := h.pub.Publish(ctx, newEvent()); out.Result != delivery.Accepted && out.Result != delivery.Canceled {
+					t.Errorf("healthy record: %s", out.Result)
+				}
+			}
+		})
 	}
-	if n := h.sim.Stats().ByStatus[503]; n != 4 {
-		t.Fatalf("simulator saw %d requests, want 4", n)
+	ev := newEvent()
+	ev.CorrelationID = "poison"
+	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	defer pcancel()
+	out := h.pub.Publish(pctx, ev)
+	cancel()
+	wg.Wait()
+	if out.Result != delivery.RetriesExhausted || out.Status != 500 || out.Attempts < 4 {
+		t.Fatalf("outcome %s after %d attempts (status %d), want retries_exhausted after at least 4", out.Result, out.Attempts, out.Status)
+	}
+	t.Logf("poison: %d attempts in %v", out.Attempts, out.LastAttempt.Sub(out.FirstAttempt))
+	if n := h.sim.Stats().ByStatus[500]; n != int64(out.Attempts) {
+		t.Fatalf("simulator answered 500 %d times, the outcome says %d attempts", n, out.Attempts)
 	}
 	if !out.LastAttempt.After(out.FirstAttempt) {
 		t.Fatal("first/last attempt times")
+	}
+}
+
+// 5xx to every publish: an outage, not the event's fault. The event waits
+// however many attempts fail, and is accepted once CXone is back.
+func TestPublish5xxForeverIsNotExhausted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{Faults: sim.Faults{ForceStatus: 503}},
+		delivery.Config{MaxRetries: 3, MaxBackoff: 50 * time.Millisecond, Breaker: delivery.BreakerConfig{Failures: 100}})
+	done := make(chan delivery.Outcome, 1)
+	go func() { done <- h.pub.Publish(context.Background(), newEvent()) }()
+	for h.sim.Stats().ByStatus[503] < 10 { // 10 attempts: more than 3 retries
+		select {
+		case out := <-done:
+			t.Fatalf("outcome %s after %d attempts during an outage", out.Result, out.Attempts)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	h.sim.SetFaults(sim.Faults{})
+	out := <-done
+	mustAccept(t, out)
+	if out.Attempts < 11 {
+		t.Fatalf("%d attempts, want at least 11", out.Attempts)
 	}
 }
 
@@ -455,7 +500,9 @@ func TestPublishLogsNoSecrets(t *testing.T) {
 	h.sim.RevokeTokens()
 	mustAccept(t, h.pub.Publish(ctx, newEvent()))
 	h.sim.SetFaults(sim.Faults{ForceStatus: 503})
-	h.pub.Publish(ctx, newEvent())
+	outage, cancel := context.WithTimeout(ctx, 300*time.Millisecond) // an outage: it waits until canceled
+	h.pub.Publish(outage, newEvent())
+	cancel()
 	h.sim.SetFaults(sim.Faults{ForbidEventType: "custom.user.action"})
 	h.pub.Publish(ctx, newEvent())
 	token, err := h.tokens.Token(ctx)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -66,6 +67,20 @@ type Faults struct {
 	Script          []Response `json:"script,omitempty"`            // answers for the next publishes, in order
 	ForceStatus     int        `json:"force_status,omitempty"`      // every publish gets this status (≥ 300)
 	TokenStatus     int        `json:"token_status,omitempty"`      // the token endpoint answers this status
+	// Location is the Location header of every 3xx these faults answer
+	// (forced, scripted or token status): where a redirect points.
+	Location string `json:"location,omitempty"`
+	// FlapDown and FlapUp make a flapping outage, from when set: publishes
+	// and token requests get 503 for FlapDown, then are served normally for
+	// FlapUp, over and over; for FlapFor in all (0: while these faults
+	// stand). Both or neither are set.
+	FlapDown Duration `json:"flap_down,omitempty"`
+	FlapUp   Duration `json:"flap_up,omitempty"`
+	FlapFor  Duration `json:"flap_for,omitempty"`
+	// FailCorrelationIDs are answered 500 every time they are published
+	// (once the body and headers passed their checks), whatever else
+	// happens: poison events on an otherwise healthy CXone.
+	FailCorrelationIDs []string `json:"fail_correlation_ids,omitempty"`
 }
 
 // Validate reports every unusable setting (PUT /sim/faults refuses them;
@@ -75,7 +90,8 @@ func (f Faults) Validate() error {
 	for _, d := range []struct {
 		name string
 		d    Duration
-	}{{"latency", f.Latency}, {"latency_jitter", f.LatencyJitter}, {"outage_for", f.OutageFor}, {"token_expiry", f.TokenExpiry}} {
+	}{{"latency", f.Latency}, {"latency_jitter", f.LatencyJitter}, {"outage_for", f.OutageFor}, {"token_expiry", f.TokenExpiry},
+		{"flap_down", f.FlapDown}, {"flap_up", f.FlapUp}, {"flap_for", f.FlapFor}} {
 		if d.d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", d.name, d.d))
 		}
@@ -95,6 +111,17 @@ func (f Faults) Validate() error {
 	}{{"force_status", f.ForceStatus}, {"token_status", f.TokenStatus}} {
 		if st.v != 0 && (st.v < 100 || st.v > 599) {
 			errs = append(errs, fmt.Errorf("%s must be an HTTP status (100-599) or 0, got %d", st.name, st.v))
+		}
+	}
+	if (f.FlapDown > 0) != (f.FlapUp > 0) {
+		errs = append(errs, fmt.Errorf("flap_down and flap_up go together, got %s and %s", f.FlapDown, f.FlapUp))
+	}
+	if f.FlapFor > 0 && f.FlapDown <= 0 {
+		errs = append(errs, errors.New("flap_for needs flap_down and flap_up"))
+	}
+	if f.Location != "" {
+		if _, err := url.Parse(f.Location); err != nil {
+			errs = append(errs, fmt.Errorf("location must be a URL: %v", err))
 		}
 	}
 	for i, r := range f.Script {
@@ -119,6 +146,9 @@ func ValidRetryAfter(v string) bool {
 type faultState struct {
 	f           Faults
 	outageUntil time.Time
+	flapStart   time.Time // zero without flapping
+	flapEnd     time.Time // zero: flapping does not end
+	failIDs     map[string]bool
 	retryAfter  string
 	limiter     *bucket // nil without a rate limit
 }
@@ -131,12 +161,29 @@ func (fs *faultState) latency() time.Duration {
 	return d
 }
 
+// inOutage reports whether CXone is down at now: within OutageFor, or in
+// a down phase of the flapping.
 func (fs *faultState) inOutage(now time.Time) bool {
-	return !fs.outageUntil.IsZero() && now.Before(fs.outageUntil)
+	if !fs.outageUntil.IsZero() && now.Before(fs.outageUntil) {
+		return true
+	}
+	if fs.flapStart.IsZero() || (!fs.flapEnd.IsZero() && !now.Before(fs.flapEnd)) {
+		return false
+	}
+	down, up := fs.f.FlapDown.D(), fs.f.FlapUp.D()
+	return now.Sub(fs.flapStart)%(down+up) < down
 }
 
-// SetFaults replaces every fault. OutageFor starts now; the rate limiter
-// starts full; Script replaces any unconsumed script.
+// location is the Location header of a 3xx answer, "" for other statuses.
+func (fs *faultState) location(status int) string {
+	if status >= 300 && status < 400 {
+		return fs.f.Location
+	}
+	return ""
+}
+
+// SetFaults replaces every fault. OutageFor and the flapping start now; the
+// rate limiter starts full; Script replaces any unconsumed script.
 func (s *Server) SetFaults(f Faults) { s.setFaults(f, true) }
 
 func (s *Server) setFaults(f Faults, logIt bool) {
@@ -145,8 +192,21 @@ func (s *Server) setFaults(f Faults, logIt bool) {
 	if fs.retryAfter == "" {
 		fs.retryAfter = "1"
 	}
+	now := time.Now()
 	if f.OutageFor > 0 {
-		fs.outageUntil = time.Now().Add(f.OutageFor.D())
+		fs.outageUntil = now.Add(f.OutageFor.D())
+	}
+	if f.FlapDown > 0 && f.FlapUp > 0 {
+		fs.flapStart = now
+		if f.FlapFor > 0 {
+			fs.flapEnd = now.Add(f.FlapFor.D())
+		}
+	}
+	if len(f.FailCorrelationIDs) > 0 {
+		fs.failIDs = make(map[string]bool, len(f.FailCorrelationIDs))
+		for _, id := range f.FailCorrelationIDs {
+			fs.failIDs[id] = true
+		}
 	}
 	if f.RateLimit > 0 {
 		fs.limiter = newBucket(f.RateLimit)

@@ -313,3 +313,128 @@ func TestDurationJSON(t *testing.T) {
 		t.Fatal("a bare number was accepted")
 	}
 }
+
+// A flapping outage answers 503 (publish and token) in its down phases
+// and serves normally in its up phases, for flap_for in all.
+func TestFlap(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	tok := e.token(t)
+	const down, up, total = 300 * time.Millisecond, 300 * time.Millisecond, 1500 * time.Millisecond
+	e.s.SetFaults(sim.Faults{FlapDown: sim.Duration(down), FlapUp: sim.Duration(up), FlapFor: sim.Duration(total)})
+	set := time.Now()
+	// The phases are windows of time, not events: each check is made at a
+	// point inside a phase and counts only if the request did not leave it.
+	checks := []struct {
+		at         time.Duration
+		end        time.Duration // the phase's end
+		status     int
+		tokenCheck bool
+	}{
+		{0, down, http.StatusServiceUnavailable, true},
+		{down + up/2, down + up, http.StatusOK, true},
+		{down + up + down/2, 2*down + up, http.StatusServiceUnavailable, false},
+		{2*down + up + up/2, 2 * (down + up), http.StatusOK, false},
+		{total + 50*time.Millisecond, time.Hour, http.StatusOK, true},           // flapping over
+		{total + down/2 + 50*time.Millisecond, time.Hour, http.StatusOK, false}, // a down phase, were it still flapping
+	}
+	seen := 0
+	for _, c := range checks {
+		time.Sleep(time.Until(set.Add(c.at)))
+		r := e.publish(t, tok, "flap", "")
+		var tr result
+		if c.tokenCheck {
+			tr = e.do(t, http.MethodPost, tokenPath, jsonHeader(),
+				strings.NewReader(`{"grant_type":"client_credentials","client_id":"cxbridge-dev","client_secret":"cxbridge-dev-secret"}`))
+		}
+		if time.Since(set) >= c.end {
+			t.Logf("check at %v: too slow to stay in the phase", c.at)
+			continue
+		}
+		seen++
+		wantStatus(t, r, c.status)
+		if c.tokenCheck {
+			wantStatus(t, tr, c.status)
+		}
+	}
+	if seen < 3 {
+		t.Skipf("too slow to observe the phases (%d checks of %d)", seen, len(checks))
+	}
+	if f := e.s.Faults(); f.FlapDown != sim.Duration(down) || f.FlapUp != sim.Duration(up) || f.FlapFor != sim.Duration(total) {
+		t.Fatalf("Faults() %+v", f)
+	}
+}
+
+// A failing correlation id is answered 500 every time; other events are
+// accepted meanwhile.
+func TestFailCorrelationIDs(t *testing.T) {
+	e := newEnv(t, sim.Config{Faults: sim.Faults{FailCorrelationIDs: []string{"poison", "poison-2"}}})
+	tok := e.token(t)
+	for range 3 {
+		r := e.publish(t, tok, "poison", "")
+		wantStatus(t, r, http.StatusInternalServerError)
+		if r.str(t, "error") != "internal_server_error" {
+			t.Fatalf("body %s", r.body)
+		}
+		wantStatus(t, e.publish(t, tok, "healthy", ""), http.StatusOK)
+	}
+	wantStatus(t, e.publish(t, tok, "poison-2", ""), http.StatusInternalServerError)
+	// Checked after the body: a broken poison event is still a 400.
+	wantStatus(t, e.do(t, http.MethodPost, publishPath, pubHeaders(tok, "poison"), strings.NewReader(`{}`)), http.StatusBadRequest)
+	if _, ok := e.s.Lookup("poison"); ok {
+		t.Fatal("the failing id was recorded as accepted")
+	}
+	if st := e.s.Stats(); st.ByStatus[500] != 4 || st.Accepted != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Forced, scripted and token-status 3xx answers carry the Location fault.
+func TestRedirectLocation(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	tok := e.token(t)
+	e.hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	const loc = "https://elsewhere.example/landing"
+	e.s.SetFaults(sim.Faults{ForceStatus: http.StatusFound, Location: loc})
+	r := e.publish(t, tok, "moved", "")
+	wantStatus(t, r, http.StatusFound)
+	if got := r.header.Get("Location"); got != loc {
+		t.Fatalf("Location %q, want %q", got, loc)
+	}
+	e.s.SetFaults(sim.Faults{Script: []sim.Response{{Status: http.StatusPermanentRedirect}, {Status: http.StatusServiceUnavailable}}, Location: loc})
+	if r := e.publish(t, tok, "moved", ""); r.status != http.StatusPermanentRedirect || r.header.Get("Location") != loc {
+		t.Fatalf("scripted 308: %d Location %q", r.status, r.header.Get("Location"))
+	}
+	if r := e.publish(t, tok, "moved", ""); r.status != http.StatusServiceUnavailable || r.header.Get("Location") != "" {
+		t.Fatalf("scripted 503: %d Location %q", r.status, r.header.Get("Location"))
+	}
+	e.s.SetFaults(sim.Faults{TokenStatus: http.StatusMovedPermanently, Location: loc})
+	tr := e.do(t, http.MethodPost, tokenPath, jsonHeader(),
+		strings.NewReader(`{"grant_type":"client_credentials","client_id":"cxbridge-dev","client_secret":"cxbridge-dev-secret"}`))
+	if tr.status != http.StatusMovedPermanently || tr.header.Get("Location") != loc {
+		t.Fatalf("token 301: %d Location %q", tr.status, tr.header.Get("Location"))
+	}
+	e.s.SetFaults(sim.Faults{})
+	if r := e.publish(t, tok, "moved", ""); r.status != http.StatusOK || r.header.Get("Location") != "" {
+		t.Fatalf("no faults: %d Location %q", r.status, r.header.Get("Location"))
+	}
+}
+
+// The new faults are refused when unusable, and round-trip through the admin API.
+func TestAdminNewFaults(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	for _, bad := range []string{
+		`{"flap_down":"1s"}`, `{"flap_up":"1s"}`, `{"flap_down":"-1s","flap_up":"1s"}`, `{"flap_for":"1s"}`,
+		`{"location":"http://[::1"}`, `{"fail_correlation_ids":"x"}`,
+	} {
+		r := e.do(t, http.MethodPut, "/sim/faults", jsonHeader(), strings.NewReader(bad))
+		if r.status != 400 || r.str(t, "error") != "invalid_faults" {
+			t.Errorf("PUT %s: %d %s", bad, r.status, r.body)
+		}
+	}
+	in := `{"location":"https://x.example/","flap_down":"5s","flap_up":"5s","flap_for":"1m0s","fail_correlation_ids":["a","b"]}`
+	wantStatus(t, e.do(t, http.MethodPut, "/sim/faults", jsonHeader(), strings.NewReader(in)), 200)
+	get := e.do(t, http.MethodGet, "/sim/faults", nil, nil)
+	if string(get.body) != in {
+		t.Fatalf("GET %s, want %s", get.body, in)
+	}
+}

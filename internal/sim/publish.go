@@ -66,7 +66,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if resp, ok := s.popScript(); ok && resp.Status >= 300 {
-		s.answer(w, resp)
+		s.answer(w, resp, fs.location(resp.Status))
 		return
 	}
 	if st := fs.f.ForceStatus; st >= 300 {
@@ -74,7 +74,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		if st == http.StatusTooManyRequests {
 			resp.RetryAfter = fs.retryAfter
 		}
-		s.answer(w, resp)
+		s.answer(w, resp, fs.location(st))
 		return
 	}
 	if !tok.publish {
@@ -131,6 +131,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if fs.failIDs[ev.CorrelationID] {
+		s.fail(w, http.StatusInternalServerError, errorBody{Error: "internal_server_error", Message: "simulated failure of this correlation id"})
+		return
+	}
 	if fs.f.ForbidEventType != "" && ev.EventType == fs.f.ForbidEventType {
 		s.fail(w, http.StatusForbidden, errorBody{Error: "forbidden", Field: "eventType", Message: "event type " + strconv.Quote(ev.EventType) + " is not registered (simulated)"})
 		return
@@ -183,10 +187,14 @@ func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
 	return err
 }
 
-// answer writes a scripted or forced answer.
-func (s *Server) answer(w http.ResponseWriter, resp Response) {
+// answer writes a scripted or forced answer; location, when set, is its
+// Location header.
+func (s *Server) answer(w http.ResponseWriter, resp Response, location string) {
 	if resp.RetryAfter != "" {
 		w.Header().Set("Retry-After", resp.RetryAfter)
+	}
+	if location != "" {
+		w.Header().Set("Location", location)
 	}
 	s.count(resp.Status)
 	if resp.Body == "" {

@@ -1,8 +1,9 @@
 // Package sim is a CXone simulator: the token endpoint in the three request
 // styles of the contract (json, form, password), the publish endpoint with
 // strict validation of the body and headers, fault injection (latency,
-// errors, outages, rate limits, token expiry, forbidden event types,
-// scripted and forced answers) and a record of what it accepted, so that
+// errors, outages and flapping outages, rate limits, token expiry,
+// forbidden event types, poison correlation ids, scripted and forced
+// answers, redirects) and a record of what it accepted, so that
 // tests can check delivery, duplicates and per-key order.
 //
 // Routes (one http.Handler):
@@ -21,7 +22,8 @@
 // The publish checks run in this order: latency; outage (503); bearer token
 // (401); script; forced status; scope (403); body size (413); Content-Type
 // (415); body (400, naming the field); headers (400, naming the header);
-// forbidden event type (403); error rate (503); rate limit (429); accept.
+// failing correlation id (500); forbidden event type (403); error rate
+// (503); rate limit (429); accept. The outage check covers the flapping.
 // The body (at most 1 MiB of it) is read before the latency wait so that a
 // client that leaves ends the wait; a request whose context ends during the
 // wait is answered 503 and not counted in Stats.ByStatus. A scripted or

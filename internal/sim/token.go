@@ -47,6 +47,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st := fs.f.TokenStatus; st != 0 {
+		if loc := fs.location(st); loc != "" {
+			w.Header().Set("Location", loc)
+		}
 		tokenError(w, st, tokenStatusError(st), "simulated token endpoint status")
 		return
 	}

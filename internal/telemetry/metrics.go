@@ -46,7 +46,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15}}),
 		EndToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cxbridge_end_to_end_latency_seconds", Help: "From the record's timestamp to its acceptance by CXone.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
-		Retries:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_publish_retries_total", Help: "Retries after a server error, timeout or network error."}),
+		Retries:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_publish_retries_total", Help: "Retries after a server error, redirect, timeout or network error."}),
 		Settled:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_records_settled_total", Help: "Records settled, by result (accepted or a DLQ reason)."}, []string{"result"}),
 		DeadLetters:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dead_letters_total", Help: "Records written to the DLQ topic, by reason."}, []string{"reason"}),
 		DLQWriteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dlq_write_failures_total", Help: "Failed DLQ write attempts (each is retried), by kind: transient, or permanent (the topic refuses the record for good)."}, []string{"kind"}),
@@ -75,7 +75,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.DLQWriteFailures.WithLabelValues("transient") // both kinds present from the start, at 0
 	m.DLQWriteFailures.WithLabelValues("permanent")
-	for _, o := range []cxone.Class{cxone.Accepted, cxone.Rejected, cxone.Forbidden, cxone.Unauthorized, cxone.RateLimited, cxone.ServerError, cxone.Timeout, cxone.NetworkError} {
+	for _, o := range []cxone.Class{cxone.Accepted, cxone.Rejected, cxone.Forbidden, cxone.Unauthorized, cxone.RateLimited, cxone.ServerError, cxone.Redirect, cxone.Timeout, cxone.NetworkError} {
 		m.Attempts.WithLabelValues(string(o)) // every outcome present from the start, at 0
 	}
 	return m

@@ -16,11 +16,14 @@ import (
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	if total, by := Sum(reg, "cxbridge_publish_attempts_total", "outcome"); total != 0 || len(by) != 8 {
+	if total, by := Sum(reg, "cxbridge_publish_attempts_total", "outcome"); total != 0 || len(by) != 9 {
 		t.Fatalf("attempts at start: %v %v", total, by)
+	} else if _, ok := by["redirect"]; !ok {
+		t.Fatalf("attempts at start: no redirect series in %v", by)
 	}
 	m.ObserveAttempt(cxone.Accepted, 20*time.Millisecond)
 	m.ObserveAttempt(cxone.ServerError, time.Second)
+	m.ObserveAttempt(cxone.Redirect, time.Millisecond)
 	m.ObserveBreaker(gobreaker.StateClosed, gobreaker.StateOpen)
 	m.ObserveCommit("cxone.events", 3, 42, nil)
 	m.ObserveCommit("cxone.events", 3, 43, errors.New("rebalance"))
@@ -34,6 +37,7 @@ func TestMetrics(t *testing.T) {
 		want               float64
 	}{
 		{"cxbridge_publish_attempts_total", "outcome", "server_error", 1},
+		{"cxbridge_publish_attempts_total", "outcome", "redirect", 1},
 		{"cxbridge_breaker_state", "", "", 2},
 		{"cxbridge_breaker_transitions_total", "to", "open", 1},
 		{"cxbridge_committed_offset", "partition", "3", 42},
