@@ -11,7 +11,7 @@ type Worker struct {
 	Ordering        string        // key (default), partition or none.
 	MaxInFlight     int           // Default 256.
 	ShutdownTimeout time.Duration // Default 30s.
-	DrainTimeout    time.Duration // Budget of a revoked partition's drain. Default 10s.
+	DrainTimeout    time.Duration // Budget of a revoked partition's drain. Default 3s.
 	CommitInterval  time.Duration // Default 1s.
 	AdminAddr       string        // Default :8090.
 	LogLevel        string        // debug, info (default), warn, error.
@@ -23,16 +23,20 @@ func (w *Worker) Register(fs *FlagSet) {
 	fs.StringVar(&w.Ordering, "ordering", or(w.Ordering, "key"), "ordering: key (same key one at a time, in offset order), partition (one at a time per partition) or none")
 	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, 256), "most records held at once; fetching waits while it is reached")
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish")
-	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 10*time.Second), "on a rebalance, how long a revoked partition's records may take to finish")
+	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 3*time.Second), "on a rebalance, how long a revoked partition's records may take to finish (the member sends no heartbeat meanwhile: with --kafka-heartbeat-interval it must stay below the session and rebalance timeouts)")
 	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
 	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
 	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "json"), "log format: json or text")
 }
 
-// Validate adds a problem for every bad worker setting. rebalance is the
-// group's rebalance timeout: a revoked partition must drain within it.
-func (w *Worker) Validate(p *Problems, rebalance time.Duration) {
+// Validate adds a problem for every bad worker setting. k holds the
+// group's timings: a revoked partition drains while the member sends no
+// heartbeat (kafka-go's heartbeats belong to the generation that ended),
+// after up to a heartbeat interval without one, so the drain plus a
+// heartbeat interval must end before the coordinator gives the member up:
+// before its session timeout and before the rebalance timeout.
+func (w *Worker) Validate(p *Problems, k *Kafka) {
 	switch w.Ordering {
 	case "key", "partition", "none":
 	default:
@@ -44,8 +48,16 @@ func (w *Worker) Validate(p *Problems, rebalance time.Duration) {
 	positive(p, "shutdown-timeout", w.ShutdownTimeout)
 	positive(p, "drain-timeout", w.DrainTimeout)
 	positive(p, "commit-interval", w.CommitInterval)
-	if rebalance > 0 && w.DrainTimeout >= rebalance {
-		p.Add("drain-timeout", "must be shorter than --kafka-rebalance-timeout (%s), got %s", rebalance, w.DrainTimeout)
+	if w.DrainTimeout > 0 && k.HeartbeatInterval > 0 {
+		for _, lim := range []struct {
+			name string
+			d    time.Duration
+		}{{"kafka-session-timeout", k.SessionTimeout}, {"kafka-rebalance-timeout", k.RebalanceTimeout}} {
+			if lim.d > 0 && w.DrainTimeout+k.HeartbeatInterval >= lim.d {
+				p.Add("drain-timeout", "%s plus --kafka-heartbeat-interval (%s) must be shorter than --%s (%s): a revoked partition drains without heartbeats, and the group would drop the member first",
+					w.DrainTimeout, k.HeartbeatInterval, lim.name, lim.d)
+			}
+		}
 	}
 	if w.AdminAddr == "" {
 		p.Add("admin-addr", "is required")

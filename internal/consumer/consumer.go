@@ -47,8 +47,15 @@ type Config struct {
 	// kafka.FirstOffset (default) or kafka.LastOffset.
 	StartOffset int64
 	// SessionTimeout, RebalanceTimeout, HeartbeatInterval and JoinBackoff
-	// are the group's timings. Defaults 30s, 30s, 3s, 2s.
+	// are the group's timings: defaults 6s, 6s, 1s and 1s, the reasons in
+	// config.Kafka's defaults.
 	SessionTimeout, RebalanceTimeout, HeartbeatInterval, JoinBackoff time.Duration
+	// CoordinatorTimeout bounds each request to the group coordinator
+	// (heartbeat, commit, offset fetch, leave); a join may take it plus
+	// RebalanceTimeout, a sync it plus SessionTimeout. Default 3s: a
+	// heartbeat that hangs is given up, and the member rejoins, before its
+	// session (6s, heartbeats every 1s) runs out.
+	CoordinatorTimeout time.Duration
 	// PartitionWatchInterval is how often new partitions are looked for. Default 5s.
 	PartitionWatchInterval time.Duration
 	// FetchMaxBytes bounds one fetch response (and so the largest record). Default 2 MiB.
@@ -69,7 +76,7 @@ type Config struct {
 	CommitInterval time.Duration
 	CommitEvery    int
 	// DrainTimeout bounds the wait for running records of a revoked
-	// partition; ShutdownTimeout the same at shutdown. Defaults 10s and 30s.
+	// partition; ShutdownTimeout the same at shutdown. Defaults 3s and 30s.
 	DrainTimeout, ShutdownTimeout time.Duration
 	// Hooks observe the consumer, for metrics and readiness. Optional.
 	Hooks Hooks
@@ -92,14 +99,15 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
-	def(&c.SessionTimeout, 30*time.Second)
-	def(&c.RebalanceTimeout, 30*time.Second)
-	def(&c.HeartbeatInterval, 3*time.Second)
-	def(&c.JoinBackoff, 2*time.Second)
+	def(&c.SessionTimeout, 6*time.Second)
+	def(&c.RebalanceTimeout, 6*time.Second)
+	def(&c.HeartbeatInterval, time.Second)
+	def(&c.JoinBackoff, time.Second)
+	def(&c.CoordinatorTimeout, 3*time.Second)
 	def(&c.PartitionWatchInterval, 5*time.Second)
 	def(&c.FetchMaxWait, 500*time.Millisecond)
 	def(&c.CommitInterval, time.Second)
-	def(&c.DrainTimeout, 10*time.Second)
+	def(&c.DrainTimeout, 3*time.Second)
 	def(&c.ShutdownTimeout, 30*time.Second)
 	if c.FetchMaxBytes <= 0 {
 		c.FetchMaxBytes = 2 << 20
@@ -168,7 +176,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		PartitionWatchInterval: c.cfg.PartitionWatchInterval,
 		WatchPartitionChanges:  true,
 		StartOffset:            c.cfg.StartOffset,
-		Timeout:                10 * time.Second,
+		Timeout:                c.cfg.CoordinatorTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
@@ -184,6 +192,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			if errors.Is(err, kafka.RebalanceInProgress) { // kafka-go rejoins at once, keeping its member id
+				c.log.Info("the group is rebalancing; rejoining", "group", c.cfg.GroupID)
+				continue
 			}
 			c.log.Warn("joining the consumer group failed; retrying", "group", c.cfg.GroupID, "brokers", c.cfg.Brokers, "error", err.Error())
 			continue // kafka-go backs off (JoinBackoff) before the next attempt

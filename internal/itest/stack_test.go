@@ -110,7 +110,7 @@ func (s *stack) settings() bridge.Settings {
 	var p config.Problems
 	st.CXone.Validate(&p)
 	st.Kafka.Validate(&p)
-	st.Worker.Validate(&p, st.Kafka.RebalanceTimeout)
+	st.Worker.Validate(&p, &st.Kafka)
 	if err := p.Err(); err != nil {
 		s.t.Fatal(err)
 	}
