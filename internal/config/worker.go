@@ -22,7 +22,7 @@ type Worker struct {
 func (w *Worker) Register(fs *FlagSet) {
 	fs.StringVar(&w.Ordering, "ordering", or(w.Ordering, "key"), "ordering: key (same key one at a time, in offset order), partition (one at a time per partition) or none")
 	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, 256), "most records held at once; fetching waits while it is reached")
-	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish")
+	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish; the worker stays a member of the group meanwhile, then commits and leaves (allow 10s more before SIGKILL)")
 	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 3*time.Second), "on a rebalance, how long a revoked partition's records may take to finish (the member sends no heartbeat meanwhile: with --kafka-heartbeat-interval it must stay below the session and rebalance timeouts)")
 	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
 	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
@@ -36,6 +36,12 @@ func (w *Worker) Register(fs *FlagSet) {
 // after up to a heartbeat interval without one, so the drain plus a
 // heartbeat interval must end before the coordinator gives the member up:
 // before its session timeout and before the rebalance timeout.
+//
+// --shutdown-timeout is not bounded by them: at shutdown the member keeps
+// its generation, and so its heartbeats, while it drains (should a
+// rebalance end the generation meanwhile, the rest of the drain is capped
+// at --drain-timeout). It only has to be positive; the deployment's grace
+// period must exceed it by the time to commit and leave (10s).
 func (w *Worker) Validate(p *Problems, k *Kafka) {
 	switch w.Ordering {
 	case "key", "partition", "none":

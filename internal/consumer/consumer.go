@@ -8,14 +8,25 @@
 // It does not decode, publish or dead-letter: the Processor does, and
 // reports whether the record is settled.
 //
-// Lifecycle of a generation: Next → one goroutine per partition (Start) →
-// when the generation ends (rebalance) or Run's ctx ends (shutdown), each
-// partition stops fetching, waits for its held records within the drain
-// budget, commits its watermark with the ending generation, and returns. Lock order: Consumer.commitMu, then a
-// Tracker's own lock (held only inside its methods).
+// Lifecycle of a generation: Next → one goroutine per partition (Start).
+//
+//   - The generation ends (a rebalance): each partition stops fetching,
+//     waits for its held records within DrainTimeout (the member sends no
+//     heartbeat meanwhile: kafka-go's heartbeats belong to the generation),
+//     commits its watermark with the ending generation, and returns.
+//   - Run's ctx ends (shutdown): each partition stops fetching, waits for
+//     its held records within ShutdownTimeout — the generation goes on
+//     meanwhile, so heartbeats and periodic commits go on and the member
+//     keeps its partitions — commits, and then the group is closed, which
+//     leaves it. Should a rebalance end the generation during that drain,
+//     what is left of the budget is capped at DrainTimeout.
+//
+// Lock order: a generation's commitMu, then a Tracker's own lock (held
+// only inside its methods).
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -130,8 +141,12 @@ type Consumer struct {
 	process Processor
 	log     *slog.Logger
 
+	transport *kafka.Transport // the client's
+	client    *kafka.Client    // LeaveGroup
+
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
+	closing  atomic.Bool   // Run is closing the group (kafka-go leaves it)
 
 	mu         sync.Mutex
 	partitions map[int]*partition // of the current generation
@@ -153,17 +168,32 @@ func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, e
 	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.GroupID == "" {
 		return nil, errors.New("consumer: brokers, topic and group id are required")
 	}
+	d := cfg.Dialer
+	if d == nil {
+		d = kafka.DefaultDialer
+	}
+	tr := &kafka.Transport{ClientID: d.ClientID, TLS: d.TLS, SASL: d.SASLMechanism, DialTimeout: d.Timeout}
 	return &Consumer{
 		cfg: cfg, disp: disp, process: process, log: cfg.Logger,
+		transport:  tr,
+		client:     &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.CoordinatorTimeout},
 		commitCh:   make(chan struct{}, 1),
 		partitions: map[int]*partition{},
 	}, nil
 }
 
+// LeaveTimeout bounds closing the group at shutdown, after the drain and
+// the final commits: kafka-go finishes a join or sync in progress, then
+// leaves (a connection and two requests to the coordinator). A deployment
+// gives the worker at least --shutdown-timeout plus this before SIGKILL.
+const LeaveTimeout = 10 * time.Second
+
 // Run is a member of the group until ctx ends, then drains within
-// ShutdownTimeout, commits, leaves the group and returns nil. Join errors
-// (an unreachable broker) are logged and retried, not returned.
+// ShutdownTimeout while still a member, commits, leaves the group and
+// returns nil. Join errors (an unreachable broker) are logged and retried,
+// not returned.
 func (c *Consumer) Run(ctx context.Context) error {
+	defer c.transport.CloseIdleConnections()
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                     c.cfg.GroupID,
 		Brokers:                c.cfg.Brokers,
@@ -181,12 +211,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
 	}
-	// Shutdown: closing the group ends the generation, whose partitions
-	// then drain within ShutdownTimeout and commit; Close waits for them
-	// and leaves the group.
-	closed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { _ = group.Close(); close(closed) })
-	defer stop()
 	for ctx.Err() == nil {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -202,15 +226,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.runGeneration(ctx, gen)
 	}
-	select { // Close can hang on an unreachable broker: bound it
+	// Leave: closing the group ends the generation (whose partitions have
+	// drained and committed), and kafka-go sends LeaveGroup, so that the
+	// others take the partitions over at once rather than after a session
+	// timeout. Close can hang on an unreachable broker: bound it.
+	c.closing.Store(true)
+	closed := make(chan struct{})
+	go func() { _ = group.Close(); close(closed) }()
+	select {
 	case <-closed:
-	case <-time.After(c.cfg.ShutdownTimeout + 5*time.Second):
-		c.log.Error("leaving the consumer group timed out")
+	case <-time.After(LeaveTimeout):
+		c.log.Error("leaving the consumer group timed out", "timeout", LeaveTimeout.String())
 	}
 	return nil
 }
 
-// runGeneration runs one generation until it ends or ctx ends.
+// runGeneration runs one generation until it ends, or until ctx has ended
+// and every partition has drained and made its final commit; the
+// generation then still runs (heartbeats, commits) until Run closes the
+// group.
 func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	assigned := gen.Assignments[c.cfg.Topic]
 	parts := make(map[int]*partition, len(assigned))
@@ -228,20 +262,37 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	}
 
 	var commitMu sync.Mutex // serialises this generation's commits: never out of order
-	var wg sync.WaitGroup
+	var wg, drained sync.WaitGroup
 	ended := make(chan struct{})
+	allDrained := make(chan struct{})
+	drained.Add(len(parts))
+	go func() { drained.Wait(); close(allDrained) }()
 	for _, p := range parts {
 		wg.Add(1)
 		gen.Start(func(gctx context.Context) {
 			defer wg.Done()
-			c.runPartition(ctx, gctx, gen, p, &commitMu)
+			c.runPartition(ctx, gctx, gen, p, &commitMu, drained.Done)
 		})
 	}
+	wg.Add(1)
+	gen.Start(func(gctx context.Context) {
+		defer wg.Done()
+		c.leaveAfterDrain(ctx, gctx, gen, allDrained)
+	})
 	gen.Start(func(gctx context.Context) {
 		defer close(ended)
 		c.commitLoop(gctx, gen, parts, &commitMu)
 	})
-	<-ended
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		select {
+		case <-ended:
+		case <-allDrained: // shutdown: the generation lives on until Run closes the group
+			c.log.Info("partitions drained for shutdown; leaving the group", "generation", gen.ID, "partitions", ids)
+			return
+		}
+	}
 	wg.Wait()
 	c.mu.Lock()
 	c.joined = false
@@ -250,8 +301,12 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 }
 
 // runPartition fetches one partition until the generation or ctx ends,
-// then drains and makes the partition's final commit.
-func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex) {
+// then drains and makes the partition's final commit, and calls drained.
+// It returns when the generation ends: returning earlier would end the
+// generation for everyone.
+func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex, drained func()) {
+	defer func() { <-gctx.Done() }()
+	defer drained()
 	fctx, stopFetch := context.WithCancel(gctx)
 	defer stopFetch()
 	stopOnShutdown := context.AfterFunc(ctx, stopFetch)
@@ -289,14 +344,10 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	// finish within the budget, so that the watermark passes as far as it
 	// can; dropping queued records would strand the settled ones after
 	// them, to be published again by the next owner.
-	budget := c.cfg.DrainTimeout
-	if ctx.Err() != nil {
-		budget = c.cfg.ShutdownTimeout
-	}
+	dctx, cancel, budget := c.drainContext(ctx, gctx)
 	dropped := 0
-	dctx, cancel := context.WithTimeout(context.Background(), budget)
 	if err := c.disp.WaitPartition(dctx, p.id); err != nil {
-		c.log.Warn("drain budget spent: interrupting the partition's records", "partition", p.id, "budget", budget.String())
+		c.log.Warn("drain budget spent: interrupting the partition's records", "partition", p.id, "budget", budget)
 		endWork()
 		dropped = c.disp.Drop(p.id)
 		_ = c.disp.WaitPartition(context.Background(), p.id) // running ones return promptly once work ends
@@ -306,7 +357,35 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	if t := p.tracker.Load(); t != nil {
 		c.log.Info("partition drained", "partition", p.id, "committed", p.committed, "dropped", dropped, "unsettled", t.Pending())
 	}
-	<-gctx.Done() // returning earlier would end the generation for everyone
+}
+
+// drainContext is the budget of a partition's drain. At a rebalance (the
+// generation has ended) it is DrainTimeout: the member sends no heartbeat
+// until it rejoins. At shutdown it is ShutdownTimeout, the generation (and
+// its heartbeats) going on meanwhile; should the generation end during
+// the drain, what is left is capped at DrainTimeout from then on.
+func (c *Consumer) drainContext(ctx, gctx context.Context) (context.Context, context.CancelFunc, string) {
+	if gctx.Err() != nil || ctx.Err() == nil {
+		dctx, cancel := context.WithTimeout(context.Background(), c.cfg.DrainTimeout)
+		return dctx, cancel, c.cfg.DrainTimeout.String() + " (--drain-timeout)"
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
+	go func() {
+		select {
+		case <-dctx.Done():
+			return
+		case <-gctx.Done():
+		}
+		c.log.Info("the generation ended during the shutdown drain; the rest of the drain is capped at --drain-timeout", "drain_timeout", c.cfg.DrainTimeout.String())
+		t := time.NewTimer(c.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-dctx.Done():
+		case <-t.C:
+			cancel()
+		}
+	}()
+	return dctx, cancel, c.cfg.ShutdownTimeout.String() + " (--shutdown-timeout, capped at --drain-timeout once the generation ended)"
 }
 
 // fetch reads records and submits them until fctx ends.
@@ -368,6 +447,36 @@ func (c *Consumer) commitLoop(gctx context.Context, gen *kafka.Generation, parts
 		c.settled.Store(0)
 		c.commit(gen, list, commitMu)
 	}
+}
+
+// leaveAfterDrain is run by a generation when it ends (a rebalance) while
+// the member is shutting down and has not closed the group yet: once the
+// partitions have drained and committed, it sends LeaveGroup itself. As a
+// generation's function it holds kafka-go back meanwhile: kafka-go
+// rejoins the group as soon as every function of the generation has
+// returned, and would take partitions this member will never fetch, until
+// it leaves on Close and the others rebalance once more. After the leave,
+// kafka-go's rejoin is refused (unknown member) and it stops on Close.
+func (c *Consumer) leaveAfterDrain(ctx, gctx context.Context, gen *kafka.Generation, drained <-chan struct{}) {
+	<-gctx.Done()
+	if ctx.Err() == nil || c.closing.Load() {
+		return // a rebalance (the member rejoins), or Close (kafka-go leaves)
+	}
+	<-drained // bounded: the drains are capped at DrainTimeout once the generation ended
+	lctx, cancel := context.WithTimeout(context.Background(), c.cfg.CoordinatorTimeout)
+	defer cancel()
+	res, err := c.client.LeaveGroup(lctx, &kafka.LeaveGroupRequest{GroupID: c.cfg.GroupID, Members: []kafka.LeaveGroupRequestMember{{ID: gen.MemberID}}})
+	if err == nil {
+		err = res.Error
+		for _, m := range res.Members {
+			err = cmp.Or(err, m.Error)
+		}
+	}
+	if err != nil {
+		c.log.Warn("leaving the group after a rebalance during the shutdown drain failed; it is left on close", "member", gen.MemberID, "error", err.Error())
+		return
+	}
+	c.log.Info("left the group after a rebalance during the shutdown drain", "generation", gen.ID, "member", gen.MemberID)
 }
 
 // commit commits the watermarks of parts that moved, in one request.
