@@ -8,7 +8,10 @@
 // It does not decode, publish or dead-letter: the Processor does, and
 // reports whether the record is settled.
 //
-// Lifecycle of a generation: Next → one goroutine per partition (Start).
+// Lifecycle of a generation: Next → one goroutine per partition (Start),
+// which first fixes where the partition starts (a partition the group never
+// committed is committed at its resolved start offset, so that the next
+// owner starts there too) and then fetches.
 //
 //   - The generation ends (a rebalance): each partition stops fetching,
 //     waits for its held records within DrainTimeout (the member sends no
@@ -55,7 +58,8 @@ type Config struct {
 	// Dialer carries client id, TLS and SASL. Optional.
 	Dialer *kafka.Dialer
 	// StartOffset is where a partition without a committed offset starts:
-	// kafka.FirstOffset (default) or kafka.LastOffset.
+	// kafka.FirstOffset (default) or kafka.LastOffset. It is resolved when
+	// the partition is assigned and committed at once.
 	StartOffset int64
 	// SessionTimeout, RebalanceTimeout, HeartbeatInterval and JoinBackoff
 	// are the group's timings: defaults 6s, 6s, 1s and 1s, the reasons in
@@ -142,7 +146,7 @@ type Consumer struct {
 	log     *slog.Logger
 
 	transport *kafka.Transport // the client's
-	client    *kafka.Client    // LeaveGroup
+	client    *kafka.Client    // start offsets, LeaveGroup
 
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
@@ -167,6 +171,9 @@ func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, e
 	cfg.setDefaults()
 	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.GroupID == "" {
 		return nil, errors.New("consumer: brokers, topic and group id are required")
+	}
+	if cfg.StartOffset != kafka.FirstOffset && cfg.StartOffset != kafka.LastOffset {
+		return nil, fmt.Errorf("consumer: start offset %d: want kafka.FirstOffset or kafka.LastOffset", cfg.StartOffset)
 	}
 	d := cfg.Dialer
 	if d == nil {
@@ -300,10 +307,10 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	c.log.Info("partitions revoked", "generation", gen.ID, "partitions", ids)
 }
 
-// runPartition fetches one partition until the generation or ctx ends,
-// then drains and makes the partition's final commit, and calls drained.
-// It returns when the generation ends: returning earlier would end the
-// generation for everyone.
+// runPartition fixes where the partition starts, fetches it until the
+// generation or ctx ends, then drains and makes the partition's final
+// commit, and calls drained. It returns when the generation ends:
+// returning earlier would end the generation for everyone.
 func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex, drained func()) {
 	defer func() { <-gctx.Done() }()
 	defer drained()
@@ -316,8 +323,8 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	work, endWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer endWork()
 
-	if p.start >= 0 {
-		p.tracker.Store(dispatch.NewTracker(p.start))
+	if !c.startPartition(fctx, gen, p, commitMu) {
+		return // the generation or ctx ended first: nothing fetched, nothing to commit
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:       c.cfg.Brokers,
@@ -330,12 +337,8 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 		QueueCapacity: c.cfg.QueueCapacity,
 		ErrorLogger:   kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug("kafka reader: "+fmt.Sprintf(f, a...), "partition", p.id) }),
 	})
-	start := p.start
-	if start < 0 {
-		start = c.cfg.StartOffset
-	}
-	if err := r.SetOffset(start); err != nil {
-		c.log.Error("positioning the partition reader failed", "partition", p.id, "offset", start, "error", err.Error())
+	if err := r.SetOffset(p.start); err != nil {
+		c.log.Error("positioning the partition reader failed", "partition", p.id, "offset", p.start, "error", err.Error())
 	}
 	c.fetch(fctx, work, r, p)
 	closeBounded(r, 5*time.Second)
@@ -388,6 +391,68 @@ func (c *Consumer) drainContext(ctx, gctx context.Context) (context.Context, con
 	return dctx, cancel, c.cfg.ShutdownTimeout.String() + " (--shutdown-timeout, capped at --drain-timeout once the generation ended)"
 }
 
+// startPartition makes p's tracker. A partition the group has never
+// committed starts at StartOffset resolved now (the log start for
+// earliest, the last stable offset for latest), and that offset is
+// committed at once with the generation: otherwise, while nothing was
+// fetched and settled, nothing would be committed, and the next owner
+// would resolve "latest" again, later, and skip what came in between.
+// It returns false when ctx (the fetch's) ended before the offset was
+// known.
+func (c *Consumer) startPartition(ctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex) bool {
+	if p.start >= 0 {
+		p.tracker.Store(dispatch.NewTracker(p.start))
+		return true
+	}
+	for attempt := 1; ; attempt++ {
+		off, err := c.resolveStart(ctx, p.id)
+		if err == nil {
+			p.start = off
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.log.Warn("resolving the start offset of a partition the group never committed failed; retrying", "partition", p.id, "error", err.Error())
+		if retry.Sleep(ctx, retry.Backoff(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
+			return false
+		}
+	}
+	p.tracker.Store(dispatch.NewTracker(p.start))
+	c.commit(gen, []*partition{p}, commitMu) // a failure is retried by the commit loop
+	c.log.Info("partition without a committed offset starts at its resolved start offset", "partition", p.id, "offset", p.start,
+		"start_offset", map[int64]string{kafka.FirstOffset: "earliest", kafka.LastOffset: "latest"}[c.cfg.StartOffset])
+	return true
+}
+
+// resolveStart asks the partition's leader for StartOffset's absolute
+// offset.
+func (c *Consumer) resolveStart(ctx context.Context, id int) (int64, error) {
+	req := kafka.FirstOffsetOf(id)
+	if c.cfg.StartOffset == kafka.LastOffset {
+		req = kafka.LastOffsetOf(id)
+	}
+	res, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{c.cfg.Topic: {req}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[c.cfg.Topic] {
+		if po.Partition != id {
+			continue
+		}
+		if po.Error != nil {
+			return 0, po.Error
+		}
+		if c.cfg.StartOffset == kafka.LastOffset {
+			return po.LastOffset, nil
+		}
+		return po.FirstOffset, nil
+	}
+	return 0, fmt.Errorf("no offset of partition %d in the answer", id)
+}
+
 // fetch reads records and submits them until fctx ends.
 func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partition) {
 	failures := 0
@@ -406,10 +471,6 @@ func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partiti
 		}
 		failures = 0
 		t := p.tracker.Load()
-		if t == nil {
-			t = dispatch.NewTracker(msg.Offset)
-			p.tracker.Store(t)
-		}
 		t.Add(msg.Offset, time.Now())
 		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Run: func() {
 			if c.process(work, msg) {
