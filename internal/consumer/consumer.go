@@ -11,7 +11,7 @@
 // Lifecycle of a generation: Next → one goroutine per partition (Start),
 // which first fixes where the partition starts (a partition the group never
 // committed is committed at its resolved start offset, so that the next
-// owner starts there too) and then fetches.
+// owner starts there too) and then fetches at read_committed isolation.
 //
 //   - The generation ends (a rebalance): each partition stops fetching,
 //     waits for its held records within DrainTimeout (the member sends no
@@ -73,19 +73,11 @@ type Config struct {
 	CoordinatorTimeout time.Duration
 	// PartitionWatchInterval is how often new partitions are looked for. Default 5s.
 	PartitionWatchInterval time.Duration
-	// FetchMaxBytes bounds one fetch response (and so the largest record). Default 2 MiB.
+	// FetchMaxBytes bounds one fetch response; a record batch larger than
+	// that still comes whole (KIP-74). Default 2 MiB.
 	FetchMaxBytes int
 	// FetchMaxWait is the longest a fetch waits for data. Default 500ms.
 	FetchMaxWait time.Duration
-	// QueueCapacity is how many records each partition reader prefetches
-	// (kafka-go's ReaderConfig.QueueCapacity). Default 1. Prefetched records
-	// are held outside the dispatcher's max_in_flight, each up to the largest
-	// record a fetch returns, so it is kept small: a partition holds at most
-	// QueueCapacity+2 records besides its in-flight ones (the queued ones,
-	// the one the reader is handing over, the one Submit waits with). At 64
-	// a slow CXone let 6 partitions pull 390 records of up to 2 MiB each into
-	// memory beyond --max-in-flight (design invariant 4).
-	QueueCapacity int
 	// CommitInterval and CommitEvery: commit at least this often, and
 	// after this many settled records. Defaults 1s and 1000.
 	CommitInterval time.Duration
@@ -127,9 +119,6 @@ func (c *Config) setDefaults() {
 	if c.FetchMaxBytes <= 0 {
 		c.FetchMaxBytes = 2 << 20
 	}
-	if c.QueueCapacity <= 0 {
-		c.QueueCapacity = 1
-	}
 	if c.CommitEvery <= 0 {
 		c.CommitEvery = 1000
 	}
@@ -145,8 +134,8 @@ type Consumer struct {
 	process Processor
 	log     *slog.Logger
 
-	transport *kafka.Transport // the client's
-	client    *kafka.Client    // start offsets, LeaveGroup
+	transport *kafka.Transport // the partition readers' and client's
+	client    *kafka.Client    // start offsets
 
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
@@ -326,22 +315,19 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	if !c.startPartition(fctx, gen, p, commitMu) {
 		return // the generation or ctx ended first: nothing fetched, nothing to commit
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:       c.cfg.Brokers,
-		Topic:         c.cfg.Topic,
-		Partition:     p.id,
-		Dialer:        c.cfg.Dialer,
-		MinBytes:      1,
-		MaxBytes:      c.cfg.FetchMaxBytes,
-		MaxWait:       c.cfg.FetchMaxWait,
-		QueueCapacity: c.cfg.QueueCapacity,
-		ErrorLogger:   kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug("kafka reader: "+fmt.Sprintf(f, a...), "partition", p.id) }),
-	})
-	if err := r.SetOffset(p.start); err != nil {
-		c.log.Error("positioning the partition reader failed", "partition", p.id, "offset", p.start, "error", err.Error())
+	r := &reader{
+		tr: c.transport, client: c.client, addr: kafka.TCP(c.cfg.Brokers...), topic: c.cfg.Topic, partition: p.id,
+		maxBytes: c.cfg.FetchMaxBytes, maxWait: c.cfg.FetchMaxWait, next: p.start, warn: c.log.Warn,
+		// Offsets without a record (transaction markers, aborted
+		// transactions) are settled as they are passed, so that the
+		// watermark can pass them.
+		skipped: func(next int64) {
+			t := p.tracker.Load()
+			t.Add(next-1, time.Now())
+			t.Settle(next - 1)
+		},
 	}
 	c.fetch(fctx, work, r, p)
-	closeBounded(r, 5*time.Second)
 
 	// Drain: every record held (running, or queued behind its key) may
 	// finish within the budget, so that the watermark passes as far as it
@@ -426,14 +412,16 @@ func (c *Consumer) startPartition(ctx context.Context, gen *kafka.Generation, p 
 }
 
 // resolveStart asks the partition's leader for StartOffset's absolute
-// offset.
+// offset, at read_committed isolation (latest is then the last stable
+// offset: records of transactions still open come after it).
 func (c *Consumer) resolveStart(ctx context.Context, id int) (int64, error) {
 	req := kafka.FirstOffsetOf(id)
 	if c.cfg.StartOffset == kafka.LastOffset {
 		req = kafka.LastOffsetOf(id)
 	}
 	res, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{c.cfg.Topic: {req}},
+		Topics:         map[string][]kafka.OffsetRequest{c.cfg.Topic: {req}},
+		IsolationLevel: kafka.ReadCommitted,
 	})
 	if err != nil {
 		return 0, err
@@ -454,7 +442,7 @@ func (c *Consumer) resolveStart(ctx context.Context, id int) (int64, error) {
 }
 
 // fetch reads records and submits them until fctx ends.
-func (c *Consumer) fetch(fctx, work context.Context, r *kafka.Reader, p *partition) {
+func (c *Consumer) fetch(fctx, work context.Context, r *reader, p *partition) {
 	failures := 0
 	for {
 		msg, err := r.FetchMessage(fctx)
@@ -608,13 +596,4 @@ func (c *Consumer) Status() Status {
 		st.Partitions = append(st.Partitions, ps)
 	}
 	return st
-}
-
-func closeBounded(r *kafka.Reader, d time.Duration) {
-	done := make(chan struct{})
-	go func() { _ = r.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-	}
 }
