@@ -74,7 +74,11 @@ type Config struct {
 	// PartitionWatchInterval is how often new partitions are looked for. Default 5s.
 	PartitionWatchInterval time.Duration
 	// FetchMaxBytes bounds one fetch response; a record batch larger than
-	// that still comes whole (KIP-74). Default 2 MiB.
+	// that still comes whole (KIP-74). A partition's reader holds one
+	// response at a time, outside the dispatcher's --max-in-flight, so it
+	// is kept small. Default 256 KiB: end to end (100,000 records, 6
+	// partitions) peak RSS was 43 MB with it, 70 MB with 2 MiB fetches, 38
+	// MB with kafka-go's Reader, which left the response in the socket.
 	FetchMaxBytes int
 	// FetchMaxWait is the longest a fetch waits for data. Default 500ms.
 	FetchMaxWait time.Duration
@@ -117,7 +121,7 @@ func (c *Config) setDefaults() {
 	def(&c.DrainTimeout, 3*time.Second)
 	def(&c.ShutdownTimeout, 30*time.Second)
 	if c.FetchMaxBytes <= 0 {
-		c.FetchMaxBytes = 2 << 20
+		c.FetchMaxBytes = 256 << 10
 	}
 	if c.CommitEvery <= 0 {
 		c.CommitEvery = 1000
