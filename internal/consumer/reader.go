@@ -13,6 +13,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	fetchAPI "github.com/segmentio/kafka-go/protocol/fetch"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // reader fetches the records of one partition at read_committed isolation:
@@ -39,7 +41,7 @@ import (
 // maxBytes, or one record batch when a batch is larger, KIP-74), and reads
 // one record at a time out of it.
 type reader struct {
-	tr        *kafka.Transport
+	tr        kafka.RoundTripper
 	client    *kafka.Client // for the log start offset when an offset is out of range
 	addr      net.Addr
 	topic     string
@@ -51,6 +53,8 @@ type reader struct {
 	warn      func(msg string, args ...any)
 
 	hwm     int64                          // of the last response
+	fetched bool                           // the last response held batches
+	stuck   int                            // responses in a row that moved nothing
 	batches []protocol.RecordReader        // of the current response not yet started, in order
 	cur     protocol.RecordReader          // the batch being read; nil between batches
 	aborted []fetchAPI.ResponseTransaction // of the current response, by first offset, not yet reached
@@ -65,9 +69,25 @@ const fetchTimeout = 10 * time.Second
 // caller retries).
 func (r *reader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 	for {
+		from := r.next
 		msg, ok, err := r.nextRecord()
 		if err != nil || ok {
 			return msg, err
+		}
+		if r.fetched && r.next == from {
+			// A response with batches but nothing at or after the fetch
+			// offset: records compacted away at the end of the only batch
+			// returned, whose last offset the protocol package does not
+			// give. Ask again later rather than at once, and say so.
+			r.stuck++
+			if r.stuck == 3 {
+				r.warn("fetches return no record at or after the fetch offset; retrying", "partition", r.partition, "offset", r.next)
+			}
+			if err := retry.Sleep(ctx, r.maxWait); err != nil {
+				return kafka.Message{}, err
+			}
+		} else if r.next != from {
+			r.stuck = 0
 		}
 		if err := r.fetch(ctx); err != nil {
 			return kafka.Message{}, err
@@ -125,6 +145,7 @@ func (r *reader) fetch(ctx context.Context) error {
 	default:
 		r.batches = []protocol.RecordReader{recs}
 	}
+	r.fetched = len(r.batches) > 0
 	return nil
 }
 
@@ -165,6 +186,11 @@ func (r *reader) nextRecord() (kafka.Message, bool, error) {
 			b := r.batches[0]
 			r.batches[0] = nil
 			r.batches = r.batches[1:]
+			// Batches are contiguous: no record lies between the one
+			// before and this one's base offset (compaction leaves gaps).
+			if base, ok := baseOffset(b); ok {
+				r.pass(base)
+			}
 			if r.skipBatch(b) {
 				continue
 			}
@@ -235,6 +261,17 @@ func (r *reader) skipBatch(b protocol.RecordReader) bool {
 		return true
 	}
 	return false // v0/v1 message sets have no transactions
+}
+
+// baseOffset returns a v2 batch's first offset.
+func baseOffset(b protocol.RecordReader) (int64, bool) {
+	switch b := b.(type) {
+	case *protocol.RecordBatch:
+		return b.BaseOffset, true
+	case *protocol.ControlBatch:
+		return b.BaseOffset, true
+	}
+	return 0, false // v0/v1 message sets: their offset is not always the first one's
 }
 
 // pass moves the reader to next without a record, and reports it.
