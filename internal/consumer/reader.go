@@ -301,7 +301,7 @@ func (r *reader) message(rec *protocol.Record) (kafka.Message, error) {
 	if len(rec.Headers) > 0 {
 		msg.Headers = make([]kafka.Header, len(rec.Headers))
 		for i, h := range rec.Headers {
-			msg.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+			msg.Headers[i] = kafka.Header(h)
 		}
 	}
 	return msg, nil
