@@ -33,7 +33,7 @@ fuzz: ## run every Go fuzz target for FUZZTIME each (default 30s); crashers stay
 .PHONY: chaos
 CHAOS_REPORT ?= $(CURDIR)/chaos-report.md
 CHAOS_RUNS   ?= 1
-chaos: ## the fault-injection suite at full size (100,000 records a scenario, ~15 min); table in $(CHAOS_REPORT) for docs/RELIABILITY.md
+chaos: ## the fault-injection suite at full size (100,000 records a scenario, ~17 min); table in $(CHAOS_REPORT) for docs/RELIABILITY.md
 	$(GO) test -count=1 -v -run '^TestChaos$$' -timeout 120m ./internal/chaos/ -args -chaos.size=full -chaos.runs=$(CHAOS_RUNS) -chaos.report=$(abspath $(CHAOS_REPORT))
 
 lint: ## gofmt check, vet, staticcheck (pinned)

@@ -196,15 +196,15 @@ func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 }
 
 // The records a worker holds, and so the bound on its memory. Read from
-// internal/consumer (a fetch loop per partition over a kafka-go Reader with
-// QueueCapacity 1), internal/dispatch (at most --max-in-flight records and
-// --max-in-flight-bytes of them held, or one record larger than that) and
-// kafka-go's Reader (it reads one record at a time from the fetch
-// response and hands it over through the queue):
+// internal/consumer (a fetch loop per partition over a reader that holds
+// one fetch response at a time and copies one record at a time out of it)
+// and internal/dispatch (at most --max-in-flight records and
+// --max-in-flight-bytes of them held, or one record larger than that):
 //
-//   - outside the dispatcher, per partition: the Q records queued by the
-//     reader, the one it is handing over, and the one the fetch loop holds
-//     while Submit waits for room: Q+2 records;
+//   - outside the dispatcher, per partition: the fetch response the reader
+//     holds (at most R, see below), the record it copied out of it and
+//     hands over, and the one the fetch loop holds while Submit waits for
+//     room: 3 records' worth, written (Q+2) below with Q = 1;
 //   - in the dispatcher: at most M = --max-in-flight records and at most
 //     B = --max-in-flight-bytes of them (plus one record, as a record is
 //     admitted alone when it is larger than what is left), so at most
@@ -227,10 +227,11 @@ func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 //
 //	stalled peak RSS ≤ control peak + 2 × P × (Q+2) × R
 //
-// (At Q = 64, kafka-go's queue let every partition pull 66 records of up to
-// R into memory whatever --max-in-flight said; the stalled check fails then.)
+// (With kafka-go's Reader and its queue at 64, every partition pulled 66
+// records of up to R into memory whatever --max-in-flight said; the stalled
+// check failed then.)
 const (
-	memQueueCapacity = 1                              // consumer.Config.QueueCapacity's default
+	memQueueCapacity = 1                              // the one fetch response a partition's reader holds
 	memInFlightBytes = config.DefaultMaxInFlightBytes // --max-in-flight-bytes, not set by these tests
 )
 

@@ -1,7 +1,9 @@
 // Package chaos is cxbridge's fault-injection suite on real processes: the
 // `cxbridge` binary runs as a broker process (the embedded Kafka-protocol
 // broker with its data on disk, so that it can be killed and started again
-// on it), a CXone simulator process, one to three worker processes and a
+// on it), a CXone simulator process, one to three worker processes — with
+// the shipped settings: only where the broker, the group, CXone and the
+// admin server are is given — and a
 // `cxbridge produce` process; the harness injects one kind of fault per
 // scenario and checks every outcome from the outside — the simulator's
 // record of accepted correlation ids, the DLQ topic, the group's committed
@@ -25,6 +27,14 @@
 // committing sees its records again. Times to recover are measured from the end of
 // each fault: "resumed" until the simulator accepts again, "caught up"
 // until the group's lag is back to where it was before the fault.
+//
+// The kill scenarios (2 and 3 workers) kill a worker with SIGKILL and start
+// it again a second later, several times, each once the group is whole
+// again — every worker a member of a newer generation, every partition
+// held, the simulator accepting — while records keep coming. For each kill
+// they measure "frozen", the longest time from the kill on during which
+// the simulator accepted nothing (no worker published), and check it is at
+// most KillBound (10 s).
 //
 // The reduced size runs in `make test` (TestChaos); the full size
 // (100,000 records a scenario) runs with

@@ -7,16 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cxbridge/cxbridge/internal/admin"
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/retry"
 	"github.com/cxbridge/cxbridge/internal/sim"
@@ -46,8 +50,15 @@ type Size struct {
 	BrokerDown  time.Duration // how long the broker stays dead
 	ResetEvery  time.Duration // connection resets between the worker and CXone
 
-	SessionTimeout time.Duration // the workers' group session timeout
-	Timeout        time.Duration // a whole scenario at most
+	// Kills is how many times a kill scenario kills a worker, each once
+	// the group has recovered from the one before; KillRate is the
+	// producer's pace in those scenarios, slow enough that records keep
+	// coming through every kill (a freeze can only be seen while there is
+	// something to publish).
+	Kills    int
+	KillRate float64
+
+	Timeout time.Duration // a whole scenario at most
 }
 
 // Sizes are the two sizes of the suite.
@@ -56,14 +67,14 @@ var Sizes = map[string]Size{
 	"reduced": {Name: "reduced", Records: 3000, Rate: 1000, Keys: 200, Bytes: 300,
 		Latency: 2 * time.Millisecond, Jitter: 5 * time.Millisecond,
 		Outage: 3 * time.Second, Storm: 3 * time.Second, StormLimit: 20, TokenExpiry: 2 * time.Second,
-		BrokerDown: time.Second, ResetEvery: 200 * time.Millisecond,
-		SessionTimeout: 6 * time.Second, Timeout: 3 * time.Minute},
+		BrokerDown: time.Second, ResetEvery: 500 * time.Millisecond,
+		Kills: 2, KillRate: 150, Timeout: 3 * time.Minute},
 	// full is the figure of docs/RELIABILITY.md: 100,000 records a scenario.
 	"full": {Name: "full", Records: 100_000, Rate: 2500, Keys: 1000, Bytes: 300,
 		Latency: 5 * time.Millisecond, Jitter: 10 * time.Millisecond,
 		Outage: 30 * time.Second, Storm: 20 * time.Second, StormLimit: 50, TokenExpiry: 5 * time.Second,
 		BrokerDown: 10 * time.Second, ResetEvery: 500 * time.Millisecond,
-		SessionTimeout: 6 * time.Second, Timeout: 20 * time.Minute},
+		Kills: 6, KillRate: 1000, Timeout: 20 * time.Minute},
 }
 
 // Harness runs one scenario's processes in its own directory.
@@ -81,7 +92,8 @@ type Harness struct {
 	mu      sync.Mutex
 	broker  *Proc
 	workers map[string]*Proc
-	procs   []*Proc // every process started, for the log scan
+	admins  map[string]string // each worker's admin address
+	procs   []*Proc           // every process started, for the log scan
 	proxy   *Proxy
 	faults  []Fault
 	samples []sample
@@ -91,9 +103,13 @@ type Harness struct {
 }
 
 // Fault is one fault injected, from Start to End (when it was cleared).
+// Recovered, when set, is when the harness saw the group whole again after
+// it: a kill's restarted worker a member of a new generation with the
+// others, and the simulator accepting since.
 type Fault struct {
 	Name       string
 	Start, End time.Time
+	Recovered  time.Time
 }
 
 type sample struct {
@@ -120,7 +136,7 @@ func (h *Harness) logf(format string, args ...any) {
 // setup starts the broker and the simulator (behind the proxy when asked).
 func (h *Harness) setup(ctx context.Context, withProxy bool) error {
 	var err error
-	h.workers = map[string]*Proc{}
+	h.workers, h.admins = map[string]*Proc{}, map[string]string{}
 	h.hc = &http.Client{Timeout: 10 * time.Second}
 	if h.brokerAddr, err = freePort(); err != nil {
 		return err
@@ -220,32 +236,29 @@ func (h *Harness) KillBroker(ctx context.Context, down time.Duration) error {
 	if err := h.startBroker(ctx); err != nil {
 		return err
 	}
-	h.recordFault("broker restart", t0, time.Now())
+	h.recordFault(Fault{Name: "broker restart", Start: t0, End: time.Now()})
 	h.logf("broker back after %v", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
-// StartWorker starts the worker called name (again, if it ran before).
+// StartWorker starts the worker called name (again, if it ran before),
+// with the shipped defaults: only what is not a tuning is set — where the
+// broker, the group, CXone and the admin server are, and the log level.
 func (h *Harness) StartWorker(name string) error {
 	admin, err := freePort()
 	if err != nil {
 		return err
 	}
-	st := h.Size
 	p, err := h.start(name, "run",
 		"--kafka-brokers", h.brokerAddr, "--group-id", groupID,
 		"--cxone-base-url", h.cxoneURL, "--cxone-client-id", sim.DefaultClientID,
-		"--admin-addr", admin, "--log-level", "info",
-		"--kafka-session-timeout", st.SessionTimeout.String(),
-		"--kafka-heartbeat-interval", (st.SessionTimeout / 10).String(),
-		"--kafka-rebalance-timeout", st.SessionTimeout.String(),
-		"--commit-interval", "250ms", "--retry-backoff", "100ms", "--max-backoff", "2s",
-		"--breaker-open-timeout", "1s", "--drain-timeout", (st.SessionTimeout / 2).String(), "--shutdown-timeout", "10s")
+		"--admin-addr", admin, "--log-level", "info")
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
 	h.workers[name] = p
+	h.admins[name] = admin
 	h.mu.Unlock()
 	return nil
 }
@@ -260,13 +273,15 @@ func (h *Harness) KillWorker(name string) {
 	h.logf("%s killed", name)
 }
 
-// StopWorker stops a worker with SIGTERM; it must exit 0 in time.
+// StopWorker stops a worker with SIGTERM; it must exit 0 within the
+// shipped --shutdown-timeout (30 s) and the 10 s it may take to commit
+// and leave, as deploy/ gives it before SIGKILL (45 s).
 func (h *Harness) StopWorker(name string) error {
 	h.mu.Lock()
 	p := h.workers[name]
 	delete(h.workers, name)
 	h.mu.Unlock()
-	return p.Stop(30 * time.Second)
+	return p.Stop(45 * time.Second)
 }
 
 // SetFaults replaces the simulator's faults (on top of the base faults).
@@ -335,9 +350,9 @@ func (h *Harness) Progress(ctx context.Context, frac float64) error {
 	})
 }
 
-func (h *Harness) recordFault(name string, start, end time.Time) {
+func (h *Harness) recordFault(f Fault) {
 	h.mu.Lock()
-	h.faults = append(h.faults, Fault{Name: name, Start: start, End: end})
+	h.faults = append(h.faults, f)
 	h.mu.Unlock()
 }
 
@@ -384,4 +399,106 @@ func (h *Harness) close() {
 			tr.CloseIdleConnections()
 		}
 	}
+}
+
+// member is what a worker's /readyz says of its consumer.
+type member struct {
+	joined     bool
+	generation int32
+	partitions int
+	detail     string
+}
+
+// member asks worker name's admin server whether it is a member of the
+// group, of which generation, with how many partitions.
+func (h *Harness) member(name string) member {
+	h.mu.Lock()
+	addr := h.admins[name]
+	h.mu.Unlock()
+	resp, err := h.hc.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return member{detail: err.Error()}
+	}
+	defer resp.Body.Close()
+	var r admin.Readiness
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return member{detail: "/readyz: " + err.Error()}
+	}
+	c := r.Components["consumer"]
+	m := member{detail: c.Detail}
+	if c.Ready {
+		_, err := fmt.Sscanf(c.Detail, "generation %d, %d partitions", &m.generation, &m.partitions)
+		m.joined = err == nil
+	}
+	return m
+}
+
+// whole reports whether every running worker is a member of one
+// generation and together they hold every partition; and which
+// generation, and what each said.
+func (h *Harness) whole() (int32, bool, string) {
+	h.mu.Lock()
+	names := slices.Sorted(maps.Keys(h.workers))
+	h.mu.Unlock()
+	var gen int32 = -1
+	sum, ok := 0, len(names) > 0
+	var said []string
+	for _, n := range names {
+		m := h.member(n)
+		said = append(said, fmt.Sprintf("%s: %s", n, m.detail))
+		if !m.joined || (gen >= 0 && m.generation != gen) {
+			ok = false
+		}
+		gen = max(gen, m.generation)
+		sum += m.partitions
+	}
+	return gen, ok && sum == partitions, strings.Join(said, "; ")
+}
+
+// KillAndRestart kills worker name (SIGKILL), starts it again after down,
+// and waits until the group is whole again — every worker a member of a
+// generation later than the one before the kill, every partition held —
+// and the simulator has accepted since; that moment is the fault's
+// Recovered. The group must be whole before the kill.
+func (h *Harness) KillAndRestart(ctx context.Context, name string, down time.Duration) error {
+	var before int32
+	if err := h.await(ctx, time.Minute, "the group whole before the kill", func() bool {
+		g, ok, _ := h.whole()
+		before = g
+		return ok
+	}); err != nil {
+		_, _, said := h.whole()
+		return fmt.Errorf("%w (%s)", err, said)
+	}
+	f := Fault{Name: "kill -9 " + name, Start: time.Now()}
+	h.KillWorker(name)
+	if err := sleep(ctx, down); err != nil {
+		return err
+	}
+	if err := h.StartWorker(name); err != nil {
+		return err
+	}
+	f.End = time.Now()
+	defer func() { h.recordFault(f) }()
+	err := h.await(ctx, time.Minute, "the group whole again after the kill", func() bool {
+		g, ok, _ := h.whole()
+		return ok && g > before
+	})
+	if err != nil {
+		_, _, said := h.whole()
+		return fmt.Errorf("kill -9 %s at %s: %w (generation before %d; %s)", name, f.Start.Format("15:04:05.000"), err, before, said)
+	}
+	st, err := h.simStats()
+	if err != nil {
+		return err
+	}
+	if err := h.await(ctx, time.Minute, "the simulator accepting again after the kill", func() bool {
+		now, err := h.simStats()
+		return err == nil && now.Distinct > st.Distinct
+	}); err != nil {
+		return err
+	}
+	f.Recovered = time.Now()
+	h.logf("kill -9 %s: the group whole again (generation > %d) and publishing %v after the kill", name, before, f.Recovered.Sub(f.Start).Round(time.Millisecond))
+	return nil
 }

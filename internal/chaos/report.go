@@ -65,6 +65,7 @@ func WriteReport(w io.Writer, results []Result) {
 			median(resumed), median(caught), median(settled), pass)
 	}
 	fmt.Fprintln(w)
+	writeKills(w, order, by)
 	for _, r := range results {
 		var st []string
 		for _, code := range slices.Sorted(maps.Keys(r.Status)) {
@@ -82,6 +83,13 @@ func WriteReport(w io.Writer, results []Result) {
 			fmt.Fprintf(w, "; %d connections reset", r.Resets)
 		}
 		fmt.Fprintf(w, "; resumed %s, caught up %s, settled %s", round(r.Resumed), round(r.CaughtUp), round(r.Settled))
+		if len(r.Kills) > 0 {
+			var ks []string
+			for _, k := range r.Kills {
+				ks = append(ks, fmt.Sprintf("%s frozen %s, whole again %s", k.Name, round(k.Frozen), round(k.Back)))
+			}
+			fmt.Fprintf(w, "; kills: %s", strings.Join(ks, ", "))
+		}
 		fmt.Fprintf(w, "; secrets in logs: %d; order violations: %d", len(r.Secrets), r.OrderViolations)
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "; PROBLEM: %s", p)
@@ -90,7 +98,44 @@ func WriteReport(w io.Writer, results []Result) {
 	}
 }
 
+// writeKills writes, for the scenarios that kill workers, what each kill
+// cost over every run: how long the group published nothing (frozen) and
+// until it was whole and publishing again, median and worst.
+func writeKills(w io.Writer, order []string, by map[string][]Result) {
+	header := false
+	for _, name := range order {
+		var frozen, back []time.Duration
+		for _, r := range by[name] {
+			for _, k := range r.Kills {
+				frozen = append(frozen, k.Frozen)
+				back = append(back, k.Back)
+			}
+		}
+		if len(frozen) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "| scenario | runs | kills | frozen, median | frozen, max | whole again, median | whole again, max |")
+			fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|")
+			header = true
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s |\n", name, len(by[name]), len(frozen),
+			round(medianOf(frozen)), round(slices.Max(frozen)), round(medianOf(back)), round(slices.Max(back)))
+	}
+	if header {
+		fmt.Fprintln(w)
+	}
+}
+
 func round(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
+
+func medianOf(ds []time.Duration) time.Duration {
+	ds = slices.Sorted(slices.Values(ds))
+	if len(ds)%2 == 0 {
+		return (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+	}
+	return ds[len(ds)/2]
+}
 
 // median formats the median of ds and, with several, their range; – for none.
 func median(ds []time.Duration) string {
@@ -98,10 +143,7 @@ func median(ds []time.Duration) string {
 		return "–"
 	}
 	slices.Sort(ds)
-	m := ds[len(ds)/2]
-	if len(ds)%2 == 0 {
-		m = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
-	}
+	m := medianOf(ds)
 	if len(ds) == 1 {
 		return round(m).String()
 	}

@@ -44,12 +44,25 @@ type Result struct {
 	Resets          int64 // connections the proxy reset
 
 	Faults            []Fault
-	Resumed, CaughtUp time.Duration // worst over the faults; see package doc
-	Settled           time.Duration // from the producer's start until everything was committed
-	Elapsed           time.Duration // the whole scenario
+	Kills             []KillRecovery // of the kill scenarios
+	Resumed, CaughtUp time.Duration  // worst over the faults; see package doc
+	Settled           time.Duration  // from the producer's start until everything was committed
+	Elapsed           time.Duration  // the whole scenario
 
 	Secrets  []string // log lines that hold a secret
 	Problems []string // every broken expectation; none = the scenario passed
+
+	size Size
+}
+
+// KillRecovery is what one kill -9 of a worker cost the group: Frozen is
+// the longest time from the kill on during which the simulator accepted
+// nothing — no worker published — until the group was whole again and
+// publishing (Back after the kill).
+type KillRecovery struct {
+	Name         string
+	At           time.Time
+	Frozen, Back time.Duration
 }
 
 func (r *Result) problem(format string, args ...any) {
@@ -59,7 +72,7 @@ func (r *Result) problem(format string, args ...any) {
 // Run runs one scenario with the cxbridge binary bin, in dir.
 func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func(string, ...any)) (res Result) {
 	t0 := time.Now()
-	res = Result{Scenario: sc.Name, Fault: sc.Fault, Size: size.Name}
+	res = Result{Scenario: sc.Name, Fault: sc.Fault, Size: size.Name, size: size}
 	ctx, cancel := context.WithTimeoutCause(ctx, size.Timeout, fmt.Errorf("scenario %s took longer than %v", sc.Name, size.Timeout))
 	defer cancel()
 	h := &Harness{Bin: bin, Dir: dir, Size: size, Logf: logf, invalidRatio: sc.InvalidRatio}
@@ -89,9 +102,13 @@ func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func
 			return res
 		}
 	}
+	rate := size.Rate
+	if sc.Rate != nil {
+		rate = sc.Rate(size)
+	}
 	tp := time.Now()
 	prod, err := h.start("producer", "produce", "--kafka-brokers", h.brokerAddr,
-		"--count", strconv.Itoa(size.Records), "--rate", strconv.FormatFloat(size.Rate, 'f', -1, 64),
+		"--count", strconv.Itoa(size.Records), "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--keys", strconv.Itoa(size.Keys), "--size", strconv.Itoa(size.Bytes),
 		"--invalid-ratio", strconv.FormatFloat(h.invalidRatio, 'f', -1, 64))
 	if err != nil {
@@ -314,6 +331,31 @@ func (h *Harness) recovery(res *Result) {
 	faults := slices.Clone(res.Faults)
 	sort.Slice(faults, func(i, j int) bool { return faults[i].Start.Before(faults[j].Start) })
 	slack := int64(max(50, h.Size.Rate/2))
+	for _, f := range faults {
+		if f.Recovered.IsZero() {
+			continue
+		}
+		// The longest gap between acceptances from the kill until the
+		// group was whole and publishing again (sampled every 100 ms).
+		last, frozen := f.Start, time.Duration(0)
+		var prev int64 = -1
+		for _, s := range samples {
+			if s.distinct < 0 {
+				continue
+			}
+			if s.t.Before(f.Start) || s.t.After(f.Recovered) {
+				prev = s.distinct
+				continue
+			}
+			if prev >= 0 && s.distinct > prev {
+				frozen = max(frozen, s.t.Sub(last))
+				last = s.t
+			}
+			prev = s.distinct
+		}
+		frozen = max(frozen, f.Recovered.Sub(last))
+		res.Kills = append(res.Kills, KillRecovery{Name: f.Name, At: f.Start, Frozen: frozen, Back: f.Recovered.Sub(f.Start)})
+	}
 	for i, f := range faults {
 		next := time.Now()
 		if i+1 < len(faults) {

@@ -27,7 +27,7 @@ func validateWorker(s *bridge.Settings) error {
 	var p config.Problems
 	s.CXone.Validate(&p)
 	s.Kafka.Validate(&p)
-	s.Worker.Validate(&p, s.Kafka.RebalanceTimeout)
+	s.Worker.Validate(&p, &s.Kafka)
 	return p.Err()
 }
 

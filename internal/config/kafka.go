@@ -34,10 +34,27 @@ type Kafka struct {
 	SASLUsername  string
 	SASLPassword  Secret
 
-	SessionTimeout    time.Duration // Default 30s.
-	RebalanceTimeout  time.Duration // Default 30s.
-	HeartbeatInterval time.Duration // Default 3s.
-	FetchMaxBytes     int           // Largest fetch, so the largest record. Default 2 MiB.
+	// The group's timings. Their defaults are chosen so that a member killed
+	// (kill -9) and started again costs the group seconds, not its whole
+	// session timeout:
+	//
+	//   - SessionTimeout 6s: the coordinator waits for a dead member that
+	//     long (kafka-go has no static membership, so a restarted member
+	//     is a new one and the group waits for the old one to expire, or
+	//     for the rebalance timeout, before it can rebalance). 6s is the
+	//     smallest a stock broker accepts (Kafka's and Redpanda's
+	//     group.min.session.timeout.ms).
+	//   - HeartbeatInterval 1s: a sixth of the session, so five heartbeats
+	//     may be lost before the member is; members learn of a rebalance
+	//     within 1s.
+	//   - RebalanceTimeout 6s: how long the coordinator waits for the
+	//     living members to rejoin; each needs up to a heartbeat to notice
+	//     and --drain-timeout (3s) to drain, so 6s leaves 2s for the
+	//     commit and the join.
+	SessionTimeout    time.Duration // Default 6s.
+	RebalanceTimeout  time.Duration // Default 6s.
+	HeartbeatInterval time.Duration // Default 1s.
+	FetchMaxBytes     int           // What one fetch of a partition asks for. Default 256 KiB.
 	FetchMaxWait      time.Duration // Default 500ms.
 }
 
@@ -57,10 +74,10 @@ func (k *Kafka) Register(fs *FlagSet) {
 	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", k.SASLMechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (default none)")
 	fs.StringVar(&k.SASLUsername, "kafka-sasl-username", k.SASLUsername, "SASL user name")
 	fs.SecretVar(&k.SASLPassword, "kafka-sasl-password", "SASL password")
-	fs.DurationVar(&k.SessionTimeout, "kafka-session-timeout", orDur(k.SessionTimeout, 30*time.Second), "group session timeout: a member silent this long is removed")
-	fs.DurationVar(&k.RebalanceTimeout, "kafka-rebalance-timeout", orDur(k.RebalanceTimeout, 30*time.Second), "how long the group waits for members to rejoin in a rebalance")
-	fs.DurationVar(&k.HeartbeatInterval, "kafka-heartbeat-interval", orDur(k.HeartbeatInterval, 3*time.Second), "group heartbeat interval")
-	fs.IntVar(&k.FetchMaxBytes, "kafka-fetch-max-bytes", orInt(k.FetchMaxBytes, 2<<20), "largest fetch response, and so the largest record accepted")
+	fs.DurationVar(&k.SessionTimeout, "kafka-session-timeout", orDur(k.SessionTimeout, 6*time.Second), "group session timeout: a member silent this long is removed, and a crashed member holds up a rebalance at most this long (the broker's group.min.session.timeout.ms is the floor, 6s by default)")
+	fs.DurationVar(&k.RebalanceTimeout, "kafka-rebalance-timeout", orDur(k.RebalanceTimeout, 6*time.Second), "how long the group waits for members to rejoin in a rebalance")
+	fs.DurationVar(&k.HeartbeatInterval, "kafka-heartbeat-interval", orDur(k.HeartbeatInterval, time.Second), "group heartbeat interval")
+	fs.IntVar(&k.FetchMaxBytes, "kafka-fetch-max-bytes", orInt(k.FetchMaxBytes, 256<<10), "bytes one fetch of a partition asks for; each partition holds one fetch response at a time, and a record batch larger than this still comes whole")
 	fs.DurationVar(&k.FetchMaxWait, "kafka-fetch-max-wait", orDur(k.FetchMaxWait, 500*time.Millisecond), "longest a fetch waits for new records")
 }
 
@@ -107,8 +124,8 @@ func (k *Kafka) Validate(p *Problems) {
 	if k.HeartbeatInterval >= k.SessionTimeout {
 		p.Add("kafka-heartbeat-interval", "must be shorter than --kafka-session-timeout (%s), got %s", k.SessionTimeout, k.HeartbeatInterval)
 	}
-	if k.FetchMaxBytes < 1<<20+1024 {
-		p.Add("kafka-fetch-max-bytes", "must be at least 1 MiB + 1 KiB so that the largest valid record fits, got %d", k.FetchMaxBytes)
+	if k.FetchMaxBytes < 64<<10 || k.FetchMaxBytes > 64<<20 {
+		p.Add("kafka-fetch-max-bytes", "must be between 64 KiB and 64 MiB, got %d (a larger record batch still comes whole: this sizes fetches, not records)", k.FetchMaxBytes)
 	}
 }
 

@@ -23,7 +23,7 @@ func parseKafkaWorker(t *testing.T, args ...string) (Kafka, Worker, error) {
 	}
 	var p Problems
 	k.Validate(&p)
-	w.Validate(&p, k.RebalanceTimeout)
+	w.Validate(&p, &k)
 	return k, w, p.Err()
 }
 
@@ -37,6 +37,12 @@ func TestKafkaWorkerDefaults(t *testing.T) {
 		k.StartOffsetValue() != kafka.FirstOffset || w.Ordering != "key" || w.MaxInFlight != 256 || w.ShutdownTimeout != 30*time.Second ||
 		w.AdminAddr != ":8090" {
 		t.Fatalf("defaults %+v %+v", k, w)
+	}
+	// The group's timings (see Kafka's field docs for the reasons).
+	if k.SessionTimeout != 6*time.Second || k.RebalanceTimeout != 6*time.Second || k.HeartbeatInterval != time.Second ||
+		w.DrainTimeout != 3*time.Second {
+		t.Fatalf("group timings: session %v, rebalance %v, heartbeat %v, drain %v; want 6s, 6s, 1s, 3s",
+			k.SessionTimeout, k.RebalanceTimeout, k.HeartbeatInterval, w.DrainTimeout)
 	}
 	if got := (&Kafka{Brokers: " a:1, b:2 ,"}).BrokerList(); len(got) != 2 || got[1] != "b:2" {
 		t.Fatalf("BrokerList = %q", got)
@@ -62,6 +68,8 @@ func TestKafkaWorkerValidation(t *testing.T) {
 		{"bad ordering", []string{"--ordering", "random"}, "ordering"},
 		{"no in-flight", []string{"--max-in-flight", "0"}, "max-in-flight"},
 		{"drain longer than rebalance", []string{"--drain-timeout", "45s"}, "drain-timeout"},
+		{"drain and a heartbeat reach the session", []string{"--drain-timeout", "5s"}, "drain-timeout"},
+		{"drain and a heartbeat reach the rebalance timeout", []string{"--kafka-session-timeout", "30s", "--kafka-rebalance-timeout", "4s"}, "drain-timeout"},
 		{"bad log level", []string{"--log-level", "loud"}, "log-level"},
 		{"bad log format", []string{"--log-format", "xml"}, "log-format"},
 	}
@@ -76,6 +84,31 @@ func TestKafkaWorkerValidation(t *testing.T) {
 				t.Fatalf("no line for --%s in:\n%v", tc.flag, err)
 			}
 		})
+	}
+}
+
+// The drain's bound names every setting it involves, and the shutdown
+// timeout is not bound by the session: the member heartbeats while it
+// drains at shutdown.
+func TestDrainFitsTheGroupTimings(t *testing.T) {
+	_, _, err := parseKafkaWorker(t, "--drain-timeout", "5500ms")
+	if err == nil {
+		t.Fatal("--drain-timeout 5.5s with the default session timeout (6s) and heartbeat (1s) accepted")
+	}
+	for _, want := range []string{"--drain-timeout (CXBRIDGE_DRAIN_TIMEOUT): 5.5s plus --kafka-heartbeat-interval (1s) must be shorter than --kafka-session-timeout (6s)",
+		"--kafka-rebalance-timeout (6s)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--drain-timeout", "4900ms"},
+		{"--kafka-session-timeout", "45s", "--kafka-rebalance-timeout", "60s", "--kafka-heartbeat-interval", "3s", "--drain-timeout", "30s"},
+		{"--shutdown-timeout", "5m"},
+	} {
+		if _, _, err := parseKafkaWorker(t, args...); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
 	}
 }
 

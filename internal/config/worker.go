@@ -17,7 +17,7 @@ type Worker struct {
 	// from its oldest unsettled record on. Default 4096.
 	MaxUncommittedPerPartition int
 	ShutdownTimeout            time.Duration // Default 30s.
-	DrainTimeout               time.Duration // Budget of a revoked partition's drain. Default 10s.
+	DrainTimeout               time.Duration // Budget of a revoked partition's drain. Default 3s.
 	CommitInterval             time.Duration // Default 1s.
 	AdminAddr                  string        // Default :8090.
 	LogLevel                   string        // debug, info (default), warn, error.
@@ -42,12 +42,13 @@ func (w *Worker) Register(fs *FlagSet) {
 	fs.Int64Var(&w.MaxInFlightBytes, "max-in-flight-bytes", orInt64(w.MaxInFlightBytes, DefaultMaxInFlightBytes),
 		"most bytes of records (key + value + headers) held at once; fetching waits while it is reached, and a record larger than this is held alone. "+
 			"16 MiB (256 records of 64 KiB) keeps a worker within half of deploy/k8s's 512 MiB limit: a held record costs up to 4 times its size while it is processed, "+
-			"6 partitions prefetch up to 6 × 3 × 2 MiB, and Go's collector lets the heap reach twice what is live: 2 × (4 × 16 + 36 + 25 runtime) = 250 MiB")
+			"6 partitions hold up to 3 records' worth each (a fetch response and two records in hand-over) of up to 1 MiB (a topic's default max.message.bytes), "+
+			"and Go's collector lets the heap reach twice what is live: 2 × (4 × 16 + 6 × 3 × 1 + 25 runtime) = 214 MiB")
 	fs.IntVar(&w.MaxUncommittedPerPartition, "max-uncommitted-per-partition", orInt(w.MaxUncommittedPerPartition, 4096),
 		"most records of one partition fetched from its oldest unsettled record on (none of them can be committed before it settles); "+
 			"that partition's fetching waits while it is reached, the others go on. It bounds what a crash fetches again per partition")
-	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish")
-	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 10*time.Second), "on a rebalance, how long a revoked partition's records may take to finish")
+	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish; the worker stays a member of the group meanwhile, then commits and leaves (allow 10s more before SIGKILL)")
+	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 3*time.Second), "on a rebalance, how long a revoked partition's records may take to finish (the member sends no heartbeat meanwhile: with --kafka-heartbeat-interval it must stay below the session and rebalance timeouts)")
 	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
 	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
@@ -61,9 +62,19 @@ func orInt64(v, def int64) int64 {
 	return v
 }
 
-// Validate adds a problem for every bad worker setting. rebalance is the
-// group's rebalance timeout: a revoked partition must drain within it.
-func (w *Worker) Validate(p *Problems, rebalance time.Duration) {
+// Validate adds a problem for every bad worker setting. k holds the
+// group's timings: a revoked partition drains while the member sends no
+// heartbeat (kafka-go's heartbeats belong to the generation that ended),
+// after up to a heartbeat interval without one, so the drain plus a
+// heartbeat interval must end before the coordinator gives the member up:
+// before its session timeout and before the rebalance timeout.
+//
+// --shutdown-timeout is not bounded by them: at shutdown the member keeps
+// its generation, and so its heartbeats, while it drains (should a
+// rebalance end the generation meanwhile, the rest of the drain is capped
+// at --drain-timeout). It only has to be positive; the deployment's grace
+// period must exceed it by the time to commit and leave (10s).
+func (w *Worker) Validate(p *Problems, k *Kafka) {
 	switch w.Ordering {
 	case "key", "partition", "none":
 	default:
@@ -81,8 +92,16 @@ func (w *Worker) Validate(p *Problems, rebalance time.Duration) {
 	positive(p, "shutdown-timeout", w.ShutdownTimeout)
 	positive(p, "drain-timeout", w.DrainTimeout)
 	positive(p, "commit-interval", w.CommitInterval)
-	if rebalance > 0 && w.DrainTimeout >= rebalance {
-		p.Add("drain-timeout", "must be shorter than --kafka-rebalance-timeout (%s), got %s", rebalance, w.DrainTimeout)
+	if w.DrainTimeout > 0 && k.HeartbeatInterval > 0 {
+		for _, lim := range []struct {
+			name string
+			d    time.Duration
+		}{{"kafka-session-timeout", k.SessionTimeout}, {"kafka-rebalance-timeout", k.RebalanceTimeout}} {
+			if lim.d > 0 && w.DrainTimeout+k.HeartbeatInterval >= lim.d {
+				p.Add("drain-timeout", "%s plus --kafka-heartbeat-interval (%s) must be shorter than --%s (%s): a revoked partition drains without heartbeats, and the group would drop the member first",
+					w.DrainTimeout, k.HeartbeatInterval, lim.name, lim.d)
+			}
+		}
 	}
 	if w.AdminAddr == "" {
 		p.Add("admin-addr", "is required")

@@ -9,7 +9,13 @@ import (
 )
 
 // Offsets are a group's committed offsets and a topic's end offsets, by
-// partition; Lag is end − committed (end when nothing is committed).
+// partition; Lag is end − committed (end when nothing is committed). The
+// end offset is the last stable offset, the end at read_committed
+// isolation, which is how the consumer reads: records of a transaction
+// still open are not due yet. Once no transaction is open it is the high
+// watermark, a transaction marker's offset + 1 when the last thing written
+// was a commit or an abort; the consumer's watermark passes markers, so
+// the lag still reaches 0.
 type Offsets struct {
 	Committed map[int]int64 // -1 when the group has committed nothing
 	End       map[int]int64
@@ -57,7 +63,7 @@ func ReadOffsets(ctx context.Context, c *kafka.Client, group, topic string) (Off
 	for i, p := range parts {
 		reqs[i] = kafka.LastOffsetOf(p)
 	}
-	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}, IsolationLevel: kafka.ReadCommitted})
 	if err != nil {
 		return Offsets{}, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cxbridge/cxbridge/internal/consumer"
 )
 
 // --- docker-compose.yml ----------------------------------------------------
@@ -369,8 +371,8 @@ func TestComposeWorker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("worker: stop_grace_period %q: %v", svc.StopGracePeriod, err)
 	}
-	if grace <= shutdown {
-		t.Errorf("worker: stop_grace_period %s must be longer than the shutdown timeout %s", grace, shutdown)
+	if grace < shutdown+consumer.LeaveTimeout {
+		t.Errorf("worker: stop_grace_period %s must be at least the shutdown timeout %s and %s to commit and leave the group", grace, shutdown, consumer.LeaveTimeout)
 	}
 	port := strconv.Itoa(portOf(t, worker.get("admin-addr")))
 	if !slices.Contains(svc.Expose, port) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cxbridge/cxbridge/internal/consumer"
 )
 
 // --- deploy/k8s ----------------------------------------------------------------
@@ -340,8 +342,8 @@ func TestK8sDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	grace := dep.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if grace == nil || time.Duration(*grace)*time.Second <= shutdown {
-		t.Errorf("deployment: terminationGracePeriodSeconds %s must be longer than the shutdown timeout %s", ptr(grace), shutdown)
+	if grace == nil || time.Duration(*grace)*time.Second < shutdown+consumer.LeaveTimeout {
+		t.Errorf("deployment: terminationGracePeriodSeconds %s must be at least the shutdown timeout %s and %s to commit and leave the group", ptr(grace), shutdown, consumer.LeaveTimeout)
 	} else if *grace != 45 {
 		t.Errorf("deployment: terminationGracePeriodSeconds %d, want 45", *grace)
 	}

@@ -11,7 +11,9 @@ import (
 // memBound is the most memory a worker may use at its settings, as
 // docs/RELIABILITY.md derives it: every record held costs up to 4 times its
 // size while it is processed (--max-in-flight-bytes), each partition
-// prefetches up to 3 records of up to --kafka-fetch-max-bytes, the runtime
+// holds up to 3 records' worth (a fetch response and two records in
+// hand-over), each up to the larger of --kafka-fetch-max-bytes and the
+// topic's max.message.bytes, the runtime
 // and the binary take about 25 MiB, and Go's collector lets the heap reach
 // twice what is live.
 func memBound(t *testing.T, get func(string) string, partitions int) int64 {
@@ -23,7 +25,11 @@ func memBound(t *testing.T, get func(string) string, partitions int) int64 {
 		}
 		return n
 	}
-	live := 4*num("max-in-flight-bytes") + int64(partitions)*3*num("kafka-fetch-max-bytes") + 25<<20
+	// A fetch returns at least one whole record batch, however small
+	// --kafka-fetch-max-bytes is: a record of up to the topic's
+	// max.message.bytes (Kafka's default, about 1 MiB) reaches the worker.
+	record := max(num("kafka-fetch-max-bytes"), 1<<20+1024)
+	live := 4*num("max-in-flight-bytes") + int64(partitions)*3*record + 25<<20
 	return 2 * live
 }
 

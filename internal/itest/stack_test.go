@@ -110,7 +110,7 @@ func (s *stack) settings() bridge.Settings {
 	var p config.Problems
 	st.CXone.Validate(&p)
 	st.Kafka.Validate(&p)
-	st.Worker.Validate(&p, st.Kafka.RebalanceTimeout)
+	st.Worker.Validate(&p, &st.Kafka)
 	if err := p.Err(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -419,6 +419,17 @@ func (w *offsetWatch) halt() {
 // every partition. It returns the records written.
 func (s *stack) warmUp(partitions int, timeout time.Duration) []kafka.Message {
 	s.t.Helper()
+	msgs := warmRecords(partitions, partitions)
+	before := s.sim.Stats().Distinct
+	s.write(msgs)
+	s.waitAccepted(before+int64(len(msgs)), timeout)
+	return msgs
+}
+
+// warmRecords returns one valid record for each of partitions 0..n-1 of a
+// topic of partitions partitions (keys chosen with the writer's hash
+// balancer).
+func warmRecords(partitions, n int) []kafka.Message {
 	ids := make([]int, partitions)
 	for i := range ids {
 		ids[i] = i
@@ -426,18 +437,14 @@ func (s *stack) warmUp(partitions int, timeout time.Duration) []kafka.Message {
 	var msgs []kafka.Message
 	covered := map[int]bool{}
 	ts := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
-	for i := 0; len(covered) < partitions; i++ {
-		key := fmt.Sprintf("warm-%d", i)
-		m := kafka.Message{Key: []byte(key)}
-		if p := (&kafka.Hash{}).Balance(m, ids...); !covered[p] {
+	for i := 0; len(covered) < n; i++ {
+		m := kafka.Message{Key: fmt.Appendf(nil, "warm-%d", i)}
+		if p := (&kafka.Hash{}).Balance(m, ids...); p < n && !covered[p] {
 			covered[p] = true
 			m.Value = fmt.Appendf(nil, `{"eventType":"custom.itest","source":"itest","timestamp":%q,"data":{"warm":%d}}`, ts, i)
 			msgs = append(msgs, m)
 		}
 	}
-	before := s.sim.Stats().Distinct
-	s.write(msgs)
-	s.waitAccepted(before+int64(len(msgs)), timeout)
 	return msgs
 }
 
