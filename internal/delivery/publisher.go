@@ -69,7 +69,7 @@ type BreakerConfig struct {
 	// OpenTimeout is how long it stays open, on average, before letting
 	// probes through: each opening lasts OpenTimeout × a factor drawn
 	// uniformly from [0.5, 1.5) (see openPeriod), so that probes cannot
-	// keep in step with a periodic fault. Default 10s.
+	// keep in step with a periodic fault. Default 5s.
 	OpenTimeout time.Duration
 	// HalfOpenProbes is how many probes must succeed to close it. Default 1.
 	HalfOpenProbes uint32
@@ -101,7 +101,7 @@ func (c *Config) setDefaults() {
 		c.Breaker.Failures = 5
 	}
 	if c.Breaker.OpenTimeout <= 0 {
-		c.Breaker.OpenTimeout = 10 * time.Second
+		c.Breaker.OpenTimeout = 5 * time.Second
 	}
 	if c.Breaker.HalfOpenProbes == 0 {
 		c.Breaker.HalfOpenProbes = 1
