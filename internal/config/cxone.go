@@ -28,7 +28,7 @@ type CXone struct {
 	RetryBackoff       time.Duration // First retry's wait, doubling. Default 1s.
 	MaxBackoff         time.Duration // Cap of every wait. Default 30s.
 	BreakerFailures    int           // Consecutive failures that open the breaker. Default 5.
-	BreakerOpenTimeout time.Duration // Open → half-open. Default 10s.
+	BreakerOpenTimeout time.Duration // Open → half-open, on average (each opening: ½–1½ of it). Default 5s.
 	BreakerProbes      int           // Half-open probes that must succeed. Default 1.
 	RateLimit          float64       // Events/s, 0 = none. Default 0.
 }
@@ -55,7 +55,7 @@ func (c *CXone) Register(fs *FlagSet) {
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", orDur(c.RetryBackoff, time.Second), "wait before the first retry, doubling after, plus jitter")
 	fs.DurationVar(&c.MaxBackoff, "max-backoff", orDur(c.MaxBackoff, 30*time.Second), "cap of every retry wait and Retry-After")
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, 5), "consecutive failed attempts that open the circuit breaker")
-	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, 10*time.Second), "how long the breaker stays open before a probe")
+	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, 5*time.Second), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
 	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, 1), "successful half-open probes that close the breaker")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second (halved by a 429, then recovering); 0: none until CXone answers 429, then one found from its answers")
 }

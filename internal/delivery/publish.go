@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/retry"
@@ -42,10 +40,9 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		if err := p.waitTurn(ctx); err != nil {
 			return canceled(out, err)
 		}
-		probe := p.breaker.State() == gobreaker.StateHalfOpen
-		done, err := p.breaker.Allow()
-		if err != nil { // open, or half-open with its probes taken: wait, spend nothing
-			if err := retry.Sleep(ctx, p.poll); err != nil {
+		done, probe, wait, changed := p.breaker.allow()
+		if done == nil { // open, or half-open with its probes taken: wait, spend nothing
+			if err := sleepUntilChange(ctx, wait, changed); err != nil {
 				return canceled(out, err)
 			}
 			continue
@@ -62,7 +59,7 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 				done(errAttemptFailed)
 			}
 			out.Err = err
-			if err := retry.Sleep(ctx, max(time.Until(p.tokens.NextTry()), p.poll)); err != nil {
+			if err := retry.Sleep(ctx, max(time.Until(p.tokens.NextTry()), p.breaker.poll)); err != nil {
 				return canceled(out, err)
 			}
 			continue
@@ -164,6 +161,21 @@ func (p *Publisher) waitTurn(ctx context.Context) error {
 		return err
 	}
 	return p.limiter.wait(ctx)
+}
+
+// sleepUntilChange waits d, or until changed is closed (the breaker's
+// state changed), or until ctx ends (its error).
+func sleepUntilChange(ctx context.Context, d time.Duration, changed <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-changed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // canceled ends a publish interrupted by its context; Err keeps the last

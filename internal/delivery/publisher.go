@@ -27,7 +27,6 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -67,13 +66,19 @@ type Config struct {
 type BreakerConfig struct {
 	// Failures is the number of consecutive failed attempts that opens it. Default 5.
 	Failures uint32
-	// OpenTimeout is how long it stays open before letting probes through. Default 10s.
+	// OpenTimeout is how long it stays open, on average, before letting
+	// probes through: each opening lasts OpenTimeout × a factor drawn
+	// uniformly from [0.5, 1.5) (see openPeriod), so that probes cannot
+	// keep in step with a periodic fault. Default 5s.
 	OpenTimeout time.Duration
 	// HalfOpenProbes is how many probes must succeed to close it. Default 1.
 	HalfOpenProbes uint32
 }
 
 // Hooks are optional observers; nil fields are skipped. They must be fast.
+// BreakerState gets each change of the state Publisher.BreakerState
+// reports, in order (open → half-open when the jittered open period ends),
+// under the breaker's locks: it must not call the Publisher.
 type Hooks struct {
 	Attempt      func(class cxone.Class, d time.Duration)
 	Retry        func()
@@ -96,7 +101,7 @@ func (c *Config) setDefaults() {
 		c.Breaker.Failures = 5
 	}
 	if c.Breaker.OpenTimeout <= 0 {
-		c.Breaker.OpenTimeout = 10 * time.Second
+		c.Breaker.OpenTimeout = 5 * time.Second
 	}
 	if c.Breaker.HalfOpenProbes == 0 {
 		c.Breaker.HalfOpenProbes = 1
@@ -129,36 +134,24 @@ type Publisher struct {
 	cfg      Config
 	send     Sender
 	tokens   TokenSource
-	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	breaker  *breaker
 	gate     Gate
 	limiter  *adaptiveLimit // configured or discovered
-	poll     time.Duration  // how often a caller held by the breaker looks again
 	evidence *evidence      // what CXone answered others, for the retry budget
 }
-
-// The breaker's view of an attempt.
-var (
-	errAttemptFailed   = errors.New("attempt failed")   // counts as a failure
-	errAttemptExcluded = errors.New("attempt excluded") // counts as nothing
-)
 
 // New returns a Publisher sending with send and authenticating with tokens.
 func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 	cfg.setDefaults()
 	p := &Publisher{cfg: cfg, send: send, tokens: tokens, evidence: newEvidence()}
-	p.poll = min(max(cfg.Breaker.OpenTimeout/20, 5*time.Millisecond), 250*time.Millisecond)
-	p.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "cxone",
-		MaxRequests: cfg.Breaker.HalfOpenProbes,
-		Timeout:     cfg.Breaker.OpenTimeout,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Breaker.Failures },
-		IsExcluded:  func(err error) bool { return errors.Is(err, errAttemptExcluded) },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			cfg.Logger.Warn("circuit breaker state changed", "from", from.String(), "to", to.String())
-			if cfg.Hooks.BreakerState != nil {
-				cfg.Hooks.BreakerState(from, to)
-			}
-		},
+	// poll bounds a wait while the breaker refuses an attempt with no open
+	// period left (its probes are out): a change of state ends it sooner.
+	poll := min(max(cfg.Breaker.OpenTimeout/20, 5*time.Millisecond), 250*time.Millisecond)
+	p.breaker = newBreaker(cfg.Breaker, poll, func(from, to gobreaker.State) {
+		cfg.Logger.Warn("circuit breaker state changed", "from", from.String(), "to", to.String())
+		if cfg.Hooks.BreakerState != nil {
+			cfg.Hooks.BreakerState(from, to)
+		}
 	})
 	if cfg.RateLimit > 0 {
 		p.limiter = newAdaptiveLimit(cfg.RateLimit)
@@ -168,7 +161,9 @@ func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 	return p
 }
 
-// BreakerState returns the breaker's state.
+// BreakerState returns the breaker's state: open until its open period
+// ends (jittered, see BreakerConfig.OpenTimeout), then half-open until a
+// probe closes or reopens it.
 func (p *Publisher) BreakerState() gobreaker.State { return p.breaker.State() }
 
 // RateLimit returns the client-side rate limit in force (it adapts to

@@ -3,6 +3,7 @@ package itest
 import (
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func shippedCXone(t *testing.T) func(*bridge.Settings) {
 		c := &st.CXone
 		c.Timeout, c.MaxRetries, c.RetryBackoff, c.MaxBackoff = d.Timeout, d.MaxRetries, d.RetryBackoff, d.MaxBackoff
 		c.BreakerFailures, c.BreakerOpenTimeout, c.BreakerProbes, c.RateLimit = d.BreakerFailures, d.BreakerOpenTimeout, d.BreakerProbes, d.RateLimit
-		if c.MaxRetries != 3 || c.RetryBackoff != time.Second || c.BreakerFailures != 5 || c.BreakerOpenTimeout != 10*time.Second {
+		if c.MaxRetries != 3 || c.RetryBackoff != time.Second || c.BreakerFailures != 5 || c.BreakerOpenTimeout != 5*time.Second {
 			t.Fatalf("the shipped defaults changed (%+v): revisit the outage lengths of these tests", d)
 		}
 	}
@@ -112,19 +113,51 @@ func TestQuietOutageOneRecord(t *testing.T) { quietOutage(t, 1) }
 func TestQuietOutageThreeKeys(t *testing.T) { quietOutage(t, 3) }
 
 // A flapping outage, 5 s down and 5 s up for a minute, while records keep
-// arriving: none is dead-lettered, all are accepted, in order per key.
+// arriving: none is dead-lettered, all are accepted, in order per key — and
+// the worker makes progress while it flaps, not only once it ends.
+//
+// Progress: at least 100 of the 580 records (a sixth) are accepted before
+// the flapping ends. With a fixed open period equal to the flap period (the
+// old 10 s) every probe landed in a down phase: 0 accepted in every run.
+//
+// With the jittered period (the shipped 5 s: each opening lasts D drawn
+// from U[2.5 s, 7.5 s)), take cycle k: down [10k, 10k+5), up [10k+5,
+// 10k+10) seconds. The breaker is opened at 10k+e with e in [0, 2.5):
+// within a second of the down phase starting if it was closed (5 failures
+// at 10 records/s), or by the failed probe of an open period that skipped
+// the last up phase (such a probe comes at most 7.5 s after an opening in a
+// down phase, so before 10k+2.5). Call the cycle good if a probe succeeds
+// at least 0.5 s before its up phase ends: time enough for its answer and
+// for 100 held records to flush once the breaker closes (the log's "at most
+// N in 100 ms" was 62-130 in five runs on a busy 2-core machine: 600
+// records/s or more; the records held behind the few in backoff, on ~5 of
+// the 29 keys, cannot bring 150 below 100). The cycle is bad only if
+//   - the first probe, at 10k+e+D, lands at 10k+9.5 or later:
+//     P = max(0, e−2)/5; or
+//   - it lands in the down phase (D < 5−e), reopening at s = e+D, and the
+//     next probe lands at 10k+9.5 or later: P = (s−2)/5.
+//
+// Integrating, P(bad | e) = max(0, e−2)/5 + (9 − (e+0.5)²)/50 ≤ 0.175 (at
+// e = 0), whatever happened before. A good cycle among k = 1..5 accepts the
+// ≥ 150 records written by 15 s, so the assertion fails with probability
+// ≤ 0.175⁵ ≈ 1.6·10⁻⁴ (a simulation of this model, 2·10⁷ runs: ~10⁻⁵).
 func TestFlappingOutage(t *testing.T) {
-	const flapFor = time.Minute
+	const flapFor, minDuring = time.Minute, 100
 	s := newStack(t, 6, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
 	warm := s.warmUp(6, time.Minute)
 	before := s.sim.Stats()
+	flapStart := time.Now() // the simulator's flapping starts after this, and ends a minute after
 	s.sim.SetFaults(sim.Faults{FlapDown: sim.Duration(5 * time.Second), FlapUp: sim.Duration(5 * time.Second), FlapFor: sim.Duration(flapFor)})
 	start := time.Now()
+	timeline := s.sampleAccepted(flapStart, flapFor)
 	const keys, per = 29, 20 // 580 records, one every 100 ms: flowing the whole minute
 	recs := keyedRecords(keys, per, 12)
 	s.writePaced(recs, flapFor-2*time.Second)
 	t.Logf("wrote %d records in %v; accepted so far %d", len(recs), time.Since(start).Round(time.Second), s.sim.Stats().Distinct-before.Distinct)
+	during := timeline.wait(t) - before.Distinct
+	t.Logf("accepted during the flapping minute: %d of %d; per up phase (5-10 s, 15-20 s, ...): %v; at most %d in 100 ms",
+		during, len(recs), timeline.perUpPhase(before.Distinct, 5*time.Second, 5*time.Second), timeline.peak())
 	s.waitAccepted(before.Distinct+int64(len(recs)), flapFor+3*time.Minute)
 	s.waitCommitted(time.Minute)
 	w.stop(t)
@@ -134,6 +167,9 @@ func TestFlappingOutage(t *testing.T) {
 	_, attempts := w.metric("cxbridge_publish_attempts_total", "outcome")
 	_, to := w.metric("cxbridge_breaker_transitions_total", "to")
 	t.Logf("attempts %v; breaker transitions %v", attempts, to)
+	if during < minDuring {
+		t.Errorf("%d records accepted while CXone flapped (up half of the minute), want at least %d: the breaker's probes keep missing the up phases", during, minDuring)
+	}
 	if st.Distinct != int64(len(warm)+len(recs)) {
 		t.Errorf("simulator accepted %d distinct events, want %d", st.Distinct, len(warm)+len(recs))
 	}
@@ -147,6 +183,86 @@ func TestFlappingOutage(t *testing.T) {
 		t.Errorf("cxbridge_dead_letters_total %v %v", dl, by)
 	}
 	s.checkKeys(keys, per)
+}
+
+// acceptedTimeline is the simulator's count of distinct accepted events,
+// sampled every 100 ms over a window.
+type acceptedTimeline struct {
+	from    time.Time
+	done    chan struct{}
+	stop    chan struct{}
+	at      []time.Duration // since from, taken after the count was read
+	n       []int64
+	stopped sync.Once
+}
+
+// sampleAccepted samples the accepted count from from until d after it;
+// every sample it keeps was read before from+d.
+func (s *stack) sampleAccepted(from time.Time, d time.Duration) *acceptedTimeline {
+	tl := &acceptedTimeline{from: from, done: make(chan struct{}), stop: make(chan struct{})}
+	go func() {
+		defer close(tl.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n := s.sim.Stats().Distinct
+			at := time.Since(from)
+			if at >= d {
+				return
+			}
+			tl.at, tl.n = append(tl.at, at), append(tl.n, n)
+			select {
+			case <-tl.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	s.t.Cleanup(func() { tl.stopped.Do(func() { close(tl.stop) }); <-tl.done })
+	return tl
+}
+
+// wait waits for the window to end and returns the last count in it.
+func (tl *acceptedTimeline) wait(t *testing.T) int64 {
+	t.Helper()
+	select {
+	case <-tl.done:
+	case <-time.After(time.Until(tl.from.Add(2 * time.Minute))):
+		t.Fatal("the accepted-count sampler did not end")
+	}
+	if len(tl.n) == 0 {
+		t.Fatal("no sample of the accepted count")
+	}
+	return tl.n[len(tl.n)-1]
+}
+
+// peak returns the most events accepted between two samples.
+func (tl *acceptedTimeline) peak() int64 {
+	var most int64
+	for i := 1; i < len(tl.n); i++ {
+		most = max(most, tl.n[i]-tl.n[i-1])
+	}
+	return most
+}
+
+// perUpPhase returns how many events were accepted (over base) during each
+// up phase of a flapping that starts down, as far as the samples go.
+func (tl *acceptedTimeline) perUpPhase(base int64, down, up time.Duration) []int64 {
+	count := func(at time.Duration) int64 { // the last sample before at
+		n := base
+		for i, a := range tl.at {
+			if a < at {
+				n = tl.n[i]
+			}
+		}
+		return n
+	}
+	var out []int64
+	last := tl.at[len(tl.at)-1]
+	for p := down; p < last; p += down + up {
+		out = append(out, count(min(p+up, last+1))-count(p))
+	}
+	return out
 }
 
 // A record CXone refuses (500) every time, among records it accepts, is
