@@ -20,19 +20,20 @@ import (
 // with accepted publishes raises it by a tenth.
 //
 // Discovered (no --rate-limit): there is no limit until CXone answers 429.
-// Every 429 holds every publisher for Retry-After, so a rate that keeps
-// running into CXone's quota loses a second of its own traffic at each
-// 429: the limit is there to make 429s rare while using the quota.
+// Every 429 holds every publisher of the worker for Retry-After, so a rate
+// that keeps running into CXone's quota loses a second of its own traffic
+// at each 429: the limit is there to make 429s rare while using the quota.
 //
 //   - The first 429 starts the limit at what CXone accepted in the last
 //     second, doubling each second (a slow start, as TCP's) until the next
 //     429, which ends the slow start at half the rate that drew it.
 //   - From then on the limit remembers the rate that drew the last 429
 //     (its peak) and follows a curve, as TCP CUBIC does: back towards the
-//     peak quickly at first, flattening out near it, and beyond it slowly
-//     at first (1 % in 20 s), then ever faster (doubling within a minute
-//     more): quota freed by another member of the group, or by CXone, is
-//     found without probing the peak hard while it holds.
+//     peak quickly at first, flat near it (30 s after the 429), beyond it
+//     slowly at first (3 % in 28 s), then ever faster, and once 25 % beyond
+//     it (48 s) with no 429 the quota has moved: the slow start again.
+//     Quota freed by CXone, or by another member of the group, is found
+//     without probing the peak hard while it holds.
 //   - A 429 lowers the rate gently, by a twentieth; a 429 below the last
 //     peak says the quota (or this member's part of it) shrank, and the
 //     peak is lowered too, below the refused rate.
@@ -40,6 +41,9 @@ import (
 //     with little to send does not climb to a limit it never tried.
 //   - At a rebalance the limit follows the share of partitions held (see
 //     setShare): what was found for six partitions is not what two need.
+//   - Members of a group even out their limits from the group's commits
+//     (see balance): each 429 lowers one member's limit only, and left
+//     alone the members that found the quota first would keep more of it.
 //
 // Once engaged the limit is never dropped: after the quota is gone it
 // keeps climbing as long as there is enough to send to reach it.
