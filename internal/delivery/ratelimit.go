@@ -271,10 +271,13 @@ func (a *adaptiveLimit) setShare(s float64) {
 func (a *adaptiveLimit) balance(part, got float64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.auto || !a.engaged.Load() || a.slow || got <= 0 || part < 0 {
+	if !a.auto || !a.engaged.Load() || a.slow || got < 0 || part < 0 || got == 0 && part == 0 {
 		return
 	}
-	f := min(max((1+part/got)/2, 0.25), 4)
+	f := 4.0 // got nothing through: a member that joined late, held at the 429 gate by the others
+	if got > 0 {
+		f = min(max((1+part/got)/2, 0.25), 4)
+	}
 	if f > 0.97 && f < 1.03 {
 		return
 	}

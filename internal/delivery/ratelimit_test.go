@@ -293,8 +293,8 @@ func TestDiscoveredLimitShare(t *testing.T) {
 
 // A member that got less of what the group settled than its part of the
 // backlog raises its limit found from 429s, one that got more lowers it:
-// half way, by at most 4 × a step. A configured limit, or one not found
-// yet, is left alone.
+// half way, by at most 4 × a step (4 × when it got nothing through). A
+// configured limit, or one not found yet, is left alone.
 func TestDiscoveredLimitBalance(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newAdaptiveLimit(100)
@@ -331,5 +331,7 @@ func TestDiscoveredLimitBalance(t *testing.T) {
 		check(0.9, 0.1, 675*4, 1350*4) // got a ninth of its part: 4 × at most
 		check(0.2, 0.3, 2700*(1+0.2/0.3)/2, 5400*(1+0.2/0.3)/2)
 		check(0, 0.9, 2250*0.5, 4500*0.5) // none of the backlog left: half way to none
+		check(0, 0, 1125, 2250)           // neither backlog nor commits: unchanged
+		check(0.3, 0, 1125*4, 2250*4)     // got nothing through of its part: 4 ×
 	})
 }
