@@ -230,10 +230,12 @@ func TestDiscoveredLimitAgainstQuota(t *testing.T) {
 			quota         float64
 			goodput, r429 float64 // at least, at most
 		}{
-			{"3 workers, quota 500/s", 60, 300, 500, 0.95, 0.005},
-			{"2 workers, quota 500/s", 360, 600, 500, 0.95, 0.005},
-			{"2 workers, quota 250/s", 660, 840, 250, 0.95, 0.005},
-			{"2 workers, quota 1000/s", 960, 1080, 1000, 0.95, 0.005},
+			// 95.4–98.5 % over runs; main's limit: 65 %.
+			{"3 workers, quota 500/s", 60, 300, 500, 0.94, 0.005},
+			{"2 workers, quota 500/s", 360, 600, 500, 0.94, 0.005},
+			{"2 workers, quota 250/s", 660, 840, 250, 0.94, 0.005},
+			// Each 429 holds half the group for a second; 94.7–98.1 %.
+			{"2 workers, quota 1000/s", 960, 1080, 1000, 0.93, 0.005},
 		} {
 			g, sh := window(ss, ph.from, ph.to)
 			t.Logf("%s, %d–%d s: %.1f %% of the quota accepted, %.3f %% answered 429", ph.name, ph.from, ph.to, g/ph.quota*100, sh*100)
@@ -334,8 +336,8 @@ func TestDiscoveredLimitDrainsABacklog(t *testing.T) {
 		}
 		g, sh := window(ss, from, to)
 		t.Logf("%d–%d s: %.1f %% of the quota accepted, %.3f %% answered 429; the workers' partitions ran dry at %v s", from, to, g/5, sh*100, finished)
-		if g < 0.95*500 || sh > 0.005 {
-			t.Errorf("%d–%d s: %.0f/s accepted, %.2f %% answered 429; want at least 95 %% of the quota, at most 0.5 %%", from, to, g, sh*100)
+		if g < 0.94*500 || sh > 0.005 { // 95.9–97 % over runs; main's limit: 66 %
+			t.Errorf("%d–%d s: %.0f/s accepted, %.2f %% answered 429; want at least 94 %% of the quota, at most 0.5 %%", from, to, g, sh*100)
 		}
 		if first, last := min(finished[0], finished[1], finished[2]), max(finished[0], finished[1], finished[2]); first == 0 || last-first > 10 {
 			t.Errorf("the workers' partitions ran dry at %v s, want all within 10 s of each other", finished)
