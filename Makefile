@@ -7,7 +7,7 @@ BENCHTIME   ?= 2s
 COUNT       ?= 5
 FUZZTIME    ?= 30s
 
-.PHONY: build run test bench bench-e2e lint fmt
+.PHONY: build run test bench bench-e2e bench-quota lint fmt
 
 build: ## build bin/cxbridge
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cxbridge ./cmd/cxbridge
@@ -24,7 +24,10 @@ bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md), the end-to-end 
 	$(MAKE) bench-e2e
 
 bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker + simulator (several minutes)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./internal/bench/
+	$(GO) test -run '^$$' -bench EndToEnd -benchtime 1x -count 3 -timeout 60m ./internal/bench/
+
+bench-quota: ## 3 worker processes against a CXone quota of 500/s, no --rate-limit: share of the quota used, share of 429s (~10 min; docs/RELIABILITY.md)
+	$(GO) test -run '^$$' -bench Quota -benchtime 1x -count 5 -timeout 60m ./internal/bench/
 
 .PHONY: fuzz
 fuzz: ## run every Go fuzz target for FUZZTIME each (default 30s); crashers stay in testdata/fuzz/

@@ -26,6 +26,17 @@
 // ru_maxrss of its rusage: os/exec starts children with vfork, and Linux
 // counts the parent's RSS high-water mark into the child's ru_maxrss.
 //
+// BenchmarkQuota (quota_test.go) runs several workers of one group against
+// a CXone quota (the simulator's rate-limit fault) with a backlog beyond
+// it, and reports the share of the quota accepted and of requests answered
+// 429:
+//
+//	go test -run '^$' -bench Quota -benchtime 1x -count 5 -timeout 60m ./internal/bench/
+//
+// (-quota.workers, -quota.rate, -quota.backlog, -quota.rate-limit,
+// -quota.warmup; -e2e.binary measures another build, main's say, the same
+// way.)
+//
 // The package has no tests: without -bench, TestMain does not build the
 // binary.
 package bench

@@ -48,6 +48,7 @@ var (
 	flagSteady      = flag.Duration("e2e.steady", 10*time.Second, "length of the steady-rate latency phase; 0 skips it")
 	flagMaxInFlight = flag.Int("e2e.max-in-flight", 256, "the worker's --max-in-flight (256 is its default)")
 	flagWorkerLog   = flag.Bool("e2e.worker-log", false, "print the tail of each worker's stderr")
+	flagBinary      = flag.String("e2e.binary", "", "run this cxbridge binary instead of building one (to measure another version side by side)")
 )
 
 // binary is the `cxbridge` built by TestMain.
@@ -57,6 +58,10 @@ var binary string
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run())
+	}
+	if *flagBinary != "" {
+		binary = *flagBinary
 		os.Exit(m.Run())
 	}
 	testbin.Main(m, &binary)
@@ -238,13 +243,17 @@ type stack struct {
 }
 
 func newStack(b *testing.B, latency time.Duration) *stack {
+	return newStackFaults(b, sim.Faults{Latency: sim.Duration(latency)})
+}
+
+func newStackFaults(b *testing.B, faults sim.Faults) *stack {
 	br, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: partitions, Topics: []string{topic, dlqTopic}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The simulator, served as sim.Serve does but behind a recorder of
 	// acceptance times (sim.Start hides its handler).
-	s := sim.New(sim.Config{Faults: sim.Faults{Latency: sim.Duration(latency)}})
+	s := sim.New(sim.Config{Faults: faults})
 	rec := &recorder{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -326,7 +335,9 @@ type worker struct {
 	stopped bool
 }
 
-func (st *stack) startWorker(b *testing.B, adminAddr, ordering string) *worker {
+// startWorker starts a worker process; env adds to (and overrides) its
+// environment.
+func (st *stack) startWorker(b *testing.B, adminAddr, ordering string, env ...string) *worker {
 	cmd := exec.Command(binary, "run", "--ordering", ordering, "--max-in-flight", fmt.Sprint(*flagMaxInFlight))
 	cmd.Env = append(os.Environ(),
 		"CXBRIDGE_KAFKA_BROKERS="+st.broker.Addrs[0],
@@ -342,6 +353,7 @@ func (st *stack) startWorker(b *testing.B, adminAddr, ordering string) *worker {
 		// to 1 s to the measured time.
 		"CXBRIDGE_COMMIT_INTERVAL=100ms",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	w := &worker{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	w.started = time.Now()

@@ -11,6 +11,71 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 )
 
+// balanceEvery is how far apart the two reads of the group's offsets are
+// that balance compares: the committed offset of a partition moves in
+// jumps (a slow record holds it back, then it catches up), so a shorter
+// window says more about those jumps than about who got what.
+const balanceEvery = 3 * lagEvery
+
+// balance hands the publisher its share of what the group settled since
+// the read balanceEvery ago and its part of the group's backlog (see
+// balanceInputs), so that a rate limit found from 429s moves towards this
+// member's fair part of the group's (see delivery.Publisher.Balance). It
+// runs once per window, and only when this member held the same
+// partitions in the same generation throughout.
+func (w *Worker) balance(base offsetsRead, cur consumer.Offsets) (used bool) {
+	st := w.consumer.Status()
+	if !st.Joined || st.Generation != base.generation {
+		return false
+	}
+	var held []int
+	for _, p := range st.Partitions {
+		held = append(held, p.Partition)
+	}
+	part, got, ok := balanceInputs(base.offsets, cur, held)
+	if ok {
+		w.pub.Balance(part, got)
+	}
+	return true
+}
+
+// offsetsRead is one read of the group's offsets.
+type offsetsRead struct {
+	at         time.Time
+	generation int32 // this member's, when read (-1: not a member)
+	offsets    consumer.Offsets
+}
+
+// balanceInputs compares two reads of the group's offsets: got is the part
+// of what the group settled in between (its commits; a partition's first
+// commit, or one moved back, counts nothing) that was settled on the
+// partitions held, part the share of the group's backlog on them now.
+// Without a backlog of at least balanceEvery's worth at the rate the
+// group settled there is nothing to share out: ok is false.
+func balanceInputs(prev, cur consumer.Offsets, held []int) (part, got float64, ok bool) {
+	if prev.Committed == nil {
+		return 0, 0, false
+	}
+	settled := map[int]int64{}
+	var group int64
+	for p, c := range cur.Committed {
+		if pc, ok := prev.Committed[p]; ok && pc >= 0 && c >= pc {
+			settled[p] = c - pc
+			group += c - pc
+		}
+	}
+	total := cur.TotalLag()
+	if group <= 0 || total < group {
+		return 0, 0, false
+	}
+	var own, ownSettled int64
+	for _, p := range held {
+		own += cur.Lag(p)
+		ownSettled += settled[p]
+	}
+	return float64(own) / float64(total), float64(ownSettled) / float64(group), true
+}
+
 // lagEvery is how often the group's lag is read from the brokers.
 const lagEvery = 5 * time.Second
 
@@ -22,6 +87,7 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 	t := time.NewTicker(lagEvery)
 	defer t.Stop()
 	topic := w.s.Kafka.InputTopic
+	var reads []offsetsRead // since the last balance
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,9 +101,30 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 			w.log.Debug("reading the group's lag failed", "error", err.Error())
 			continue
 		}
+		now := time.Now()
+		gen := int32(-1)
+		if st := w.consumer.Status(); st.Joined {
+			gen = st.Generation
+		}
 		w.mu.Lock()
 		w.offsets = o
+		recount := len(o.End) > 0 && len(o.End) != w.partitions
+		if recount {
+			w.partitions = len(o.End)
+		}
+		held := w.held
 		w.mu.Unlock()
+		if recount { // partitions added to the topic, or unknown at the rebalance
+			w.pub.SetShare(share(held, len(o.End)))
+		}
+		if len(reads) > 0 && now.Sub(reads[0].at) >= balanceEvery-lagEvery/2 {
+			if w.balance(reads[0], o) {
+				reads = reads[:0]
+			} else {
+				reads = reads[1:]
+			}
+		}
+		reads = append(reads, offsetsRead{at: now, generation: gen, offsets: o})
 		lag.Reset()
 		for _, p := range w.consumer.Status().Partitions {
 			lag.WithLabelValues(topic, strconv.Itoa(p.Partition)).Set(float64(o.Lag(p.Partition)))

@@ -51,6 +51,8 @@ type Worker struct {
 	transport   *kafka.Transport // the DLQ writer's and kafkaClient's; closed by Run
 	dialer      *kafka.Dialer    // TLS and SASL, for the start-up check
 	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
+	partitions  int              // the input topic's partition count, last read; under mu
+	held        int              // partitions this member holds; under mu
 
 	mu       sync.Mutex
 	kafkaErr error // the start-up check's last failed attempt, until it connects
@@ -132,7 +134,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		Logger: log,
 		Hooks: consumer.Hooks{
 			Commit:   func(p int, off int64, err error) { m.ObserveCommit(topic, p, off, err) },
-			Assigned: func(int32, []int) { m.Rebalances.Inc() },
+			Assigned: func(_ int32, partitions []int) { w.assigned(context.Background(), partitions) },
 		},
 	}, w.disp, proc.Process)
 	if err != nil {
@@ -166,6 +168,8 @@ func (w *Worker) registerGauges() {
 		}))
 	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_dlq_refused_records", Help: "DLQ writes in progress whose record the DLQ topic refuses for good (retried until it accepts it; their partitions are not committed past them)."},
 		func() float64 { n, _ := w.dlq.Refused(); return float64(n) }))
+	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_rate_limit_per_second", Help: "The client-side limit on publish attempts per second in force (adapted to CXone's 429s); 0 while there is none."},
+		func() float64 { return w.pub.RateLimit() }))
 	w.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
 		[]string{"topic", "partition"})
 	w.reg.MustRegister(w.lag)

@@ -30,7 +30,7 @@ type CXone struct {
 	BreakerFailures    int           // Consecutive failures that open the breaker. Default 5.
 	BreakerOpenTimeout time.Duration // Open → half-open, on average (each opening: ½–1½ of it). Default 5s.
 	BreakerProbes      int           // Half-open probes that must succeed. Default 1.
-	RateLimit          float64       // Events/s, 0 = none. Default 0.
+	RateLimit          float64       // Publish attempts/s of the whole consumer group, 0 = none. Default 0.
 }
 
 // TokenPath is the default token endpoint, relative to the base URL.
@@ -57,7 +57,7 @@ func (c *CXone) Register(fs *FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, 5), "consecutive failed attempts that open the circuit breaker")
 	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, 5*time.Second), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
 	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, 1), "successful half-open probes that close the breaker")
-	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second (halved by a 429, then recovering); 0: none until CXone answers 429, then one found from its answers")
+	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second of the whole consumer group: each member allows its share (partitions held ÷ partitions of the input topic, updated at every rebalance), halved by a 429, then recovering; 0: none until CXone answers 429, then one found from its answers")
 }
 
 // Validate adds a problem for every bad CXone setting and fills the token URL.

@@ -52,9 +52,11 @@ type Config struct {
 	DefaultRetryAfter time.Duration
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
-	// RateLimit is the most attempts per second; a 429 halves it for a
-	// while, it then recovers by a tenth a second. 0: no limit until CXone
-	// answers 429, then one discovered the same way (see adaptiveLimit).
+	// RateLimit is the most attempts per second of the whole consumer
+	// group: this publisher allows its share of it (SetShare; all of it
+	// until told). A 429 halves it for a while, it then recovers by a
+	// tenth a second. 0: no limit until CXone answers 429, then one found
+	// from CXone's answers (see adaptiveLimit).
 	RateLimit float64
 	// Hooks observe what happens, for metrics. Optional.
 	Hooks Hooks
@@ -169,6 +171,20 @@ func (p *Publisher) BreakerState() gobreaker.State { return p.breaker.State() }
 // RateLimit returns the client-side rate limit in force (it adapts to
 // 429s), 0 when there is none.
 func (p *Publisher) RateLimit() float64 { return p.limiter.rate() }
+
+// SetShare tells the publisher its share of the consumer group's work: the
+// partitions it holds ÷ the partitions of the input topic, in [0, 1]. With
+// a configured RateLimit (the group's) its limit becomes that share of it;
+// a limit found from 429s is scaled by the change of share. Call it at
+// every rebalance.
+func (p *Publisher) SetShare(share float64) { p.limiter.setShare(share) }
+
+// Balance moves a limit found from 429s towards this publisher's fair
+// part of the consumer group's: part is its share of the group's backlog,
+// got its share of what the group settled lately (both read from the
+// group's offsets). It does nothing to a configured limit, nor before a
+// 429. Call it every few seconds while there is a backlog.
+func (p *Publisher) Balance(part, got float64) { p.limiter.balance(part, got) }
 
 // GateClosedUntil returns when the 429 gate opens; a past time means open.
 func (p *Publisher) GateClosedUntil() time.Time { return p.gate.ClosedUntil() }

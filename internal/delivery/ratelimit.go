@@ -12,50 +12,85 @@ import (
 	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
-// adaptiveLimit is the client-side rate limit. A 429 halves the rate; each
-// second with accepted publishes raises it: by a tenth (configured), or by
-// a tenth more for every second since the last 429 (discovered).
+// adaptiveLimit is the client-side rate limit.
 //
-// Configured (--rate-limit): the rate starts at the configured one and
-// stays between a twentieth of it and it.
+// Configured (--rate-limit): the rate starts at the configured one times
+// this member's share of the group's partitions (see setShare) and stays
+// between a twentieth of that and that; a 429 halves it and each second
+// with accepted publishes raises it by a tenth.
 //
 // Discovered (no --rate-limit): there is no limit until CXone answers 429.
-// Then the rate starts at half what CXone accepted in the last second and
-// doubles every second (a slow start, as TCP's) until the next 429, after
-// which it adapts as above, with no ceiling. Once it has climbed to four
-// times the rate of that 429 without another one, CXone's limit is gone and
-// so is ours. Without a limit, every 429 holds every publisher for
-// Retry-After, and then they all go at once, only for the burst to be
-// refused again: a tenth of CXone's rate.
+// Every 429 holds every publisher of the worker for Retry-After, so a rate
+// that keeps running into CXone's quota loses a second of its own traffic
+// at each 429: the limit is there to make 429s rare while using the quota.
+//
+//   - The first 429 starts the limit at what CXone accepted in the last
+//     second, doubling each second (a slow start, as TCP's) until the next
+//     429, which ends the slow start at half the rate that drew it.
+//   - From then on the limit remembers the rate that drew the last 429
+//     (its peak) and follows a curve, as TCP CUBIC does: back towards the
+//     peak quickly at first, flat near it (30 s after the 429), beyond it
+//     slowly at first (3 % in 28 s), then ever faster, and once 25 % beyond
+//     it (48 s) with no 429 the quota has moved: the slow start again.
+//     Quota freed by CXone, or by another member of the group, is found
+//     without probing the peak hard while it holds.
+//   - A 429 lowers the rate gently, by a twentieth; a 429 below the last
+//     peak says the quota (or this member's part of it) shrank, and the
+//     peak is lowered too, below the refused rate.
+//   - Time only counts while the limit holds publishers back: a worker
+//     with little to send does not climb to a limit it never tried.
+//   - At a rebalance the limit follows the share of partitions held (see
+//     setShare): what was found for six partitions is not what two need.
+//   - Members of a group even out their limits from the group's commits
+//     (see balance): each 429 lowers one member's limit only, and left
+//     alone the members that found the quota first would keep more of it.
+//
+// Once engaged the limit is never dropped: after the quota is gone it
+// keeps climbing as long as there is enough to send to reach it.
 type adaptiveLimit struct {
-	lim      *rate.Limiter
-	auto     bool // discovered, not configured
+	lim     *rate.Limiter
+	auto    bool        // discovered, not configured
+	engaged atomic.Bool // a limit is in force; read without mu by wait
+	waited  atomic.Bool // a publisher was held back since the last step; read and reset by up
+
+	mu       sync.Mutex
+	quota    float64 // configured: --rate-limit, the group's
+	share    float64 // this member's share of the group's partitions, [0, 1]
 	ceiling  float64
 	floor    float64
-	mu       sync.Mutex
-	engaged  atomic.Bool // a limit is in force (always, when configured); read without mu by wait
-	slow     bool        // a discovered limit's slow start: doubling until a 429
-	hit      float64     // the rate that drew the last 429
 	current  float64
-	lastStep time.Time
-	lastDown time.Time // when the rate was last halved
+	slow     bool      // discovered: slow start, doubling until a 429
+	peak     float64   // discovered: the rate that drew the last 429
+	start    float64   // discovered: the rate after the last decrease
+	k        float64   // discovered: seconds (held back) from start back to peak
+	elapsed  float64   // discovered: seconds held back since the last decrease
+	lastStep time.Time // last rise (configured) or step along the curve (discovered)
+	lastDown time.Time
 
 	second            time.Time // start of the current one-second window
 	inSecond, lastSec int       // publishes accepted in it, and in the one before
 }
 
+// The discovered limit's curve.
+const (
+	beta      = 0.95                   // a 429 keeps this share of the rate
+	approachK = 30.0                   // seconds from a 429's decrease back to its peak
+	slowExitK = 10.0                   // seconds from half the rate that ended the slow start back to it
+	probeTau  = 70.0                   // beyond the peak, the rate is peak·e^((x/probeTau)⁴) after x seconds…
+	reslowAt  = 1.25                   // …until it is this far beyond it: then the slow start again
+	stepEvery = 100 * time.Millisecond // how often the rate moves along the curve
+)
+
 func newAdaptiveLimit(perSecond float64) *adaptiveLimit {
-	a := &adaptiveLimit{
-		lim:     rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10))),
-		ceiling: perSecond, floor: max(perSecond/20, 0.5), current: perSecond,
-	}
+	a := &adaptiveLimit{lim: rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10))), quota: perSecond, share: 1}
+	a.ceiling, a.floor, a.current = perSecond, min(max(perSecond/20, 0.5), perSecond), perSecond
 	a.engaged.Store(true)
 	return a
 }
 
 // newDiscoveredLimit returns a limit that engages at the first 429.
 func newDiscoveredLimit() *adaptiveLimit {
-	return &adaptiveLimit{lim: rate.NewLimiter(rate.Inf, 1), auto: true, ceiling: math.Inf(1), floor: 0.5}
+	return &adaptiveLimit{lim: rate.NewLimiter(rate.Inf, 1), auto: true, share: 1, ceiling: math.Inf(1), floor: 0.5}
 }
 
 // maxReserve bounds how far ahead a waiter reserves its turn: a reservation
@@ -73,6 +108,9 @@ func (a *adaptiveLimit) wait(ctx context.Context) error {
 	for {
 		r := a.lim.Reserve()
 		d := r.Delay()
+		if d > 0 && !a.waited.Load() {
+			a.waited.Store(true)
+		}
 		if d <= maxReserve {
 			return retry.Sleep(ctx, d)
 		}
@@ -83,33 +121,48 @@ func (a *adaptiveLimit) wait(ctx context.Context) error {
 	}
 }
 
-// down halves the rate after a 429 to an attempt that started at sent. A
-// 429 to an attempt sent before the last halving (or admitted by a
-// reservation made before it) says nothing about the halved rate: the
-// attempts in flight when CXone starts refusing would otherwise halve it
-// once each, down to the floor at once.
+// down lowers the rate after a 429 to an attempt that started at sent. A
+// 429 to an attempt sent before the last decrease (or admitted by a
+// reservation made before it) says nothing about the lowered rate: the
+// attempts in flight when CXone starts refusing would otherwise lower it
+// once each.
 func (a *adaptiveLimit) down(sent time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if sent.Before(a.lastDown.Add(maxReserve)) { // admitted at the rate before
 		return
 	}
-	if !a.engaged.Load() { // discovered: start from what CXone took
+	now := time.Now()
+	switch {
+	case !a.auto:
+		a.current = max(a.current/2, a.floor)
+	case !a.engaged.Load(): // the first 429: start from what CXone took
 		a.engaged.Store(true)
 		a.slow = true
 		a.current = float64(max(a.lastSec, a.inSecond, 2))
-	} else {
+	case a.slow: // the rate doubled past the quota: half of it did not
 		a.slow = false
+		a.peak = a.current
+		a.current = max(a.current/2, a.floor)
+		a.k = slowExitK
+	default:
+		if a.current < a.peak { // refused below the last peak: the quota (or this member's part of it) shrank
+			a.peak = a.current * (1 + beta) / 2
+		} else {
+			a.peak = a.current
+		}
+		a.current = max(a.current*beta, a.floor)
+		a.k = approachK
 	}
-	a.hit = a.current
-	a.current = max(a.current/2, a.floor)
-	a.lastStep = time.Now()
-	a.lastDown = a.lastStep
+	a.start = a.current
+	a.elapsed = 0
+	a.lastStep, a.lastDown = now, now
+	a.waited.Store(false)
 	a.set()
 }
 
-// up counts an accepted publish and raises the rate, at most once a
-// second; a discovered limit far above the rate of the last 429 is dropped.
+// up counts an accepted publish and raises the rate: a configured one at
+// most once a second, a discovered one along its curve.
 func (a *adaptiveLimit) up() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -122,23 +175,115 @@ func (a *adaptiveLimit) up() {
 		a.inSecond, a.second = 0, now
 	}
 	a.inSecond++
-	if !a.engaged.Load() || a.current >= a.ceiling || now.Sub(a.lastStep) < time.Second {
+	if !a.engaged.Load() {
 		return
 	}
-	if a.auto && !a.slow && a.current >= 4*a.hit {
-		a.engaged.Store(false)
-		a.lim.SetLimit(rate.Inf)
+	if !a.auto {
+		if a.current >= a.ceiling || now.Sub(a.lastStep) < time.Second {
+			return
+		}
+		a.current = min(a.current*1.1+1, a.ceiling)
+		a.lastStep = now
+		a.set()
 		return
 	}
-	step := 1.1
-	switch {
-	case a.slow:
-		step = 2
-	case a.auto: // faster the longer CXone has not refused
-		step = min(1.1+0.1*now.Sub(a.lastDown).Seconds(), 2)
+	d := now.Sub(a.lastStep)
+	if d < stepEvery {
+		return
 	}
-	a.current = min(a.current*step+1, a.ceiling)
 	a.lastStep = now
+	if !a.waited.Swap(false) { // nobody held back: the limit is not what limits us
+		return
+	}
+	dt := min(d, time.Second).Seconds()
+	a.elapsed += dt
+	next := a.current * math.Pow(2, dt) // never faster than the slow start
+	if !a.slow {
+		next = min(next, a.curve())
+	}
+	a.current = max(a.current, next)
+	if !a.slow && a.current > reslowAt*a.peak { // far beyond where CXone last refused, and still nothing refused: the quota has moved
+		a.slow = true
+	}
+	a.set()
+}
+
+// curve is the discovered rate elapsed seconds after the last decrease:
+// from start up to the peak in k seconds, steep at first and flat at the
+// end, then beyond it, slowly at first and ever faster. a.mu is held.
+func (a *adaptiveLimit) curve() float64 {
+	x := a.elapsed - a.k
+	if x < 0 {
+		r := -x / a.k
+		return a.peak - (a.peak-a.start)*r*r*r
+	}
+	r := x / probeTau
+	return a.peak * math.Exp(r*r*r*r)
+}
+
+// setShare sets this member's share of the group's partitions, s in
+// [0, 1]. A configured limit becomes that share of the configured rate
+// (at least half an attempt a second: a member holding nothing publishes
+// nothing anyway), lowered by 429s as before, within it. A discovered one
+// is scaled by the change of share: what was found for the partitions
+// held before is spread over those held now; a member holding nothing
+// keeps it as it was, to be scaled from there when it gets partitions
+// again.
+func (a *adaptiveLimit) setShare(s float64) {
+	s = min(max(s, 0), 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.auto {
+		level := a.current / a.ceiling // how far 429s have lowered it
+		a.share = s
+		a.ceiling = max(a.quota*s, min(0.5, a.quota))
+		a.floor = min(max(a.ceiling/20, 0.5), a.ceiling)
+		a.current = min(max(a.ceiling*level, a.floor), a.ceiling)
+		a.set()
+		return
+	}
+	if s == 0 || s == a.share {
+		return
+	}
+	f := s / a.share
+	a.share = s
+	if !a.engaged.Load() {
+		return
+	}
+	a.current = max(a.current*f, a.floor)
+	a.peak *= f
+	a.start *= f
+	a.set()
+}
+
+// balance moves a discovered limit towards this member's fair part of
+// the group's. The members of a group cannot see each other's limits, and
+// a 429 only tells the one it answers that their sum is too high: left
+// alone, members that found the quota first keep more of it, finish their
+// partitions first, and leave the rest of the backlog to members with a
+// smaller limit, which find the freed quota only slowly. Every member
+// reads the same commits: got is this member's share of what the group
+// settled lately, part its share of the group's backlog. A member that got
+// less than its part raises its limit (and its remembered peak) half way
+// to where it would get its part, one that got more lowers it (at most
+// by 4 × a step): as every member got through about the same share of its
+// own limit, the limits' sum stays where 429s put it.
+func (a *adaptiveLimit) balance(part, got float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.auto || !a.engaged.Load() || a.slow || got < 0 || part < 0 || got == 0 && part == 0 {
+		return
+	}
+	f := 4.0 // got nothing through: a member that joined late, held at the 429 gate by the others
+	if got > 0 {
+		f = min(max((1+part/got)/2, 0.25), 4)
+	}
+	if f > 0.97 && f < 1.03 {
+		return
+	}
+	a.current = max(a.current*f, a.floor)
+	a.peak *= f
+	a.start *= f
 	a.set()
 }
 

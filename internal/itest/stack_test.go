@@ -46,6 +46,7 @@ type stack struct {
 	logs   io.Writer
 
 	publishing, peakPublishing atomic.Int64 // concurrent publish requests at the simulator
+	accepts                    acceptLog    // when the simulator answered each accepted publish
 }
 
 func newStack(t *testing.T, partitions int, simCfg sim.Config) *stack {
@@ -68,6 +69,7 @@ func newStack(t *testing.T, partitions int, simCfg sim.Config) *stack {
 					break
 				}
 			}
+			w = st.accepts.wrap(w)
 		}
 		h.ServeHTTP(w, r)
 	}))

@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// share is a member's part of the group's work: the partitions it holds ÷
+// the partitions of the input topic, in [0, 1]. A member holding nothing
+// has 0; an unknown total (0) counts what it holds as all there is.
+func share(held, total int) float64 {
+	switch {
+	case held <= 0:
+		return 0
+	case total < held:
+		return 1
+	}
+	return float64(held) / float64(total)
+}
+
+// assigned runs at every rebalance, before the generation's partitions
+// are fetched: the rate limit (--rate-limit is the group's) becomes this
+// member's share of it. The topic's partition count is read from the
+// brokers; when they cannot tell, the last count known is used (none:
+// the member takes the whole limit until watchLag knows better).
+func (w *Worker) assigned(ctx context.Context, partitions []int) {
+	w.metrics.Rebalances.Inc()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n, err := partitionCount(rctx, w.kafkaClient, w.s.Kafka.InputTopic)
+	cancel()
+	w.mu.Lock()
+	if err == nil {
+		w.partitions = n
+	} else {
+		n = w.partitions
+	}
+	w.held = len(partitions)
+	w.mu.Unlock()
+	if err != nil {
+		w.log.Warn("reading the input topic's partition count failed; the rate limit's share uses the last count known", "error", err.Error(), "partitions", n)
+	}
+	s := share(len(partitions), n)
+	w.pub.SetShare(s)
+	w.log.Info("rate limit share", "partitions_held", len(partitions), "partitions", n, "share", s, "rate_limit_per_second", w.pub.RateLimit())
+}
+
+// partitionCount reads how many partitions topic has.
+func partitionCount(ctx context.Context, c *kafka.Client, topic string) (int, error) {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	for _, t := range md.Topics {
+		if t.Name == topic {
+			if t.Error != nil {
+				return 0, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+			}
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, fmt.Errorf("metadata of %s: topic not found", topic)
+}
