@@ -29,6 +29,10 @@ bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker + simu
 bench-quota: ## 3 worker processes against a CXone quota of 500/s, no --rate-limit: share of the quota used, share of 429s (~10 min; docs/RELIABILITY.md)
 	$(GO) test -run '^$$' -bench Quota -benchtime 1x -count 5 -timeout 60m ./internal/bench/
 
+.PHONY: test-kafka
+test-kafka: ## the integration, process and chaos tests against a real Apache Kafka 4.4 broker (scripts/kafka.sh; installs Java and Maven when absent)
+	GO=$(GO) bash scripts/test-kafka.sh
+
 .PHONY: fuzz
 fuzz: ## run every Go fuzz target for FUZZTIME each (default 30s); crashers stay in testdata/fuzz/
 	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh

@@ -9,9 +9,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/dlq"
@@ -49,9 +46,7 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 	}
 	t.Logf("first bad record by partition: %v", firstBad)
 
-	fault := s.broker.Cluster().Fault(kfake.Fault{
-		Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.NotEnoughReplicas, Count: -1,
-	})
+	restore, refused := s.refuseDLQ()
 	var restored atomic.Bool
 	// Every sample: no committed offset passes a bad record that is not in
 	// the DLQ. The DLQ is read after the offsets, so it holds at least what
@@ -60,7 +55,7 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 		inDLQ := map[string]bool{}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: dlqTopic}, func(m kafka.Message) error {
+		err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: s.dlqName}, func(m kafka.Message) error {
 			inDLQ[string(m.Key)] = true
 			return nil
 		})
@@ -98,13 +93,13 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 	}, func() string { return fmt.Sprintf("committed %v, first bad %v", o.Committed, firstBad) })
 	time.Sleep(500 * time.Millisecond) // the watermark holds: let the watch sample it a few more times
 	failures, _ := w.metric("cxbridge_dlq_write_failures_total", "")
-	t.Logf("DLQ down: %d produce requests refused, %v write failures, committed %v, lag %d", fault.Hits(), failures, o.Committed, o.TotalLag())
-	if fault.Hits() == 0 || failures == 0 {
-		t.Errorf("the DLQ writes did not fail (%d refused, %v failures)", fault.Hits(), failures)
+	t.Logf("DLQ down: %d produce requests refused (-1: not counted on a real broker), %v write failures, committed %v, lag %d", refused(), failures, o.Committed, o.TotalLag())
+	if refused() == 0 || failures == 0 {
+		t.Errorf("the DLQ writes did not fail (%d refused, %v failures)", refused(), failures)
 	}
 
 	restored.Store(true)
-	fault.Remove()
+	restore()
 	t0 := time.Now()
 	s.waitCommitted(time.Minute)
 	t.Logf("DLQ restored: everything committed %v later", time.Since(t0))

@@ -111,11 +111,12 @@ func TestDLQRefusesOneRecordForGood(t *testing.T) {
 				elsewhere  = 3_000
 			)
 			s := newStack(t, partitions, sim.Config{})
+			s.broker.RequireEmbedded("the broker refuses one record, found by its content, for as long as the test says")
 			defaults := s.settings().Worker
 			share, maxUncommitted := config.LaneShare(defaults.MaxInFlight), defaults.MaxUncommittedPerPartition
 			p := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte("hot")}, 0, 1, 2, 3, 4, 5)
 			marker := []byte("poison-marker")
-			fault := s.broker.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.InvalidRecord, Count: -1,
+			fault := s.broker.Embedded().Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: s.dlqName, Err: kerr.InvalidRecord, Count: -1,
 				When: func(r kmsg.Request) bool {
 					for _, tp := range r.(*kmsg.ProduceRequest).Topics {
 						for _, pp := range tp.Partitions {

@@ -22,6 +22,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 const (
@@ -98,7 +99,8 @@ func newSecStack(t *testing.T, b secBroker) *secStack {
 	s := sim.New(sim.Config{})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	st.stack = &stack{t: t, broker: &devstack.Broker{Addrs: []string{addr}}, sim: s, simURL: srv.URL,
+	st.stack = &stack{t: t, broker: testkafka.Use(t, &devstack.Broker{Addrs: []string{addr}}), sim: s, simURL: srv.URL,
+		input: inputTopic, dlqName: dlqTopic, group: groupID,
 		logs: io.MultiWriter(st.logBuf, verboseLogs())}
 	st.client = &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second, Transport: st.tr}
 	if !b.late {
@@ -115,7 +117,7 @@ func (s *secStack) startBroker() {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(b.Close)
-	s.broker = b
+	s.broker = testkafka.Use(s.t, b)
 }
 
 func verboseLogs() io.Writer {

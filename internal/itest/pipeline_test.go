@@ -44,7 +44,7 @@ func TestPipelineSettlesEverything(t *testing.T) {
 		if e.Reason != want[key] {
 			t.Errorf("%s: reason %q, want %q", key, e.Reason, want[key])
 		}
-		if e.Topic != inputTopic || e.CorrelationID == "" || e.TraceID == "" {
+		if e.Topic != s.input || e.CorrelationID == "" || e.TraceID == "" {
 			t.Errorf("%s: entry %+v", key, e)
 		}
 		// The original coordinates point at the original record.

@@ -19,31 +19,39 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/consumer"
-	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/telemetry"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
+// The names the tests know their topics and group by; on a real broker each
+// test gets its own (stack.input, stack.dlqName, stack.group).
 const (
 	inputTopic = "cxone.events"
 	dlqTopic   = "cxone.events.dlq"
 	groupID    = "cxbridge-test"
 )
 
-// stack is one embedded broker and one simulator.
+// stack is one broker (embedded, or the real one of testkafka's
+// environment) and one simulator.
 type stack struct {
 	t      *testing.T
-	broker *devstack.Broker
-	sim    *sim.Server
-	simURL string
-	client *kafka.Client
-	logs   io.Writer
+	broker *testkafka.Broker
+	// The input topic, DLQ topic and group of the test on its broker.
+	input, dlqName, group string
+	sim                   *sim.Server
+	simURL                string
+	client                *kafka.Client
+	logs                  io.Writer
 
 	publishing, peakPublishing atomic.Int64 // concurrent publish requests at the simulator
 	accepts                    acceptLog    // when the simulator answered each accepted publish
@@ -51,14 +59,11 @@ type stack struct {
 
 func newStack(t *testing.T, partitions int, simCfg sim.Config) *stack {
 	t.Helper()
-	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: partitions,
+	b := testkafka.Start(t, testkafka.Config{Partitions: partitions,
 		Topics: []string{inputTopic, dlqTopic}, MinSessionTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	s := sim.New(simCfg)
-	st := &stack{t: t, broker: b, sim: s, logs: io.Discard}
+	st := &stack{t: t, broker: b, sim: s, logs: io.Discard,
+		input: b.Topic(inputTopic), dlqName: b.Topic(dlqTopic), group: b.Group(groupID)}
 	h := s.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v2/events/publish" {
@@ -75,7 +80,7 @@ func newStack(t *testing.T, partitions int, simCfg sim.Config) *stack {
 	}))
 	t.Cleanup(srv.Close)
 	st.simURL = srv.URL
-	st.client = &kafka.Client{Addr: kafka.TCP(b.Addrs...), Timeout: 10 * time.Second}
+	st.client = b.Client()
 	if os.Getenv("ITEST_LOG") != "" {
 		st.logs = os.Stderr
 	}
@@ -99,7 +104,7 @@ func (s *stack) settings() bridge.Settings {
 	st.CXone.MaxBackoff = time.Second
 	st.CXone.BreakerOpenTimeout = 500 * time.Millisecond
 	st.Kafka.Brokers = s.broker.Addrs[0]
-	st.Kafka.InputTopic, st.Kafka.DLQTopic, st.Kafka.GroupID = inputTopic, dlqTopic, groupID
+	st.Kafka.InputTopic, st.Kafka.DLQTopic, st.Kafka.GroupID = s.input, s.dlqName, s.group
 	st.Kafka.SessionTimeout = 6 * time.Second
 	st.Kafka.RebalanceTimeout = 5 * time.Second
 	st.Kafka.HeartbeatInterval = 200 * time.Millisecond
@@ -174,7 +179,7 @@ func (s *stack) startWorker(mutate func(*bridge.Settings)) *running {
 // write produces msgs to the input topic, hashed by key like any producer.
 func (s *stack) write(msgs []kafka.Message) {
 	s.t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(s.broker.Addrs...), Topic: inputTopic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(s.broker.Addrs...), Topic: s.input, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchSize: 500, BatchBytes: 1000_000, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	for i := 0; i < len(msgs); i += 500 {
@@ -188,7 +193,7 @@ func (s *stack) offsets() consumer.Offsets {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, s.client, groupID, inputTopic)
+	o, err := consumer.ReadOffsets(ctx, s.client, s.group, s.input)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -200,7 +205,7 @@ func (s *stack) dlqRecords() []kafka.Message {
 	var out []kafka.Message
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: dlqTopic}, func(m kafka.Message) error {
+	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: s.dlqName}, func(m kafka.Message) error {
 		out = append(out, m)
 		return nil
 	})
@@ -275,7 +280,7 @@ func (s *stack) inputRecords() map[[2]int64]kafka.Message {
 	out := map[[2]int64]kafka.Message{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: inputTopic}, func(m kafka.Message) error {
+	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: s.input}, func(m kafka.Message) error {
 		out[[2]int64{int64(m.Partition), m.Offset}] = m
 		return nil
 	})
@@ -370,7 +375,7 @@ func (s *stack) watchOffsets(every time.Duration, check func(consumer.Offsets) [
 		defer t.Stop()
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			o, err := consumer.ReadOffsets(ctx, client, groupID, inputTopic)
+			o, err := consumer.ReadOffsets(ctx, client, s.group, s.input)
 			cancel()
 			w.mu.Lock()
 			if err != nil {
@@ -519,5 +524,49 @@ func (s *stack) checkKeys(keys, per int) {
 	}
 	if bad > 5 {
 		s.t.Errorf("... %d keys out of order in all", bad)
+	}
+}
+
+// observeProduce counts the produce requests to topic that match, on the
+// embedded broker; nil on a real one, which cannot be watched from inside.
+func observeProduce(b *testkafka.Broker, topic string, match func(*kmsg.ProduceRequest) bool) *kfake.FaultHandle {
+	eb := b.Embedded()
+	if eb == nil {
+		return nil
+	}
+	return eb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Observe: true, Count: -1,
+		When: func(r kmsg.Request) bool { return match(r.(*kmsg.ProduceRequest)) }})
+}
+
+// refuseDLQ makes the broker refuse every write to the DLQ topic with
+// NOT_ENOUGH_REPLICAS until restore is called: the embedded broker by an
+// injected fault, a real one by asking more in-sync replicas of the topic
+// (min.insync.replicas 2) than it has (1), as a cluster that lost
+// replicas does. refused counts the refused produce requests on the
+// embedded broker, -1 on a real one.
+func (s *stack) refuseDLQ() (restore func(), refused func() int) {
+	s.t.Helper()
+	if eb := s.broker.Embedded(); eb != nil {
+		f := eb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: s.dlqName, Err: kerr.NotEnoughReplicas, Count: -1})
+		return f.Remove, func() int { return int(f.Hits()) }
+	}
+	s.setTopicConfig(s.dlqName, "min.insync.replicas", "2")
+	return func() { s.setTopicConfig(s.dlqName, "min.insync.replicas", "1") }, func() int { return -1 }
+}
+
+// setTopicConfig sets one config of topic on the broker.
+func (s *stack) setTopicConfig(topic, name, value string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.client.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
+		Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: name, Value: value, ConfigOperation: kafka.ConfigOperationSet}},
+	}}})
+	if err == nil && res.Resources[0].Error != nil {
+		err = res.Resources[0].Error
+	}
+	if err != nil {
+		s.t.Fatalf("setting %s=%s on %s: %v", name, value, topic, err)
 	}
 }

@@ -29,7 +29,7 @@ func TestAbortedTransactionsAreNeverPublished(t *testing.T) {
 	s.warmUp(partitions, 30*time.Second)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Addrs...), kgo.TransactionalID("itest-txn"),
-		kgo.DefaultProduceTopic(inputTopic), kgo.ProducerLinger(0))
+		kgo.DefaultProduceTopic(s.input), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,12 +118,12 @@ func (s *stack) highWatermarks(partitions int) map[int]int64 {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := s.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{inputTopic: reqs}})
+	res, err := s.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{s.input: reqs}})
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	out := map[int]int64{}
-	for _, p := range res.Topics[inputTopic] {
+	for _, p := range res.Topics[s.input] {
 		if p.Error != nil {
 			s.t.Fatalf("high watermark of partition %d: %v", p.Partition, p.Error)
 		}
