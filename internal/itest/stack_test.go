@@ -6,6 +6,7 @@ package itest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -191,13 +192,21 @@ func (s *stack) write(msgs []kafka.Message) {
 
 func (s *stack) offsets() consumer.Offsets {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, s.client, s.group, s.input)
-	if err != nil {
-		s.t.Fatal(err)
+	for {
+		o, err := consumer.ReadOffsets(ctx, s.client, s.group, s.input)
+		if err == nil {
+			return o
+		}
+		// A real broker answers NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
+		// while it sets up the group coordinator (a fresh broker, a new group).
+		if !errors.Is(err, kafka.NotCoordinatorForGroup) && !errors.Is(err, kafka.GroupCoordinatorNotAvailable) &&
+			!errors.Is(err, kafka.GroupLoadInProgress) || ctx.Err() != nil {
+			s.t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return o
 }
 
 func (s *stack) dlqRecords() []kafka.Message {
@@ -538,20 +547,21 @@ func observeProduce(b *testkafka.Broker, topic string, match func(*kmsg.ProduceR
 		When: func(r kmsg.Request) bool { return match(r.(*kmsg.ProduceRequest)) }})
 }
 
-// refuseDLQ makes the broker refuse every write to the DLQ topic with
-// NOT_ENOUGH_REPLICAS until restore is called: the embedded broker by an
-// injected fault, a real one by asking more in-sync replicas of the topic
-// (min.insync.replicas 2) than it has (1), as a cluster that lost
-// replicas does. refused counts the refused produce requests on the
-// embedded broker, -1 on a real one.
+// refuseDLQ makes the broker refuse every write to the DLQ topic until
+// restore is called: the embedded broker answers NOT_ENOUGH_REPLICAS (an
+// injected fault), a real one has lost the topic (deleted, then created
+// again by restore; a single-node broker cannot be made to miss
+// min.insync.replicas: Kafka caps it at the replication factor). refused
+// counts the refused produce requests on the embedded broker, -1 on a real
+// one.
 func (s *stack) refuseDLQ() (restore func(), refused func() int) {
 	s.t.Helper()
 	if eb := s.broker.Embedded(); eb != nil {
 		f := eb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: s.dlqName, Err: kerr.NotEnoughReplicas, Count: -1})
 		return f.Remove, func() int { return int(f.Hits()) }
 	}
-	s.setTopicConfig(s.dlqName, "min.insync.replicas", "2")
-	return func() { s.setTopicConfig(s.dlqName, "min.insync.replicas", "1") }, func() int { return -1 }
+	partitions := s.broker.DeleteTopic(s.dlqName)
+	return func() { s.broker.CreateTopic(dlqTopic, partitions, nil) }, func() int { return -1 }
 }
 
 // setTopicConfig sets one config of topic on the broker.
@@ -569,4 +579,19 @@ func (s *stack) setTopicConfig(topic, name, value string) {
 	if err != nil {
 		s.t.Fatalf("setting %s=%s on %s: %v", name, value, topic, err)
 	}
+	// The controller has it; wait until the broker does too.
+	waitFor(s.t, 30*time.Second, fmt.Sprintf("the broker to apply %s=%s to %s", name, value, topic), func() bool {
+		res, err := s.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{name},
+		}}})
+		if err != nil || len(res.Resources) != 1 {
+			return false
+		}
+		for _, e := range res.Resources[0].ConfigEntries {
+			if e.ConfigName == name {
+				return e.ConfigValue == value
+			}
+		}
+		return false
+	})
 }

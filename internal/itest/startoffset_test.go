@@ -26,9 +26,20 @@ func TestStartOffsetLatestSkipsNothingAcrossRebalances(t *testing.T) {
 	s := newStack(t, partitions, sim.Config{})
 	latest := func(st *bridge.Settings) { st.Kafka.StartOffset = "latest" }
 	a := s.startWorker(latest)
-	waitFor(t, 30*time.Second, "a holding all 6 partitions", func() bool {
+	// a took the partitions once it committed where "latest" was for each:
+	// records written before that are before its start (and skipped, as
+	// "latest" says), records written after it are the test's.
+	waitFor(t, 30*time.Second, "a holding all 6 partitions, its start offsets committed", func() bool {
 		st := a.w.Consumer().Status()
-		return st.Joined && len(st.Partitions) == partitions
+		if !st.Joined || len(st.Partitions) != partitions {
+			return false
+		}
+		for _, c := range s.offsets().Committed {
+			if c < 0 {
+				return false
+			}
+		}
+		return true
 	})
 	warm := warmRecords(partitions, 3) // partitions 0, 1, 2
 	before := s.sim.Stats().Distinct

@@ -178,12 +178,19 @@ func (b *Broker) CreateTopic(name string, partitions int, configs map[string]str
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := b.Client()
-	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
-	if err != nil {
-		b.t.Fatalf("creating topic %s: %v", real, err)
-	}
-	if err := res.Errors[real]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		b.t.Fatalf("creating topic %s: %v", real, err)
+	for {
+		res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+		if err == nil {
+			err = res.Errors[real]
+		}
+		if err == nil {
+			break
+		}
+		// A topic being deleted is still there for a moment.
+		if !errors.Is(err, kafka.TopicAlreadyExists) || ctx.Err() != nil {
+			b.t.Fatalf("creating topic %s: %v", real, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if b.embedded == nil {
 		b.t.Cleanup(func() { b.deleteTopic(real) })
@@ -192,6 +199,41 @@ func (b *Broker) CreateTopic(name string, partitions int, configs map[string]str
 		b.t.Fatal(err)
 	}
 	return real
+}
+
+// DeleteTopic deletes topic (its name on the broker) and waits until the
+// broker no longer knows it; it returns how many partitions it had.
+func (b *Broker) DeleteTopic(topic string) int {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := b.Client()
+	partitions := 0
+	if md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}}); err == nil {
+		for _, t := range md.Topics {
+			if t.Name == topic {
+				partitions = len(t.Partitions)
+			}
+		}
+	}
+	res, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	if err == nil {
+		err = res.Errors[topic]
+	}
+	if err != nil {
+		b.t.Fatalf("deleting topic %s: %v", topic, err)
+	}
+	for {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && errors.Is(md.Topics[0].Error, kafka.UnknownTopicOrPartition) {
+			return partitions
+		}
+		select {
+		case <-ctx.Done():
+			b.t.Fatalf("topic %s still known 30s after its deletion", topic)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (b *Broker) deleteTopic(name string) {
