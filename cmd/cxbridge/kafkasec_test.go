@@ -14,6 +14,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 const (
@@ -50,7 +51,7 @@ func newSecureEnv(t *testing.T, tlsOn bool) (*env, certs.Files) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{broker: b, sim: s, simURL: url}, files
+	return &env{broker: testkafka.Use(t, b), sim: s, simURL: url, input: "cxone.events", dlq: "cxone.events.dlq", group: "cxbridge-proc"}, files
 }
 
 // A wrong SASL password stops `cxbridge run` within seconds with exit
@@ -107,7 +108,7 @@ func TestSASLOverTLSDelivers(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	const n = 200
 	var st produce.Stats
-	if err := produce.Run(context.Background(), produce.Config{Brokers: e.broker.Addrs, Topic: "cxone.events", Transport: tr,
+	if err := produce.Run(context.Background(), produce.Config{Brokers: e.broker.Addrs, Topic: e.input, Transport: tr,
 		Count: n, Keys: 50, Size: 200, Seed: 11}, &st, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testbin"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 var binary string
@@ -27,27 +26,26 @@ var binary string
 // TestMain builds the real binary once: these tests run it as a process.
 func TestMain(m *testing.M) { testbin.Main(m, &binary) }
 
+// env is a broker (the embedded one, or the real one testkafka's
+// environment names) with the input and DLQ topics, and a simulator.
 type env struct {
-	broker *devstack.Broker
+	broker *testkafka.Broker
 	sim    *sim.Server
 	simURL string
+	// The input topic, DLQ topic and group of the test on its broker.
+	input, dlq, group string
 }
 
 func newEnv(t *testing.T, faults sim.Faults) *env {
 	t.Helper()
-	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 6,
-		Topics: []string{"cxone.events", "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := testkafka.Start(t, testkafka.Config{Partitions: 6, Topics: []string{"cxone.events", "cxone.events.dlq"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	s, url, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Faults: faults})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cancel)
-	return &env{broker: b, sim: s, simURL: url}
+	return &env{broker: b, sim: s, simURL: url, input: b.Topic("cxone.events"), dlq: b.Topic("cxone.events.dlq"), group: b.Group("cxbridge-proc")}
 }
 
 // worker is a `cxbridge run` process.
@@ -69,18 +67,18 @@ func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"run"}, extra...)...)
 	cmd.Env = append(os.Environ(),
+		// The shipped settings but for where the parts are: no timing tuned.
 		"CXBRIDGE_KAFKA_BROKERS="+e.broker.Addrs[0],
-		"CXBRIDGE_GROUP_ID=cxbridge-proc",
 		"CXBRIDGE_CXONE_BASE_URL="+e.simURL,
 		"CXBRIDGE_CXONE_CLIENT_ID="+sim.DefaultClientID,
 		"CXBRIDGE_CXONE_CLIENT_SECRET="+sim.DefaultClientSecret,
 		"CXBRIDGE_ADMIN_ADDR=127.0.0.1:0",
-		"CXBRIDGE_KAFKA_SESSION_TIMEOUT=6s",
-		"CXBRIDGE_KAFKA_REBALANCE_TIMEOUT=5s",
-		"CXBRIDGE_KAFKA_HEARTBEAT_INTERVAL=200ms",
-		"CXBRIDGE_DRAIN_TIMEOUT=3s",
-		"CXBRIDGE_COMMIT_INTERVAL=100ms",
 	)
+	for name, v := range map[string]string{"CXBRIDGE_INPUT_TOPIC": e.input, "CXBRIDGE_DLQ_TOPIC": e.dlq, "CXBRIDGE_GROUP_ID": e.group} {
+		if v != "" {
+			cmd.Env = append(cmd.Env, name+"="+v)
+		}
+	}
 	w := &worker{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {
@@ -112,7 +110,7 @@ func (w *worker) waitExit(t *testing.T, d time.Duration) int {
 func (e *env) produce(t *testing.T, n int) {
 	t.Helper()
 	var st produce.Stats
-	err := produce.Run(context.Background(), produce.Config{Brokers: e.broker.Addrs, Topic: "cxone.events", Count: n, Keys: 500, Size: 200, Seed: 7}, &st, nil)
+	err := produce.Run(context.Background(), produce.Config{Brokers: e.broker.Addrs, Topic: e.input, Count: n, Keys: 500, Size: 200, Seed: 7}, &st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +120,7 @@ func (e *env) lag(t *testing.T) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, &kafka.Client{Addr: kafka.TCP(e.broker.Addrs...)}, "cxbridge-proc", "cxone.events")
+	o, err := consumer.ReadOffsets(ctx, e.broker.Client(), e.group, e.input)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +231,8 @@ func TestUnreachableBrokerIsRetried(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	e := &env{simURL: "http://127.0.0.1:1", broker: &devstack.Broker{Addrs: []string{dead}}}
+	e := &env{simURL: "http://127.0.0.1:1", broker: testkafka.Use(t, &devstack.Broker{Addrs: []string{dead}}),
+		input: "cxone.events", dlq: "cxone.events.dlq", group: "cxbridge-proc"}
 	w := e.startWorker(t)
 	waitFor(t, 30*time.Second, "the retry log line", func() bool {
 		return strings.Contains(w.stderr.String(), "joining the consumer group failed; retrying") &&

@@ -17,11 +17,11 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/config"
-	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 // The settings of the memory test's workers, and the broker's limit on the
@@ -241,37 +241,25 @@ const (
 // with its reason; the process never crashes. See above for the bounds.
 func TestHostileInputMemoryBound(t *testing.T) {
 	testStart := time.Now()
-	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: memPartitions,
-		Topics: []string{"mem.control", "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testkafka.Start(t, testkafka.Config{Partitions: memPartitions, Topics: []string{"mem.control", "cxone.events.dlq"}})
+	controlTopic, controlGroup := b.Topic("mem.control"), b.Group("mem-control")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, url, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{broker: b, sim: s, simURL: url}
-
-	client := &kafka.Client{Addr: kafka.TCP(b.Addrs...), Timeout: 10 * time.Second}
-	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: "mem.hostile", NumPartitions: memPartitions, ReplicationFactor: 1,
-		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(memTopicMax)}},
-	}}})
-	if err != nil || res.Errors["mem.hostile"] != nil {
-		t.Fatalf("creating mem.hostile: %v %v", err, res.Errors)
-	}
+	e := &env{broker: b, sim: s, simURL: url, dlq: b.Topic("cxone.events.dlq")}
+	hostileTopic, hostileGroup := b.CreateTopic("mem.hostile", memPartitions, map[string]string{"max.message.bytes": strconv.Itoa(memTopicMax)}), b.Group("mem-hostile")
 
 	// Control: ordinary records.
 	const controlN = 2000
 	var st produce.Stats
-	if err := produce.Run(ctx, produce.Config{Brokers: b.Addrs, Topic: "mem.control", Count: controlN, Keys: 200, Size: 400, Seed: 3}, &st, nil); err != nil {
+	if err := produce.Run(ctx, produce.Config{Brokers: b.Addrs, Topic: controlTopic, Count: controlN, Keys: 200, Size: 400, Seed: 3}, &st, nil); err != nil {
 		t.Fatal(err)
 	}
-	w := startMemWorker(t, e, "mem.control", "mem-control")
-	control := finishMemRun(t, e, w, "mem.control", "mem-control")
+	w := startMemWorker(t, e, controlTopic, controlGroup)
+	control := finishMemRun(t, e, w, controlTopic, controlGroup)
 	if got := s.Stats().Distinct; got != controlN {
 		t.Fatalf("control: %d accepted, want %d", got, controlN)
 	}
@@ -312,7 +300,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 		}
 	}
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
-	wr := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: "mem.hostile", Balancer: &kafka.RoundRobin{},
+	wr := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: hostileTopic, Balancer: &kafka.RoundRobin{},
 		BatchSize: 1, BatchBytes: memTopicMax, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	var total int64
 	all := append(first, rest...)
@@ -330,7 +318,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 	// CXone slow: the dispatcher fills with small records, fetching waits.
 	const latency = 4 * time.Second
 	s.SetFaults(sim.Faults{Latency: sim.Duration(latency)})
-	w = startMemWorker(t, e, "mem.hostile", "mem-hostile")
+	w = startMemWorker(t, e, hostileTopic, hostileGroup)
 	waitFor(t, 30*time.Second, "the dispatcher full of slow publishes", func() bool { return s.Stats().Requests >= memMaxInFlight })
 	stallStart := time.Now()
 	// Let the fetch loops fill their queues: until the RSS is steady for a
@@ -347,7 +335,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 		t.Fatalf("%d publishes finished during the stall: the stall measured nothing", got)
 	}
 	s.SetFaults(sim.Faults{})
-	hostile := finishMemRun(t, e, w, "mem.hostile", "mem-hostile")
+	hostile := finishMemRun(t, e, w, hostileTopic, hostileGroup)
 
 	// Every record settled as it should be.
 	got := map[string]string{}
@@ -357,7 +345,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 		_ = json.Unmarshal(a.Data, &data)
 		got[data.Case] = "accepted"
 	}
-	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: b.Addrs, Topic: "cxone.events.dlq"}, func(m kafka.Message) error {
+	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: b.Addrs, Topic: e.dlq}, func(m kafka.Message) error {
 		entry, ok, err := dlq.Parse(m.Headers)
 		if !ok || err != nil {
 			return fmt.Errorf("DLQ record without its headers: %v", err)
@@ -415,24 +403,19 @@ func TestHostileInputMemoryBound(t *testing.T) {
 // within 256 MiB, half of deploy/k8s's memory limit.
 func TestLargeEventsMemoryAtDefaults(t *testing.T) {
 	const (
-		topic, group = "mem.large", "mem-large"
-		n            = 300
-		dataBytes    = 489_000
-		bound        = 256 << 20
+		n         = 300
+		dataBytes = 489_000
+		bound     = 256 << 20
 	)
-	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 6,
-		Topics: []string{topic, "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testkafka.Start(t, testkafka.Config{Partitions: 6, Topics: []string{"mem.large", "cxone.events.dlq"}})
+	topic, group := b.Topic("mem.large"), b.Group("mem-large")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, url, err := sim.Start(ctx, "127.0.0.1:0", sim.Config{Faults: sim.Faults{Latency: sim.Duration(time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{broker: b, sim: s, simURL: url}
+	e := &env{broker: b, sim: s, simURL: url, dlq: b.Topic("cxone.events.dlq")}
 
 	fill := strings.Repeat("x", dataBytes)
 	msgs := make([]kafka.Message, n)

@@ -19,8 +19,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
-	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 // simProc is a `cxbridge sim` process.
@@ -122,11 +122,11 @@ type readiness struct {
 }
 
 // groupLag is the lag of group on topic (records not committed).
-func groupLag(t *testing.T, b *devstack.Broker, group, topic string) int64 {
+func groupLag(t *testing.T, b *testkafka.Broker, group, topic string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, &kafka.Client{Addr: kafka.TCP(b.Addrs...)}, group, topic)
+	o, err := consumer.ReadOffsets(ctx, b.Client(), group, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,11 +134,11 @@ func groupLag(t *testing.T, b *devstack.Broker, group, topic string) int64 {
 }
 
 // topicRecords is how many records topic holds (the sum of its end offsets).
-func topicRecords(t *testing.T, b *devstack.Broker, topic string) int64 {
+func topicRecords(t *testing.T, b *testkafka.Broker, topic string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(b.Addrs...)}
+	c := b.Client()
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		t.Fatalf("metadata of %s: %v %+v", topic, err, md)
@@ -196,13 +196,9 @@ func TestSimOverTLSProcesses(t *testing.T) {
 		t.Fatalf("fresh simulator: %+v", st)
 	}
 
-	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 3,
-		Topics: []string{"cxone.events", "cxone.events.dlq"}, MinSessionTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	e := &env{broker: b, simURL: s.start.URL}
+	b := testkafka.Start(t, testkafka.Config{Partitions: 3, Topics: []string{"cxone.events", "cxone.events.dlq"}})
+	e := &env{broker: b, simURL: s.start.URL, input: b.Topic("cxone.events"), dlq: b.Topic("cxone.events.dlq"), group: b.Group("cxbridge-proc")}
+	untrusting := b.Group("untrusting")
 	e.produce(t, n)
 
 	adminTr := &http.Transport{}
@@ -211,7 +207,7 @@ func TestSimOverTLSProcesses(t *testing.T) {
 
 	// Without the CA: the handshake fails, no token, nothing published.
 	admin := freeAddr(t)
-	w := e.startWorker(t, "--group-id", "untrusting", "--admin-addr", admin, "--shutdown-timeout", "2s")
+	w := e.startWorker(t, "--group-id", untrusting, "--admin-addr", admin, "--shutdown-timeout", "2s")
 	var ready readiness
 	waitFor(t, 30*time.Second, "/readyz to name the certificate problem", func() bool {
 		ready = readiness{}
@@ -234,17 +230,17 @@ func TestSimOverTLSProcesses(t *testing.T) {
 	if st := stats(); st.Accepted != 0 || st.Requests != 0 || st.TokensIssued != 0 {
 		t.Fatalf("the untrusting worker reached the simulator: %+v", st)
 	}
-	if d := topicRecords(t, b, "cxone.events.dlq"); d != 0 {
+	if d := topicRecords(t, b, e.dlq); d != 0 {
 		t.Fatalf("the untrusting worker dead-lettered %d records: a TLS failure is an outage, not a dead letter", d)
 	}
-	if lag := groupLag(t, b, "untrusting", "cxone.events"); lag != n {
+	if lag := groupLag(t, b, untrusting, e.input); lag != n {
 		t.Fatalf("untrusting group lag %d, want %d (nothing committed)", lag, n)
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	if code := w.waitExit(t, 20*time.Second); code != 0 {
 		t.Fatalf("untrusting worker exit code %d after SIGTERM", code)
 	}
-	if lag := groupLag(t, b, "untrusting", "cxone.events"); lag != n {
+	if lag := groupLag(t, b, untrusting, e.input); lag != n {
 		t.Fatalf("after its shutdown the untrusting group's lag is %d, want %d", lag, n)
 	}
 
@@ -252,7 +248,7 @@ func TestSimOverTLSProcesses(t *testing.T) {
 	admin = freeAddr(t)
 	w = e.startWorker(t, "--cxone-ca-file", s.start.CAFile, "--admin-addr", admin)
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d records accepted over HTTPS", n), func() bool { return stats().Distinct >= n })
-	waitFor(t, 30*time.Second, "every offset committed", func() bool { return groupLag(t, b, "cxbridge-proc", "cxone.events") == 0 })
+	waitFor(t, 30*time.Second, "every offset committed", func() bool { return groupLag(t, b, e.group, e.input) == 0 })
 	waitFor(t, 10*time.Second, "the trusting worker ready", func() bool {
 		ready = readiness{}
 		return getJSON(adminHC, "http://"+admin+"/readyz", &ready) == 200 && ready.Ready && ready.Components["cxone_token"].Ready
@@ -261,7 +257,7 @@ func TestSimOverTLSProcesses(t *testing.T) {
 	if st.Distinct != n || st.TokensIssued < 1 {
 		t.Fatalf("simulator stats %+v, want %d distinct", st, n)
 	}
-	if d := topicRecords(t, b, "cxone.events.dlq"); d != 0 {
+	if d := topicRecords(t, b, e.dlq); d != 0 {
 		t.Fatalf("%d records dead-lettered", d)
 	}
 	t.Logf("trusting worker: accepted %d (distinct %d, duplicates %d), tokens %d", st.Accepted, st.Distinct, st.Duplicates, st.TokensIssued)
