@@ -33,7 +33,7 @@ export CXBRIDGE_TEST_KAFKA_BROKERS="$KAFKA_BROKERS" CXBRIDGE_TEST_KAFKA_DIR="$di
 
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-	pkgs=(./internal/itest/)
+	pkgs=(./internal/itest/ ./cmd/cxbridge/)
 fi
 # shellcheck disable=SC2086
 "$GO" test -race -count=1 -timeout 30m ${TESTFLAGS:-} "${pkgs[@]}"
