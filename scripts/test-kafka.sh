@@ -31,9 +31,14 @@ bash scripts/kafka.sh start "$dir" --sasl --tls >/dev/null
 echo "test-kafka: Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml) on $KAFKA_BROKERS (data in $dir)" >&2
 export CXBRIDGE_TEST_KAFKA_BROKERS="$KAFKA_BROKERS" CXBRIDGE_TEST_KAFKA_DIR="$dir"
 
-pkgs=("$@")
-if [ ${#pkgs[@]} -eq 0 ]; then
-	pkgs=(./internal/itest/ ./cmd/cxbridge/)
+if [ $# -gt 0 ]; then
+	# shellcheck disable=SC2086
+	"$GO" test -race -count=1 -timeout 30m ${TESTFLAGS:-} "$@"
+	exit
 fi
+# The integration and process tests, then the chaos suite alone: it kills
+# and restarts the broker, which the others must not see.
 # shellcheck disable=SC2086
-"$GO" test -race -count=1 -timeout 30m ${TESTFLAGS:-} "${pkgs[@]}"
+"$GO" test -race -count=1 -timeout 30m ${TESTFLAGS:-} ./internal/itest/ ./cmd/cxbridge/
+# shellcheck disable=SC2086
+"$GO" test -race -count=1 -timeout 30m ${TESTFLAGS:-} -run '^TestChaos$' ./internal/chaos/

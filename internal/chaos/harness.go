@@ -24,6 +24,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/retry"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 const (
@@ -85,9 +86,13 @@ type Harness struct {
 	Logf func(format string, args ...any)
 
 	brokerAddr, simAddr, cxoneURL string
-	secret, secretFile            string
-	invalidRatio                  float64
-	baseFaults                    sim.Faults
+	// The scenario's topics and group: the shipped names on the embedded
+	// broker (one per scenario), names of the scenario's own on a real one.
+	input, dlq, group  string
+	name               string // the scenario's
+	secret, secretFile string
+	invalidRatio       float64
+	baseFaults         sim.Faults
 
 	mu      sync.Mutex
 	broker  *Proc
@@ -149,6 +154,14 @@ func (h *Harness) setup(ctx context.Context, withProxy bool) error {
 	if err := os.WriteFile(h.secretFile, []byte(h.secret+"\n"), 0o600); err != nil {
 		return err
 	}
+	h.input, h.dlq, h.group = inputTopic, dlqTopic, groupID
+	if testkafka.External() {
+		// The real broker of the environment: a scenario's topics and
+		// group are its own, deleted when it ends.
+		h.brokerAddr = strings.Split(os.Getenv(testkafka.EnvBrokers), ",")[0]
+		prefix := testkafka.Prefix("chaos." + h.name)
+		h.input, h.dlq, h.group = prefix+inputTopic, prefix+dlqTopic, prefix+groupID
+	}
 	h.client = &kafka.Client{Addr: kafka.TCP(h.brokerAddr), Timeout: 5 * time.Second, Transport: &kafka.Transport{}}
 	if err := h.startBroker(ctx); err != nil {
 		return err
@@ -197,6 +210,11 @@ func (h *Harness) start(name string, args ...string) (*Proc, error) {
 }
 
 func (h *Harness) startBroker(ctx context.Context) error {
+	if testkafka.External() {
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		return testkafka.CreateTopics(cctx, h.client, partitions, nil, h.input, h.dlq)
+	}
 	p, err := h.start("broker", "dev", "--only", "broker", "--broker-addr", h.brokerAddr,
 		"--partitions", strconv.Itoa(partitions), "--data-dir", filepath.Join(h.Dir, "broker-data"))
 	if err != nil {
@@ -208,7 +226,7 @@ func (h *Harness) startBroker(ctx context.Context) error {
 	return h.await(ctx, 60*time.Second, "the broker serves both topics", func() bool {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		md, err := h.client.Metadata(c, &kafka.MetadataRequest{Topics: []string{inputTopic, dlqTopic}})
+		md, err := h.client.Metadata(c, &kafka.MetadataRequest{Topics: []string{h.input, h.dlq}})
 		if err != nil || len(md.Topics) != 2 {
 			return false
 		}
@@ -228,12 +246,22 @@ func (h *Harness) KillBroker(ctx context.Context, down time.Duration) error {
 	b := h.broker
 	h.mu.Unlock()
 	t0 := time.Now()
-	b.Kill()
+	if testkafka.External() {
+		if err := testkafka.Kill(ctx); err != nil {
+			return err
+		}
+	} else {
+		b.Kill()
+	}
 	h.logf("broker killed")
 	if err := sleep(ctx, down); err != nil {
 		return err
 	}
-	if err := h.startBroker(ctx); err != nil {
+	if testkafka.External() {
+		if err := testkafka.Restart(ctx); err != nil {
+			return err
+		}
+	} else if err := h.startBroker(ctx); err != nil {
 		return err
 	}
 	h.recordFault(Fault{Name: "broker restart", Start: t0, End: time.Now()})
@@ -250,7 +278,7 @@ func (h *Harness) StartWorker(name string) error {
 		return err
 	}
 	p, err := h.start(name, "run",
-		"--kafka-brokers", h.brokerAddr, "--group-id", groupID,
+		"--kafka-brokers", h.brokerAddr, "--group-id", h.group, "--input-topic", h.input, "--dlq-topic", h.dlq,
 		"--cxone-base-url", h.cxoneURL, "--cxone-client-id", sim.DefaultClientID,
 		"--admin-addr", admin, "--log-level", "info")
 	if err != nil {
@@ -313,7 +341,7 @@ func (h *Harness) simStats() (sim.Stats, error) {
 func (h *Harness) offsets(ctx context.Context) (consumer.Offsets, error) {
 	c, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return consumer.ReadOffsets(c, h.client, groupID, inputTopic)
+	return consumer.ReadOffsets(c, h.client, h.group, h.input)
 }
 
 // sampleLoop records the simulator's distinct count and the group's lag
@@ -393,6 +421,13 @@ func (h *Harness) close() {
 	}
 	if h.proxy != nil {
 		h.proxy.Close()
+	}
+	if h.client != nil && testkafka.External() && h.input != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := testkafka.DeleteTopics(ctx, h.client, h.input, h.dlq); err != nil {
+			h.logf("%v", err)
+		}
+		cancel()
 	}
 	if h.client != nil {
 		if tr, ok := h.client.Transport.(*kafka.Transport); ok {

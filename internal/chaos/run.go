@@ -75,7 +75,7 @@ func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func
 	res = Result{Scenario: sc.Name, Fault: sc.Fault, Size: size.Name, size: size}
 	ctx, cancel := context.WithTimeoutCause(ctx, size.Timeout, fmt.Errorf("scenario %s took longer than %v", sc.Name, size.Timeout))
 	defer cancel()
-	h := &Harness{Bin: bin, Dir: dir, Size: size, Logf: logf, invalidRatio: sc.InvalidRatio}
+	h := &Harness{Bin: bin, Dir: dir, Size: size, Logf: logf, invalidRatio: sc.InvalidRatio, name: sc.Name}
 	if h.invalidRatio == 0 {
 		h.invalidRatio = 0.01
 	}
@@ -107,7 +107,7 @@ func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func
 		rate = sc.Rate(size)
 	}
 	tp := time.Now()
-	prod, err := h.start("producer", "produce", "--kafka-brokers", h.brokerAddr,
+	prod, err := h.start("producer", "produce", "--kafka-brokers", h.brokerAddr, "--input-topic", h.input,
 		"--count", strconv.Itoa(size.Records), "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--keys", strconv.Itoa(size.Keys), "--size", strconv.Itoa(size.Bytes),
 		"--invalid-ratio", strconv.FormatFloat(h.invalidRatio, 'f', -1, 64))
@@ -180,7 +180,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 	}
 	goodIDs := map[string]coord{}
 	badKind := map[coord]string{}
-	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: inputTopic}, func(m kafka.Message) error {
+	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: h.input}, func(m kafka.Message) error {
 		res.Produced++
 		c := coord{m.Partition, m.Offset}
 		for _, hd := range m.Headers {
@@ -228,7 +228,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		kinds[k.Name] = k.Reason
 	}
 	inDLQ := map[coord]int{}
-	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: dlqTopic}, func(m kafka.Message) error {
+	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: h.dlq}, func(m kafka.Message) error {
 		e, ok, err := dlq.Parse(m.Headers)
 		if err != nil || !ok {
 			res.DLQWrong++
@@ -238,7 +238,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		c := coord{e.Partition, e.Offset}
 		kind, bad := badKind[c]
 		switch {
-		case e.Topic != inputTopic || !bad:
+		case e.Topic != h.input || !bad:
 			res.DLQWrong++
 			res.problem("DLQ record %d/%d: %s/%d/%d is not a bad record (reason %s: %s)", m.Partition, m.Offset, e.Topic, e.Partition, e.Offset, e.Reason, e.Error)
 		case e.Reason != kinds[kind]:

@@ -21,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +115,10 @@ func Use(t testing.TB, eb *devstack.Broker) *Broker {
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 
+// Prefix is a prefix of topic and group names that no other test (nor
+// run) uses, made from name.
+func Prefix(name string) string { return uniquePrefix(name) }
+
 // uniquePrefix is a prefix of names no other test (nor run) uses.
 func uniquePrefix(test string) string {
 	var r [4]byte
@@ -171,34 +177,59 @@ func (b *Broker) Client() *kafka.Client {
 func (b *Broker) CreateTopic(name string, partitions int, configs map[string]string) string {
 	b.t.Helper()
 	real := b.Topic(name)
-	tc := kafka.TopicConfig{Topic: real, NumPartitions: partitions, ReplicationFactor: 1}
-	for k, v := range configs {
-		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := b.Client()
-	for {
-		res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
-		if err == nil {
-			err = res.Errors[real]
-		}
-		if err == nil {
-			break
-		}
-		// A topic being deleted is still there for a moment.
-		if !errors.Is(err, kafka.TopicAlreadyExists) || ctx.Err() != nil {
-			b.t.Fatalf("creating topic %s: %v", real, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := CreateTopics(ctx, b.Client(), partitions, configs, real); err != nil {
+		b.t.Fatal(err)
 	}
 	if b.embedded == nil {
 		b.t.Cleanup(func() { b.deleteTopic(real) })
 	}
-	if err := WaitTopic(ctx, c, real, partitions); err != nil {
-		b.t.Fatal(err)
-	}
 	return real
+}
+
+// CreateTopics creates topics with partitions (one replica each) and
+// configs, and waits until every partition has a leader. A topic still
+// being deleted is waited for.
+func CreateTopics(ctx context.Context, c *kafka.Client, partitions int, configs map[string]string, topics ...string) error {
+	for _, topic := range topics {
+		tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}
+		for k, v := range configs {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+		}
+		for {
+			res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+			if err == nil {
+				err = res.Errors[topic]
+			}
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, kafka.TopicAlreadyExists) || ctx.Err() != nil {
+				return fmt.Errorf("creating topic %s: %w", topic, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := WaitTopic(ctx, c, topic, partitions); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteTopics deletes topics, best effort.
+func DeleteTopics(ctx context.Context, c *kafka.Client, topics ...string) error {
+	res, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range topics {
+		if e := res.Errors[t]; e != nil {
+			errs = append(errs, fmt.Errorf("deleting topic %s: %w", t, e))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DeleteTopic deletes topic (its name on the broker) and waits until the
@@ -239,8 +270,8 @@ func (b *Broker) DeleteTopic(topic string) int {
 func (b *Broker) deleteTopic(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := b.Client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{name}}); err != nil {
-		b.t.Logf("deleting topic %s: %v", name, err)
+	if err := DeleteTopics(ctx, b.Client(), name); err != nil {
+		b.t.Logf("%v", err)
 	}
 }
 
@@ -295,4 +326,33 @@ func Env() map[string]string {
 		}
 	}
 	return out
+}
+
+// Script is the path of scripts/kafka.sh in this checkout.
+func Script() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", "kafka.sh")
+}
+
+// Restartable reports whether the real broker can be killed and started
+// again by the tests (its scripts/kafka.sh data directory is known).
+func Restartable() bool { return External() && os.Getenv(EnvDir) != "" }
+
+// Kill kills the real broker (SIGKILL) with scripts/kafka.sh.
+func Kill(ctx context.Context) error { return script(ctx, "kill") }
+
+// Restart starts the real broker again on its data and waits until it
+// answers metadata.
+func Restart(ctx context.Context) error { return script(ctx, "restart") }
+
+func script(ctx context.Context, cmd string) error {
+	dir := os.Getenv(EnvDir)
+	if dir == "" {
+		return fmt.Errorf("%s is not set: the real broker cannot be %sed", EnvDir, cmd)
+	}
+	out, err := exec.CommandContext(ctx, "bash", Script(), cmd, dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("scripts/kafka.sh %s: %w: %s", cmd, err, out)
+	}
+	return nil
 }
