@@ -15,12 +15,13 @@
 #   --sasl        add a SASL_PLAINTEXT listener with SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
 #                 (users cxbridge / cxbridge-secret for every mechanism)
 #   --tls         add an SSL listener whose certificate is signed by a fresh private CA
-#                 (DIR/tls/ca.pem is what clients trust)
+#                 (DIR/tls/ca.pem is what clients trust); with --sasl, a SASL_SSL one too
 #   --heap SIZE   the JVM heap (default 512m)
 #
 # After start, DIR/kafka.env holds KAFKA_BROKERS (plaintext), and with the
-# options KAFKA_SASL_BROKERS, KAFKA_TLS_BROKERS, KAFKA_TLS_CA, KAFKA_SASL_USER
-# and KAFKA_SASL_PASSWORD; the broker logs to DIR/broker.log.
+# options KAFKA_SASL_BROKERS, KAFKA_TLS_BROKERS, KAFKA_SASL_TLS_BROKERS,
+# KAFKA_TLS_CA, KAFKA_SASL_USER and KAFKA_SASL_PASSWORD; the broker logs to
+# DIR/broker.log.
 #
 # Needs Java 17+ and, to fetch the jars the first time, Maven. The jars are
 # kept in $CXBRIDGE_KAFKA_CACHE (default ~/.cache/cxbridge/kafka-<version>),
@@ -75,6 +76,7 @@ write_config() {
 	local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
 	[ -n "${SASL_PORT:-}" ] && listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT" && protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT"
 	[ -n "${TLS_PORT:-}" ] && listeners="$listeners,SSL://127.0.0.1:$TLS_PORT" && protocols="$protocols,SSL:SSL"
+	[ -n "${SASL_TLS_PORT:-}" ] && listeners="$listeners,SASL_SSL://127.0.0.1:$SASL_TLS_PORT" && protocols="$protocols,SASL_SSL:SASL_SSL"
 	cat >"$dir/server.properties" <<EOF
 # written by scripts/kafka.sh
 process.roles=broker,controller
@@ -102,12 +104,15 @@ num.partitions=6
 group.initial.rebalance.delay.ms=0
 EOF
 	if [ -n "${SASL_PORT:-}" ]; then
-		cat >>"$dir/server.properties" <<EOF
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
-listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$SASL_USER" password="$SASL_PASSWORD" user_$SASL_USER="$SASL_PASSWORD";
-listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+		echo "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512" >>"$dir/server.properties"
+		local l
+		for l in sasl_plaintext ${SASL_TLS_PORT:+sasl_ssl}; do
+			cat >>"$dir/server.properties" <<EOF
+listener.name.$l.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$SASL_USER" password="$SASL_PASSWORD" user_$SASL_USER="$SASL_PASSWORD";
+listener.name.$l.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.$l.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 EOF
+		done
 	fi
 	if [ -n "${TLS_PORT:-}" ]; then
 		cat >>"$dir/server.properties" <<EOF
@@ -151,6 +156,9 @@ write_env() {
 		if [ -n "${TLS_PORT:-}" ]; then
 			echo "KAFKA_TLS_BROKERS=127.0.0.1:$TLS_PORT"
 			echo "KAFKA_TLS_CA=$dir/tls/ca.pem"
+		fi
+		if [ -n "${SASL_TLS_PORT:-}" ]; then
+			echo "KAFKA_SASL_TLS_BROKERS=127.0.0.1:$SASL_TLS_PORT"
 		fi
 	} >"$dir/kafka.env"
 }
@@ -206,6 +214,7 @@ start() {
 				echo "SASL_PASSWORD=cxbridge-secret"
 			fi
 			[ -n "$tls" ] && echo "TLS_PORT=$(free_port)"
+			[ -n "$tls" ] && [ -n "$sasl" ] && echo "SASL_TLS_PORT=$(free_port)"
 		} >"$dir/options"
 		if [ -n "$tls" ]; then
 			"$GO" run "$root/scripts/kafkatool" certs "$dir/tls"
