@@ -191,8 +191,12 @@ func probeBroker(ctx context.Context, dialer *kafka.Dialer, addr string) error {
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := conn.ApiVersions(); err != nil {
+	versions, err := conn.ApiVersions()
+	if err != nil {
 		return early(fmt.Errorf("ApiVersions: %w", err))
+	}
+	if setup := checkVersions(addr, versions); setup != nil {
+		return setup
 	}
 	if _, err := conn.Brokers(); err != nil {
 		if dialer.SASLMechanism == nil && isClosed(err) {
@@ -224,6 +228,9 @@ func isClosed(err error) bool {
 // classifyKafkaError returns a *KafkaSetupError for what waiting does not
 // fix, nil for what may be a broker still starting or a network problem.
 func classifyKafkaError(k *config.Kafka, addr string, err error) *KafkaSetupError {
+	if setup, ok := errors.AsType[*KafkaSetupError](err); ok {
+		return setup
+	}
 	setup := func(format string, args ...any) *KafkaSetupError {
 		return &KafkaSetupError{Broker: addr, Err: err, msg: "kafka: " + fmt.Sprintf(format, args...)}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // BrokerConfig configures the embedded broker.
@@ -34,6 +35,9 @@ type BrokerConfig struct {
 	// a connection may send nothing but ApiVersions and the SASL exchange
 	// before it authenticated as one of them.
 	SASLUsers []SASLUser
+	// MaxVersions, when set, limits the API versions the broker advertises
+	// and accepts, as an older (or newer, narrower) broker would (tests).
+	MaxVersions *kversion.Versions
 }
 
 // Broker is a running embedded broker.
@@ -67,6 +71,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		// writes are in the page cache), only a machine crash could, as with
 		// Kafka's default flush settings; fsync per batch costs 20× the throughput.
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if cfg.MaxVersions != nil {
+		opts = append(opts, kfake.MaxVersions(cfg.MaxVersions))
 	}
 	if cfg.MinSessionTimeout > 0 {
 		opts = append(opts, kfake.GroupMinSessionTimeout(cfg.MinSessionTimeout))

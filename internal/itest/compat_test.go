@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +14,10 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
+	"github.com/cxbridge/cxbridge/internal/bridge"
+	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
 
@@ -141,4 +146,34 @@ func TestPartitionsAddedWhileRunning(t *testing.T) {
 			t.Errorf("new partition %d committed %d", p, o.Committed[p])
 		}
 	}
+}
+
+// A broker that accepts none of the versions kafka-go's consumer group
+// sends of a request (here JoinGroup, limited to v0; Kafka 4.0.0 dropped
+// the old ones) stops the worker at start-up with a line naming the
+// request and both sides' versions, instead of a join retried forever.
+func TestBrokerRefusingAnAPIVersionStopsStartup(t *testing.T) {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(int16(kmsg.JoinGroup), 0)
+	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 3,
+		Topics: []string{inputTopic, dlqTopic}, MaxVersions: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	s := newStack(t, 3, sim.Config{})
+	s.write(goodRecords(5, 5, 3))
+	start := time.Now()
+	r := s.startWorker(func(st *bridge.Settings) { st.Kafka.Brokers = b.Addrs[0] })
+	err = waitRun(t, r, 15*time.Second)
+	var setup *bridge.KafkaSetupError
+	if !errors.As(err, &setup) {
+		t.Fatalf("Run returned %v (%T), want a *bridge.KafkaSetupError", err, err)
+	}
+	for _, want := range []string{"does not support JoinGroup v1–v2", "the broker supports v0", b.Addrs[0]} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	t.Logf("Run returned after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
