@@ -175,16 +175,27 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 	}
 }
 
-// waitTurn waits at the 429 gate and for the client-side rate limit.
+// waitTurn waits at the 429 gate and for the client-side rate limit, and
+// at the gate again if a 429 closed it while this publisher waited for its
+// turn at the limit: nobody sends while the gate is closed. (A publisher
+// that went on would draw another 429, and lower the limit once more, for
+// each turn the limit gives during the Retry-After.)
 func (p *Publisher) waitTurn(ctx context.Context) error {
-	waited, err := p.gate.Wait(ctx)
-	if waited > 0 && p.cfg.Hooks.GateWait != nil {
-		p.cfg.Hooks.GateWait(waited)
+	for {
+		waited, err := p.gate.Wait(ctx)
+		if waited > 0 && p.cfg.Hooks.GateWait != nil {
+			p.cfg.Hooks.GateWait(waited)
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.limiter.wait(ctx); err != nil {
+			return err
+		}
+		if !p.gate.ClosedUntil().After(time.Now()) {
+			return nil
+		}
 	}
-	if err != nil {
-		return err
-	}
-	return p.limiter.wait(ctx)
 }
 
 // sleepUntilChange waits d, or until changed is closed (the breaker's

@@ -188,6 +188,7 @@ func (a *adaptiveLimit) down(sent time.Time) {
 			a.thin = 0
 		}
 	}
+	through := a.sinceDown
 	a.sinceDown = 0
 	switch {
 	case !a.auto:
@@ -196,6 +197,13 @@ func (a *adaptiveLimit) down(sent time.Time) {
 		a.engaged.Store(true)
 		a.slow = true
 		a.current = float64(max(a.lastSec, a.inSecond, 2))
+	case a.slow && a.peak == 0 && through == 0:
+		// Nothing got through since the limit engaged: CXone took nothing
+		// at any rate, so this 429 tells nothing about one. The slow start
+		// stays where it began, to double from there once CXone takes
+		// something. (Ending it here would make a worker that met a
+		// throttle before anything got through crawl at its starting rate
+		// long after the throttle.)
 	case a.slow && a.from > 0: // beyond the rate before a throttle, refused: the quota is back where it was
 		a.slow = false
 		a.current, a.peak = a.from, a.from

@@ -358,6 +358,40 @@ func throttled429(a *adaptiveLimit) {
 	a.down(time.Now())
 }
 
+// A limit that engaged before anything got through (the first 429 came
+// with nothing accepted in the last second, as when a worker starts into a
+// throttle, or CXone refuses everything for a while) stays in its slow
+// start at its starting rate through further 429s after which still
+// nothing got through, and doubles from there each second once CXone takes
+// publishes again. Before, the second 429 ended the slow start with its
+// starting rate (2/s) as the peak, and the limit stayed near it for over a
+// minute: a draining worker could not publish what it held before its
+// shutdown timeout.
+func TestDiscoveredLimitEngagedBeforeAnythingGotThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newDiscoveredLimit()
+		a.down(time.Now())
+		if r := a.rate(); r != 2 {
+			t.Fatalf("rate %v after a first 429 with nothing accepted, want 2", r)
+		}
+		for i := range 10 { // the gate opens each second, and CXone refuses again
+			time.Sleep(time.Second)
+			a.down(time.Now())
+			if r := a.rate(); r != 2 {
+				t.Fatalf("rate %v after 429 %d with nothing through, want 2 still", r, i+2)
+			}
+		}
+		heldBack(a, 6*time.Second+stepEvery/2)
+		if r := a.rate(); r < 100 {
+			t.Fatalf("rate %v 6 s after CXone took publishes again, want ≥ 100 (2 doubled each second)", r)
+		}
+		a.down(time.Now()) // now something got through: the slow start ends as ever
+		if !(a.peak > 100 && !a.slow) {
+			t.Fatalf("after a 429 with publishes through: peak %v slow %v, want the slow start ended at its rate", a.peak, a.slow)
+		}
+	})
+}
+
 // A throttle (CXone's quota far below the limit, as in a 429 storm) is
 // told apart from a quota the limit sits just under by what got through
 // between two 429s. 429s after which a tenth of the limit got through (a
