@@ -70,6 +70,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	pub, err := NewPublisher(s.CXone, log, delivery.Hooks{
 		Attempt:      m.ObserveAttempt,
 		Retry:        m.Retries.Inc,
+		Resend:       m.Resends.Inc,
 		GateWait:     func(d time.Duration) { m.RateLimitWait.Add(d.Seconds()) },
 		BreakerState: m.ObserveBreaker,
 	}, func(expiresAt int64, err error) {

@@ -82,6 +82,7 @@ func WriteReport(w io.Writer, results []Result) {
 		if r.Resets > 0 {
 			fmt.Fprintf(w, "; %d connections reset", r.Resets)
 		}
+		fmt.Fprintf(w, "; breaker opened %d times", r.BreakerOpens)
 		fmt.Fprintf(w, "; resumed %s, caught up %s, settled %s", round(r.Resumed), round(r.CaughtUp), round(r.Settled))
 		if len(r.Kills) > 0 {
 			var ks []string

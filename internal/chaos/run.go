@@ -42,6 +42,7 @@ type Result struct {
 	Status          map[int]int64
 	TokenRequests   int64
 	Resets          int64 // connections the proxy reset
+	BreakerOpens    int   // times a worker's circuit breaker opened (from their logs)
 
 	Faults            []Fault
 	Kills             []KillRecovery // of the kill scenarios
@@ -273,7 +274,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		res.Lag = -1
 	}
 	h.recovery(res)
-	res.Secrets = h.scanLogs()
+	res.Secrets, res.BreakerOpens = h.scanLogs()
 
 	if res.Lost != 0 {
 		res.problem("%d records lost (%d good never accepted, %d bad never dead-lettered)", res.Lost, res.Good-res.Accepted, res.Bad-res.DeadLettered)
@@ -394,8 +395,12 @@ var secretPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)bearer\s+[A-Za-z0-9._~+/-]{16,}`),
 }
 
-// scanLogs returns every log line of every process that holds a secret.
-func (h *Harness) scanLogs() []string {
+// breakerOpened matches a worker's log line of its breaker opening.
+var breakerOpened = regexp.MustCompile(`"msg":"circuit breaker state changed".*"to":"open"`)
+
+// scanLogs returns every log line of every process that holds a secret,
+// and how many times a breaker opened.
+func (h *Harness) scanLogs() (secrets []string, breakerOpens int) {
 	h.mu.Lock()
 	procs := slices.Clone(h.procs)
 	h.mu.Unlock()
@@ -421,8 +426,11 @@ func (h *Harness) scanLogs() []string {
 			if slices.ContainsFunc(patterns, func(re *regexp.Regexp) bool { return re.MatchString(line) }) {
 				out = append(out, fmt.Sprintf("%s:%d: %.200s", p.LogPath, n, line))
 			}
+			if breakerOpened.MatchString(line) {
+				breakerOpens++
+			}
 		}
 		f.Close()
 	}
-	return out
+	return out, breakerOpens
 }

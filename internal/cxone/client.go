@@ -10,10 +10,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -72,6 +76,7 @@ func NewHTTPClient(cfg TransportConfig) *http.Client {
 // Client publishes single events to CXone.
 type Client struct {
 	http    *http.Client
+	single  *http.Client // a connection of its own for each request: see NewConnection
 	url     string
 	timeout time.Duration
 }
@@ -79,7 +84,40 @@ type Client struct {
 // NewClient returns a client for baseURL. timeout bounds each attempt. It
 // never follows a redirect, whatever hc's CheckRedirect says.
 func NewClient(hc *http.Client, baseURL string, timeout time.Duration) *Client {
-	return &Client{http: withoutRedirects(hc), url: strings.TrimRight(baseURL, "/") + PublishPath, timeout: timeout}
+	hc = withoutRedirects(hc)
+	return &Client{http: hc, single: singleUse(hc), url: strings.TrimRight(baseURL, "/") + PublishPath, timeout: timeout}
+}
+
+type newConnKey struct{}
+
+// NewConnection returns ctx marked so that Client.Attempt sends its request
+// on a connection of its own, made for it and closed after it, not on one
+// kept alive from earlier requests. A publish whose connection broke under
+// it is sent again this way: what broke one kept-alive connection (a load
+// balancer recycling its connections, a NAT forgetting them) has often
+// broken the others too, and the pool does not know it yet.
+func NewConnection(ctx context.Context) context.Context {
+	return context.WithValue(ctx, newConnKey{}, true)
+}
+
+// singleUse returns a copy of hc whose transport makes a connection for
+// each request and closes it after: hc's *http.Transport cloned (same
+// dialer, TLS, proxy and timeouts) with keep-alives off. It is hc itself
+// when hc's transport is another kind of RoundTripper.
+func singleUse(hc *http.Client) *http.Client {
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	tr, ok := rt.(*http.Transport)
+	if !ok {
+		return hc
+	}
+	t := tr.Clone()
+	t.DisableKeepAlives = true
+	c := *hc
+	c.Transport = t
+	return &c
 }
 
 // Result is the answer to one publish attempt.
@@ -92,15 +130,26 @@ type Result struct {
 	Body          string // error answers: the body, at most MaxErrorBody bytes
 	// Err is the transport error when there was no answer, or a
 	// *RedirectError naming the Location of a 3xx.
-	Err     error
-	Latency time.Duration
+	Err error
+	// ConnLost reports a NetworkError where the connection broke under
+	// the request: it had a connection (reused or new) and the other side
+	// reset or closed it (or a write to it failed) before an answer came.
+	// The request may have reached CXone. Not for a connection that could
+	// not be made (refused, TLS), nor a timeout.
+	ConnLost bool
+	Latency  time.Duration
 }
 
-// Attempt makes one publish request with token and body for ev.
+// Attempt makes one publish request with token and body for ev, on a
+// connection of its own when ctx comes from NewConnection.
 func (c *Client) Attempt(ctx context.Context, token string, ev *event.Event, body []byte) Result {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	start := time.Now()
+	var gotConn atomic.Bool
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+	})
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return Result{Class: NetworkError, Err: err}
@@ -111,9 +160,15 @@ func (c *Client) Attempt(ctx context.Context, token string, ev *event.Event, bod
 	req.Header.Set("X-Correlation-ID", ev.CorrelationID)
 	req.Header.Set("X-Trace-ID", ev.TraceID)
 	req.Header.Set("X-Source-System", ev.Source)
-	resp, err := c.http.Do(req)
+	hc := c.http
+	if fresh, _ := ctx.Value(newConnKey{}).(bool); fresh {
+		hc = c.single
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
-		return Result{Class: Classify(0, err, ctx), Err: err, Latency: time.Since(start)}
+		res := Result{Class: Classify(0, err, ctx), Err: err, Latency: time.Since(start)}
+		res.ConnLost = res.Class == NetworkError && gotConn.Load() && connBroken(err)
+		return res
 	}
 	res := Result{Status: resp.StatusCode, Class: Classify(resp.StatusCode, nil, ctx)}
 	if res.Class == Accepted {
@@ -128,6 +183,17 @@ func (c *Client) Attempt(ctx context.Context, token string, ev *event.Event, bod
 	resp.Body.Close()
 	res.Latency = time.Since(start)
 	return res
+}
+
+// connBroken reports whether err is a connection breaking under a request:
+// reset by the other side, closed by it (EOF before a whole answer, or
+// net/http's "server closed idle connection" when the close raced the
+// request on a kept-alive connection), a write to a closed one.
+func connBroken(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "server closed idle connection") // net/http's errServerClosedIdle, unexported
 }
 
 // readBounded reads at most n bytes of r as valid UTF-8, marking a cut.

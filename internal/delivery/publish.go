@@ -34,8 +34,11 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		return out
 	}
 	// retries is the budget spent (failures with evidence against ev);
-	// failures counts every failed attempt, for the backoff.
+	// failures counts every failed attempt, for the backoff. resent tells
+	// that this attempt is the retry at once of one whose connection was
+	// lost.
 	retries, failures, authFailures := 0, 0, 0
+	resent := false
 	for {
 		if err := p.waitTurn(ctx); err != nil {
 			return canceled(out, err)
@@ -72,11 +75,17 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 		out.LastAttempt = now
 		out.Attempts++
 		sent := p.evidence.send()
-		res := p.send.Attempt(ctx, token, ev, body)
+		actx := ctx
+		if resent {
+			actx = cxone.NewConnection(ctx) // not another kept-alive one, maybe broken by the same event
+		}
+		res := p.send.Attempt(actx, token, ev, body)
 		if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
 			h(res.Class, res.Latency)
 		}
 		out.Status, out.Body, out.Err = res.Status, res.Body, res.Err
+		wasResent := resent
+		resent = false
 
 		switch res.Class {
 		case cxone.Accepted:
@@ -118,6 +127,21 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			p.gate.Close(time.Now().Add(retry.Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
 			p.limiter.down(out.LastAttempt)
 		default: // server error, redirect, timeout, network error
+			if res.ConnLost && !wasResent {
+				// The connection broke under the request (a reset, a close):
+				// one event of the network, not an answer of CXone. Send it
+				// again at once, on a new connection, counting nothing —
+				// neither for the breaker, nor the backoff, nor the budget;
+				// only a second loss in a row counts. The request may have
+				// reached CXone: delivery is at least once, and the event
+				// goes again with the same correlation id.
+				done(errAttemptExcluded)
+				resent = true
+				if h := p.cfg.Hooks.Resend; h != nil {
+					h()
+				}
+				continue
+			}
 			done(errAttemptFailed)
 			if probe {
 				continue // a failed half-open probe spends nothing: the breaker holds us
@@ -151,16 +175,27 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 	}
 }
 
-// waitTurn waits at the 429 gate and for the client-side rate limit.
+// waitTurn waits at the 429 gate and for the client-side rate limit, and
+// at the gate again if a 429 closed it while this publisher waited for its
+// turn at the limit: nobody sends while the gate is closed. (A publisher
+// that went on would draw another 429, and lower the limit once more, for
+// each turn the limit gives during the Retry-After.)
 func (p *Publisher) waitTurn(ctx context.Context) error {
-	waited, err := p.gate.Wait(ctx)
-	if waited > 0 && p.cfg.Hooks.GateWait != nil {
-		p.cfg.Hooks.GateWait(waited)
+	for {
+		waited, err := p.gate.Wait(ctx)
+		if waited > 0 && p.cfg.Hooks.GateWait != nil {
+			p.cfg.Hooks.GateWait(waited)
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.limiter.wait(ctx); err != nil {
+			return err
+		}
+		if !p.gate.ClosedUntil().After(time.Now()) {
+			return nil
+		}
 	}
-	if err != nil {
-		return err
-	}
-	return p.limiter.wait(ctx)
 }
 
 // sleepUntilChange waits d, or until changed is closed (the breaker's

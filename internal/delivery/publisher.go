@@ -15,7 +15,12 @@
 // each side of it within a second (see evidence). Attempts are numbered as
 // they are sent, so neither the start nor the end of an outage passes for
 // such evidence. A 429 never spends, nor does a 401 (even with a fresh
-// token, which counts as a breaker failure).
+// token, which counts as a breaker failure). A publish whose connection
+// broke under it (cxone.Result.ConnLost) is sent again at once on a new
+// connection, counting nothing — for the breaker, the backoff or the
+// budget; a second loss in a row is a network error like any other. The
+// request may have reached CXone, so this may deliver the event twice
+// (delivery is at least once; the correlation id is the same).
 //
 // The trade-off: a record that fails while nothing else is answered (alone
 // on a quiet topic, say) cannot be told from an outage. It is retried with
@@ -81,9 +86,15 @@ type BreakerConfig struct {
 // BreakerState gets each change of the state Publisher.BreakerState
 // reports, in order (open → half-open when the jittered open period ends),
 // under the breaker's locks: it must not call the Publisher.
+//
+// Retry gets each retry after a counted failure (server error, redirect,
+// timeout, network error); Resend each retry at once of a publish whose
+// connection broke under it (see cxone.Result.ConnLost), which is not a
+// Retry.
 type Hooks struct {
 	Attempt      func(class cxone.Class, d time.Duration)
 	Retry        func()
+	Resend       func()
 	GateWait     func(d time.Duration)
 	BreakerState func(from, to gobreaker.State)
 }

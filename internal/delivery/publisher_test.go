@@ -342,6 +342,44 @@ func TestPublish429GateIsShared(t *testing.T) {
 	}
 }
 
+// The gate holds those already waiting at the rate limit too: a publisher
+// that passed the open gate and then waited for its turn at the limit must
+// not send once a 429 has closed the gate meanwhile. Before, each such
+// publisher sent into the closed gate, drew another 429 and lowered the
+// limit again: after a long Retry-After the limit was down to nothing.
+func TestPublish429GateHoldsThoseAtTheLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, sim.Config{}, delivery.Config{RateLimit: 4}) // a turn every 250 ms: publishers queue at the limit
+	mustAccept(t, h.pub.Publish(context.Background(), newEvent()))  // token in hand
+	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "2"}}})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { mustAccept(t, h.pub.Publish(context.Background(), newEvent())) })
+	}
+	wg.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var closedAt time.Time // the end of the attempt answered 429
+	for _, a := range h.attempts[1:] {
+		if closedAt.IsZero() || a[1].Before(closedAt) {
+			closedAt = a[1]
+		}
+	}
+	opens := closedAt.Add(2 * time.Second * 9 / 10) // Retry-After, less its jitter
+	var during []time.Duration
+	for _, a := range h.attempts[1:] {
+		if a[0].After(closedAt) && a[0].Before(opens) {
+			during = append(during, a[0].Sub(closedAt).Round(time.Millisecond))
+		}
+	}
+	if len(during) > 0 {
+		t.Fatalf("%d attempts sent while the 429 gate was closed (at %v after it closed), want none", len(during), during)
+	}
+	if n := h.sim.Stats().Accepted; n != 9 {
+		t.Fatalf("accepted %d, want 9", n)
+	}
+}
+
 // Two 503s then 200: accepted on the third attempt, the second wait longer than the first.
 func TestPublish5xxThenSuccess(t *testing.T) {
 	t.Parallel()

@@ -344,3 +344,96 @@ func TestDiscoveredLimitDrainsABacklog(t *testing.T) {
 		}
 	})
 }
+
+// A 429 storm: CXone's quota drops far below the offered rate for 20 s,
+// then is back (or lifted), while workers with a backlog without end
+// publish against it. A temporary throttle must cost about its own
+// duration and a few seconds more: the limit follows the quota down (a
+// 429 after which CXone took almost nothing halves it), and once no 429
+// has come for a few seconds it goes back to the rate before the storm in
+// a few more, rather than taking the storm's rate for the quota and
+// climbing back along its curve for a minute. The controller before: 53 %
+// of the quota 10–25 s after the lift and 56 % over the minute after, 850
+// answers 429 in the storm; one worker at 22 % of its rate before the
+// storm, back to it 80 s after the lift.
+func TestDiscoveredLimitAfterA429Storm(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		workers       int
+		before, storm float64 // quotas, 0 for none
+		after         float64
+		settle        int     // seconds before the storm
+		maxStorm429   int64   // at most this many 429s in the storm
+		steady        bool    // from 25 to 85 s after the lift, the floors of TestDiscoveredLimitAgainstQuota
+		beyond        float64 // or: accepted/s wanted from 25 to 35 s after the lift
+	}{
+		{name: "3 workers, quota 500/s, 10/s, 500/s", workers: 3, before: 500, storm: 10, after: 500, settle: 120, maxStorm429: 600, steady: true},
+		{name: "3 workers, quota 500/s, 10/s, lifted", workers: 3, before: 500, storm: 10, settle: 120, maxStorm429: 600, beyond: 1000},
+		// The chaos suite's 429-storm: one worker that never met a
+		// quota before (16 publishers: ~1,600/s), 50/s for 20 s, lifted.
+		{name: "1 worker, no quota, 50/s, lifted", workers: 1, storm: 50, settle: 30, maxStorm429: 250},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const stormFor = 20
+				stormAt, lift := tc.settle, tc.settle+stormFor
+				q := &modelQuota{}
+				q.set(tc.before)
+				var ws []*modelWorker
+				for range tc.workers {
+					w := startModelWorker(q, 16, nil)
+					w.pub.SetShare(1 / float64(tc.workers))
+					ws = append(ws, w)
+				}
+				var bal balancer
+				ss := modelRun(q, ws, lift+85, func(s int) {
+					if s%15 == 0 {
+						bal.balance(ws, func(int) float64 { return 1 / float64(len(ws)) })
+					}
+					switch s {
+					case stormAt:
+						q.set(tc.storm)
+					case lift:
+						q.set(tc.after)
+					}
+				})
+				for _, w := range ws {
+					w.stop()
+				}
+				logSeconds(t, ss)
+				for s := stormAt - 2; s < lift+20; s++ {
+					t.Logf("%4d s: %4d accepted, %3d answered 429, limits %.0f", s, ss[s].accepted, ss[s].refused, ss[s].limits)
+				}
+				var refused int64
+				for _, s := range ss[stormAt:lift] {
+					refused += s.refused
+				}
+				pre, _ := window(ss, stormAt-10, stormAt)
+				back := -1 // the first second after the lift from which 5 s average 90 % of the rate before the storm
+				for s := lift; s+5 <= len(ss); s++ {
+					if g, _ := window(ss, s, s+5); g >= 0.9*pre {
+						back = s - lift
+						break
+					}
+				}
+				g10, _ := window(ss, lift+10, lift+25)
+				g25, _ := window(ss, lift+25, lift+35)
+				t.Logf("before the storm %.0f/s; in it %d answered 429; 90 %% of the rate before it over 5 s from %d s after the lift; 10–25 s after it %.0f/s, 25–35 s %.0f/s", pre, refused, back, g10, g25)
+				if refused > tc.maxStorm429 {
+					t.Errorf("%d answered 429 in the 20 s storm, want at most %d: the limit did not follow the quota down", refused, tc.maxStorm429)
+				}
+				if g10 < 0.9*pre { // back within 10 s, one probe beyond it allowed
+					t.Errorf("%.0f/s accepted 10–25 s after the storm's lift, want at least 90 %% of the %.0f/s before it", g10, pre)
+				}
+				if g25 < tc.beyond {
+					t.Errorf("%.0f/s accepted 25–35 s after the quota was lifted, want at least %.0f/s", g25, tc.beyond)
+				}
+				if tc.steady {
+					if g, sh := window(ss, lift+25, lift+85); g < 0.94*tc.after || sh > 0.005 {
+						t.Errorf("25–85 s after the lift: %.0f/s accepted (%.1f %% of the quota), %.2f %% answered 429; want at least 94 %%, at most 0.5 %%", g, g/tc.after*100, sh*100)
+					}
+				}
+			})
+		})
+	}
+}

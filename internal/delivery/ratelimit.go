@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,25 @@ import (
 //   - Members of a group even out their limits from the group's commits
 //     (see balance): each 429 lowers one member's limit only, and left
 //     alone the members that found the quota first would keep more of it.
+//   - A throttle is told apart from a quota the limit sits just under by
+//     what CXone let through between two 429s. Just under a quota, most
+//     of the limit gets through (10 % even when twice over it); when
+//     CXone's quota drops far below the limit (a 429 storm), a 429 comes
+//     as soon as the 429 gate reopens, and less than 3 % of the limit got
+//     through since the one before. Three such 429s in a row are a
+//     throttle: each further one halves the rate (not below what CXone
+//     took), and the limit remembers the most CXone accepted in a second
+//     before it. Once no 429 has come for 1.5–4.5 s (jittered, so that
+//     the members of a group do not all probe at once; doubled after each
+//     failed return) the throttle may be over: back to that rate in 2 s;
+//     if the limit had found the quota before the throttle it holds that
+//     rate (its peak again) for another quiet 1.5–4.5 s before a slow
+//     start beyond it, else (the throttle came with the first 429s) it
+//     goes beyond at once. A 429 near that rate, or beyond it, ends the
+//     throttle with the limit where it was before; one well below it
+//     (under 90 %) says the throttle is not over, and after five such
+//     the quota is taken as shrunk for good. Without this the storm's
+//     rate became the peak, and the curve took a minute to climb back.
 //
 // Once engaged the limit is never dropped: after the quota is gone it
 // keeps climbing as long as there is enough to send to reach it.
@@ -67,6 +87,21 @@ type adaptiveLimit struct {
 	lastStep time.Time // last rise (configured) or step along the curve (discovered)
 	lastDown time.Time
 
+	// Discovered: a throttle, CXone's quota fallen far below the limit.
+	sinceDown int     // publishes accepted since the last decrease
+	thin      int     // decreases in a row that came after less than thinShare of the limit got through
+	prePeak   float64 // best at the first of them
+	known     bool    // the limit had found the quota before the first of them
+	best      float64 // publishes accepted in a second lately: the most, fading by bestFade a second
+	resume    float64 // in a throttle: the rate before it, to go back to once it is over; 0 for none
+	fails     int     // returns towards resume refused in this throttle
+	from      float64 // the rate a return, or a slow start after one, started from; 0 for none
+	returning bool    // going back to resume, geometrically in returnK seconds
+	returned  bool    // back at resume, no 429 since
+	plateau   bool    // hold resume before going beyond it: it was the quota's (not a rate CXone took without limit)
+	throttled bool    // a throttle since the last balance
+	quiet     float64 // in a throttle: seconds without a 429 after which to find out whether it is over
+
 	second            time.Time // start of the current one-second window
 	inSecond, lastSec int       // publishes accepted in it, and in the one before
 }
@@ -79,6 +114,14 @@ const (
 	probeTau  = 70.0                   // beyond the peak, the rate is peak·e^((x/probeTau)⁴) after x seconds…
 	reslowAt  = 1.25                   // …until it is this far beyond it: then the slow start again
 	stepEvery = 100 * time.Millisecond // how often the rate moves along the curve
+
+	thinShare = 0.03 // a 429 after less than this share of the limit got through (per second, over at least one) is thin…
+	thinRun   = 3    // …and this many in a row are a throttle: each further one halves the rate
+	quietMin  = 3.0  // in a throttle, no 429 for this many seconds (doubled at each return refused): it may be over…
+	returnK   = 2.0  // …so back to the rate before it in this many seconds, and once quiet there too, a slow start
+	maxFails  = 5    // returns refused before the quota is taken as shrunk for good
+	backShare = 0.9  // a return refused this close to the rate before the throttle ends it: the quota is back
+	bestFade  = 0.95 // the most accepted in a second lately fades by this much a second
 )
 
 func newAdaptiveLimit(perSecond float64) *adaptiveLimit {
@@ -133,6 +176,20 @@ func (a *adaptiveLimit) down(sent time.Time) {
 		return
 	}
 	now := time.Now()
+	var got float64 // publishes/s accepted since the last decrease
+	if a.auto && a.engaged.Load() {
+		got = float64(a.sinceDown) / max(now.Sub(a.lastDown).Seconds(), 1)
+		if a.current*thinShare >= 1 && got < thinShare*a.current {
+			if a.thin == 0 {
+				a.prePeak, a.known = a.best, a.peak > 0 && !a.slow
+			}
+			a.thin++
+		} else {
+			a.thin = 0
+		}
+	}
+	through := a.sinceDown
+	a.sinceDown = 0
 	switch {
 	case !a.auto:
 		a.current = max(a.current/2, a.floor)
@@ -140,20 +197,51 @@ func (a *adaptiveLimit) down(sent time.Time) {
 		a.engaged.Store(true)
 		a.slow = true
 		a.current = float64(max(a.lastSec, a.inSecond, 2))
+	case a.slow && a.peak == 0 && through == 0:
+		// Nothing got through since the limit engaged: CXone took nothing
+		// at any rate, so this 429 tells nothing about one. The slow start
+		// stays where it began, to double from there once CXone takes
+		// something. (Ending it here would make a worker that met a
+		// throttle before anything got through crawl at its starting rate
+		// long after the throttle.)
+	case a.slow && a.from > 0: // beyond the rate before a throttle, refused: the quota is back where it was
+		a.slow = false
+		a.current, a.peak = a.from, a.from
+		a.k = approachK
 	case a.slow: // the rate doubled past the quota: half of it did not
 		a.slow = false
 		a.peak = a.current
 		a.current = max(a.current/2, a.floor)
 		a.k = slowExitK
 	default:
+		back := 0.0                                                       // the rate before a throttle that is over
+		if a.returned || a.returning && a.current >= backShare*a.resume { // refused near the rate before the throttle: the quota is back where it was
+			back, a.resume, a.fails = a.resume, 0, 0
+		} else if a.returning { // the throttle is not over
+			if a.fails++; a.fails >= maxFails { // nor will it be: the quota shrank
+				a.resume, a.fails = 0, 0
+			}
+		}
+		a.returning, a.returned = false, false
 		if a.current < a.peak { // refused below the last peak: the quota (or this member's part of it) shrank
 			a.peak = a.current * (1 + beta) / 2
 		} else {
 			a.peak = a.current
 		}
-		a.current = max(a.current*beta, a.floor)
+		a.peak = max(a.peak, back)
+		if a.thin >= thinRun { // a throttle: halve, as long as CXone takes a fraction of the limit
+			if a.resume == 0 {
+				a.resume, a.fails, a.plateau = a.prePeak, 0, a.known
+			}
+			a.throttled = true
+			a.current = max(a.current/2, got, a.floor)
+		} else {
+			a.current = max(a.current*beta, a.floor)
+		}
 		a.k = approachK
 	}
+	a.from = 0
+	a.quiet = quietWait(a.fails)
 	a.start = a.current
 	a.elapsed = 0
 	a.lastStep, a.lastDown = now, now
@@ -172,9 +260,11 @@ func (a *adaptiveLimit) up() {
 		if d >= 2*time.Second {
 			a.lastSec = 0
 		}
+		a.best = max(float64(a.lastSec), a.best*math.Pow(bestFade, d.Seconds()))
 		a.inSecond, a.second = 0, now
 	}
 	a.inSecond++
+	a.sinceDown++
 	if !a.engaged.Load() {
 		return
 	}
@@ -197,6 +287,34 @@ func (a *adaptiveLimit) up() {
 	}
 	dt := min(d, time.Second).Seconds()
 	a.elapsed += dt
+	if a.returning {
+		r := min(a.elapsed/returnK, 1)
+		a.current = max(a.current, a.from*math.Pow(a.resume/a.from, r))
+		switch {
+		case r < 1:
+		case a.plateau: // back where the quota was before the throttle: hold it, and once quiet there too, go beyond
+			a.returning, a.returned, a.from = false, true, 0
+			a.peak, a.start, a.k, a.elapsed = a.resume, a.resume, approachK, 0
+			a.quiet = quietWait(0)
+		default: // back where it was before the throttle, under no quota known: beyond it at once
+			a.returning, a.slow, a.from = false, true, a.resume
+			a.resume, a.fails = 0, 0
+		}
+		a.set()
+		return
+	}
+	if !a.slow && a.resume > 0 && a.elapsed >= a.quiet { // a throttle may be over: find out
+		switch {
+		case a.returned: // the rate before the throttle holds: the quota may be higher still
+			a.slow, a.from = true, a.current
+			a.resume, a.returned, a.fails = 0, false, 0
+		case a.current < a.resume:
+			a.returning, a.from, a.elapsed = true, a.current, 0
+			return
+		default:
+			a.resume, a.fails = 0, 0
+		}
+	}
 	next := a.current * math.Pow(2, dt) // never faster than the slow start
 	if !a.slow {
 		next = min(next, a.curve())
@@ -206,6 +324,14 @@ func (a *adaptiveLimit) up() {
 		a.slow = true
 	}
 	a.set()
+}
+
+// quietWait is how long a throttle must have been quiet before the limit
+// finds out whether it is over, after fails returns refused: quietMin,
+// doubled by each, jittered by ±50 % so that the members of a group, which
+// meet the same throttle at the same time, do not all probe at once.
+func quietWait(fails int) float64 {
+	return quietMin * math.Exp2(float64(fails)) * (0.5 + rand.Float64())
 }
 
 // curve is the discovered rate elapsed seconds after the last decrease:
@@ -253,6 +379,10 @@ func (a *adaptiveLimit) setShare(s float64) {
 	a.current = max(a.current*f, a.floor)
 	a.peak *= f
 	a.start *= f
+	a.prePeak *= f
+	a.best *= f
+	a.resume *= f
+	a.from *= f
 	a.set()
 }
 
@@ -271,7 +401,9 @@ func (a *adaptiveLimit) setShare(s float64) {
 func (a *adaptiveLimit) balance(part, got float64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.auto || !a.engaged.Load() || a.slow || got < 0 || part < 0 || got == 0 && part == 0 {
+	throttled := a.throttled
+	a.throttled = false
+	if !a.auto || !a.engaged.Load() || a.slow || a.resume > 0 || throttled || got < 0 || part < 0 || got == 0 && part == 0 {
 		return
 	}
 	f := 4.0 // got nothing through: a member that joined late, held at the 429 gate by the others

@@ -335,3 +335,209 @@ func TestDiscoveredLimitBalance(t *testing.T) {
 		check(0.3, 0, 1125*4, 2250*4)     // got nothing through of its part: 4 ×
 	})
 }
+
+// accepting holds publishers back and counts perSec/10 accepted publishes
+// every 100 ms for d.
+func accepting(a *adaptiveLimit, perSec int, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		time.Sleep(stepEvery)
+		for range max(perSec/10, 1) {
+			a.waited.Store(true)
+			a.up()
+		}
+	}
+}
+
+// throttled429 is a 429 as a storm brings it: the 429 gate held
+// everything for a second, then CXone took one publish and refused the
+// next.
+func throttled429(a *adaptiveLimit) {
+	time.Sleep(time.Second)
+	a.up()
+	time.Sleep(100 * time.Millisecond)
+	a.down(time.Now())
+}
+
+// A limit that engaged before anything got through (the first 429 came
+// with nothing accepted in the last second, as when a worker starts into a
+// throttle, or CXone refuses everything for a while) stays in its slow
+// start at its starting rate through further 429s after which still
+// nothing got through, and doubles from there each second once CXone takes
+// publishes again. Before, the second 429 ended the slow start with its
+// starting rate (2/s) as the peak, and the limit stayed near it for over a
+// minute: a draining worker could not publish what it held before its
+// shutdown timeout.
+func TestDiscoveredLimitEngagedBeforeAnythingGotThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newDiscoveredLimit()
+		a.down(time.Now())
+		if r := a.rate(); r != 2 {
+			t.Fatalf("rate %v after a first 429 with nothing accepted, want 2", r)
+		}
+		for i := range 10 { // the gate opens each second, and CXone refuses again
+			time.Sleep(time.Second)
+			a.down(time.Now())
+			if r := a.rate(); r != 2 {
+				t.Fatalf("rate %v after 429 %d with nothing through, want 2 still", r, i+2)
+			}
+		}
+		heldBack(a, 6*time.Second+stepEvery/2)
+		if r := a.rate(); r < 100 {
+			t.Fatalf("rate %v 6 s after CXone took publishes again, want ≥ 100 (2 doubled each second)", r)
+		}
+		a.down(time.Now()) // now something got through: the slow start ends as ever
+		if !(a.peak > 100 && !a.slow) {
+			t.Fatalf("after a 429 with publishes through: peak %v slow %v, want the slow start ended at its rate", a.peak, a.slow)
+		}
+	})
+}
+
+// A throttle (CXone's quota far below the limit, as in a 429 storm) is
+// told apart from a quota the limit sits just under by what got through
+// between two 429s. 429s after which a tenth of the limit got through (a
+// quota twice over) take a twentieth each, as ever; three in a row after
+// which almost nothing did are a throttle, and halve it from then on.
+// Once no 429 has come for 1.5–4.5 s the limit goes back to what CXone
+// took in a second before the throttle, in 2 s; holds it (the quota was
+// found before the throttle) for another quiet 1.5–4.5 s; then goes
+// beyond it in a slow start, and a 429 there puts it back where it was.
+func TestDiscoveredLimitThrottle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newDiscoveredLimit()
+		accepting(a, 200, time.Second)
+		a.down(time.Now()) // slow start at 200
+		accepting(a, 400, time.Second)
+		a.down(time.Now()) // ends at 200, peak 400
+		accepting(a, 400, secs(slowExitK+2))
+		if r := a.rate(); r < 399 || r > 401 {
+			t.Fatalf("rate %v, want back at the peak of 400", r)
+		}
+		// A quota twice over: 40 accepted in the 0.1 s after each gate.
+		for i := range 3 {
+			time.Sleep(time.Second)
+			accepting(a, 400, 100*time.Millisecond)
+			r := a.rate()
+			a.down(time.Now())
+			if got, want := a.rate(), r*beta; math.Abs(got-want) > 0.01 || a.resume != 0 {
+				t.Fatalf("rate %v, throttle %v after 429 %d at %v with a tenth of the limit through since the one before, want %v, none", got, a.resume, i+1, r, want)
+			}
+		}
+		accepting(a, 400, 30*time.Second) // back at the peak
+		// A storm: its first 429 comes after the traffic before it (a
+		// twentieth off, as ever), then one publish gets through between
+		// two 429s.
+		r0 := a.rate()
+		a.down(time.Now())
+		throttled429(a)
+		throttled429(a)
+		if r, want := a.rate(), r0*beta*beta*beta; math.Abs(r-want) > 1 || a.resume != 0 {
+			t.Fatalf("rate %v, throttle %v after two 429s with nothing through, want %v, none yet", r, a.resume, want)
+		}
+		throttled429(a)
+		if r, want := a.rate(), r0*beta*beta*beta/2; math.Abs(r-want) > 1 {
+			t.Fatalf("rate %v after the third, want halved: %v", r, want)
+		}
+		// What CXone took in a second before the throttle (400), faded by a
+		// twentieth for each second since.
+		if a.resume < 320 || a.resume > 400 {
+			t.Fatalf("the rate to go back to %v, want what CXone took before the throttle: 320–400", a.resume)
+		}
+		resume := a.resume
+		throttled429(a)
+		throttled429(a)
+		if r, want := a.rate(), r0*beta*beta*beta/8; math.Abs(r-want) > 1 {
+			t.Fatalf("rate %v after two more, want halved twice: %v", r, want)
+		}
+		// The storm is over: back to the rate before it within 4.5 + 2 s.
+		low := a.rate()
+		var took time.Duration
+		for !a.returned {
+			accepting(a, int(low), stepEvery)
+			if took += stepEvery; took > secs(1.5*quietMin+returnK+0.5) {
+				t.Fatalf("rate %v %v after the last 429, want back at %v", a.rate(), took, resume)
+			}
+		}
+		if took < secs(0.5*quietMin+returnK) {
+			t.Fatalf("back at the rate before the throttle %v after the last 429, want after at least %v s", took, 0.5*quietMin+returnK)
+		}
+		if r := a.rate(); math.Abs(r-resume) > 1 || math.Abs(a.peak-resume) > 0.01 {
+			t.Fatalf("rate %v, peak %v, want both back at %v", r, a.peak, resume)
+		}
+		// Held for 1.5–4.5 s without a 429, then beyond.
+		took = 0
+		for !a.slow {
+			accepting(a, int(resume), stepEvery)
+			if took += stepEvery; took > secs(1.5*quietMin+0.5) {
+				t.Fatalf("rate %v held %v, want a slow start beyond it after at most %v s", a.rate(), took, 1.5*quietMin)
+			}
+		}
+		accepting(a, int(resume), time.Second)
+		if r := a.rate(); r < 1.8*resume {
+			t.Fatalf("rate %v a second into the slow start beyond %v, want about twice it", r, resume)
+		}
+		a.down(time.Now()) // the quota is back where it was
+		if r := a.rate(); math.Abs(r-resume) > 1 || math.Abs(a.peak-resume) > 0.01 || a.resume != 0 || a.slow {
+			t.Fatalf("rate %v, peak %v, throttle %v, slow %v after a 429 beyond it, want %v, %v, none, no", r, a.peak, a.resume, a.slow, resume, resume)
+		}
+	})
+}
+
+// In a throttle, a return refused well below the rate before it says the
+// throttle is not over: the next waits twice as long, and after maxFails
+// the quota is taken as shrunk for good. One refused near it ends the
+// throttle with the peak at the rate before it.
+func TestDiscoveredLimitThrottleNotOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		throttle := func() *adaptiveLimit {
+			a := newDiscoveredLimit()
+			accepting(a, 200, time.Second)
+			a.down(time.Now())
+			accepting(a, 400, time.Second)
+			a.down(time.Now())
+			accepting(a, 400, secs(slowExitK+2))
+			for range thinRun + 2 {
+				throttled429(a)
+			}
+			if a.resume == 0 {
+				t.Fatal("no throttle after five 429s with nothing through")
+			}
+			return a
+		}
+		returning := func(a *adaptiveLimit) {
+			t.Helper()
+			for took := time.Duration(0); !a.returning; took += stepEvery {
+				if took > secs(1.5*quietMin*math.Exp2(float64(a.fails))+0.5) {
+					t.Fatalf("no return %v after the last 429, fails %d", took, a.fails)
+				}
+				accepting(a, int(a.rate()), stepEvery)
+			}
+			accepting(a, int(a.rate()), 500*time.Millisecond)
+		}
+		a := throttle()
+		resume := a.resume
+		for fails := 1; fails <= maxFails; fails++ {
+			returning(a)
+			if a.rate() >= backShare*resume {
+				t.Fatalf("rate %v half a second into the return, want below %v", a.rate(), backShare*resume)
+			}
+			a.down(time.Now())
+			if fails < maxFails && (a.fails != fails || a.resume != resume || a.quiet < quietMin*math.Exp2(float64(fails))/2 || a.quiet > quietMin*math.Exp2(float64(fails))*1.5) {
+				t.Fatalf("after %d returns refused: fails %d, throttle %v, quiet %.1f s; want %d, %v, %v s ± 50 %%", fails, a.fails, a.resume, a.quiet, fails, resume, quietMin*math.Exp2(float64(fails)))
+			}
+		}
+		if a.resume != 0 || a.returning || a.returned {
+			t.Fatalf("throttle %v, returning %v, returned %v after %d returns refused, want over: the quota shrank", a.resume, a.returning, a.returned, maxFails)
+		}
+		a = throttle()
+		resume = a.resume
+		returning(a)
+		for a.rate() < backShare*resume {
+			accepting(a, int(a.rate()), stepEvery)
+		}
+		r := a.rate()
+		a.down(time.Now())
+		if a.resume != 0 || math.Abs(a.peak-max(r, resume)) > 0.01 || math.Abs(a.rate()-r*beta) > 0.01 {
+			t.Fatalf("throttle %v, peak %v, rate %v after a return refused at %v (%v before the throttle), want over, %v, %v", a.resume, a.peak, a.rate(), r, resume, max(r, resume), r*beta)
+		}
+	})
+}

@@ -159,10 +159,11 @@ func watchPartitions(t *testing.T, r *running, n int) func() time.Time {
 func TestShutdownDrainKeepsTheMembership(t *testing.T) {
 	const keys, per = 60, 10
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
+	cx := shippedCXone(t) // the shipped --max-backoff (30 s) lets the gate hold for the whole Retry-After
 	log := &publishLog{pubs: map[string][]publish{}}
 	urlA, urlB := log.serve(t, s, "a"), log.serve(t, s, "b")
-	a := s.startWorker(func(st *bridge.Settings) { shipped(st); st.CXone.BaseURL = urlA })
-	b := s.startWorker(func(st *bridge.Settings) { shipped(st); st.CXone.BaseURL = urlB })
+	a := s.startWorker(func(st *bridge.Settings) { shipped(st); cx(st); st.CXone.BaseURL = urlA })
+	b := s.startWorker(func(st *bridge.Settings) { shipped(st); cx(st); st.CXone.BaseURL = urlB })
 	waitFor(t, 30*time.Second, "a and b holding 3 partitions each of one generation", func() bool {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions) == 3 && len(sb.Partitions) == 3
@@ -241,8 +242,9 @@ func TestShutdownDrainCappedByARebalance(t *testing.T) {
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	log := &publishLog{pubs: map[string][]publish{}}
 	urls := map[string]string{"a": log.serve(t, s, "a"), "b": log.serve(t, s, "b"), "c": log.serve(t, s, "c")}
+	cx := shippedCXone(t) // the shipped --max-backoff (30 s) lets the gate hold for the whole Retry-After
 	start := func(name string) *running {
-		return s.startWorker(func(st *bridge.Settings) { shipped(st); st.CXone.BaseURL = urls[name] })
+		return s.startWorker(func(st *bridge.Settings) { shipped(st); cx(st); st.CXone.BaseURL = urls[name] })
 	}
 	a, b := start("a"), start("b")
 	waitFor(t, 30*time.Second, "a and b holding 3 partitions each of one generation", func() bool {

@@ -22,6 +22,7 @@ type Metrics struct {
 	AttemptDuration    prometheus.Histogram
 	EndToEnd           prometheus.Histogram
 	Retries            prometheus.Counter
+	Resends            prometheus.Counter
 	Settled            *prometheus.CounterVec
 	DeadLetters        *prometheus.CounterVec
 	DLQWriteFailures   *prometheus.CounterVec
@@ -47,6 +48,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		EndToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cxbridge_end_to_end_latency_seconds", Help: "From the record's timestamp to its acceptance by CXone.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
 		Retries:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_publish_retries_total", Help: "Retries after a server error, redirect, timeout or network error."}),
+		Resends:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_publish_resends_total", Help: "Publishes sent again at once on a new connection because theirs broke under them (reset or closed before an answer), not counted as failures; each may have reached CXone (a possible duplicate)."}),
 		Settled:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_records_settled_total", Help: "Records settled, by result (accepted or a DLQ reason)."}, []string{"result"}),
 		DeadLetters:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dead_letters_total", Help: "Records written to the DLQ topic, by reason."}, []string{"reason"}),
 		DLQWriteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dlq_write_failures_total", Help: "Failed DLQ write attempts (each is retried), by kind: transient, or permanent (the topic refuses the record for good)."}, []string{"kind"}),
@@ -61,7 +63,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		TokenExpiry:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_token_expiry_timestamp_seconds", Help: "When the current access token expires (Unix time)."}),
 		Rebalances:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_rebalances_total", Help: "Consumer group generations joined."}),
 	}
-	for _, c := range []prometheus.Collector{m.Consumed, m.Attempts, m.AttemptDuration, m.EndToEnd, m.Retries, m.Settled, m.DeadLetters,
+	for _, c := range []prometheus.Collector{m.Consumed, m.Attempts, m.AttemptDuration, m.EndToEnd, m.Retries, m.Resends, m.Settled, m.DeadLetters,
 		m.DLQWriteFailures, m.Commits, m.CommitFailures, m.CommittedOffset, m.BreakerState, m.BreakerTransitions, m.RateLimitWait,
 		m.TokenRefreshes, m.TokenExpiry, m.Rebalances} {
 		f(c)
