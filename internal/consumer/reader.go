@@ -52,13 +52,14 @@ type reader struct {
 	skipped   func(next int64) // offsets below next that were passed hold no record to deliver
 	warn      func(msg string, args ...any)
 
-	hwm     int64                          // of the last response
-	fetched bool                           // the last response held batches
-	stuck   int                            // responses in a row that moved nothing
-	batches []protocol.RecordReader        // of the current response not yet started, in order
-	cur     protocol.RecordReader          // the batch being read; nil between batches
-	aborted []fetchAPI.ResponseTransaction // of the current response, by first offset, not yet reached
-	abortPI map[int64]bool                 // producers whose aborted transaction is being passed
+	hwm       int64                          // of the last response
+	fetched   bool                           // the last response held batches
+	fetchedAt int64                          // next when it was fetched: a response that moved nothing leaves it there
+	stuck     int                            // responses in a row that moved nothing
+	batches   []protocol.RecordReader        // of the current response not yet started, in order
+	cur       protocol.RecordReader          // the batch being read; nil between batches
+	aborted   []fetchAPI.ResponseTransaction // of the current response, by first offset, not yet reached
+	abortPI   map[int64]bool                 // producers whose aborted transaction is being passed
 }
 
 // fetchTimeout bounds one fetch beyond the time the broker may hold it.
@@ -69,12 +70,12 @@ const fetchTimeout = 10 * time.Second
 // caller retries).
 func (r *reader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 	for {
-		from := r.next
 		msg, ok, err := r.nextRecord()
 		if err != nil || ok {
 			return msg, err
 		}
-		if r.fetched && r.next == from {
+		// The response is used up.
+		if r.fetched && r.next == r.fetchedAt {
 			// A response with batches but nothing at or after the fetch
 			// offset: records compacted away at the end of the only batch
 			// returned, whose last offset the protocol package does not
@@ -86,7 +87,7 @@ func (r *reader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 			if err := retry.Sleep(ctx, r.maxWait); err != nil {
 				return kafka.Message{}, err
 			}
-		} else if r.next != from {
+		} else {
 			r.stuck = 0
 		}
 		if err := r.fetch(ctx); err != nil {
@@ -145,7 +146,7 @@ func (r *reader) fetch(ctx context.Context) error {
 	default:
 		r.batches = []protocol.RecordReader{recs}
 	}
-	r.fetched = len(r.batches) > 0
+	r.fetched, r.fetchedAt = len(r.batches) > 0, r.next
 	return nil
 }
 
