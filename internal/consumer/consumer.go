@@ -148,11 +148,15 @@ type Consumer struct {
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
 	closing  atomic.Bool   // Run is closing the group (kafka-go leaves it)
+	// rejoining: the member is leaving the group to join it again (Rejoin);
+	// its partitions drain within DrainTimeout, not ShutdownTimeout.
+	rejoining atomic.Bool
 
 	mu         sync.Mutex
 	partitions map[int]*partition // of the current generation
 	generation int32
 	joined     bool
+	leave      context.CancelFunc // ends the current membership (Rejoin); nil outside Run
 }
 
 // partition is one assigned partition of one generation.
@@ -198,6 +202,48 @@ const LeaveTimeout = 10 * time.Second
 // not returned.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.transport.CloseIdleConnections()
+	for {
+		mctx, leave := context.WithCancel(ctx)
+		c.mu.Lock()
+		c.leave = leave
+		c.mu.Unlock()
+		err := c.member(mctx)
+		leave()
+		c.mu.Lock()
+		c.leave = nil
+		c.partitions, c.joined = map[int]*partition{}, false
+		c.mu.Unlock()
+		c.rejoining.Store(false)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		c.log.Info("left the group to rejoin it; joining again", "group", c.cfg.GroupID)
+	}
+}
+
+// Rejoin makes the member leave the group and join it again as a new
+// member, the way it leaves at shutdown: its partitions stop fetching,
+// drain within DrainTimeout while the generation goes on, commit, and the
+// group is closed (kafka-go sends LeaveGroup); then Run joins afresh. The
+// coordinator rebalances at the leave and at the join, and a rebalance
+// drops every member that does not join it — a dead member that kept its
+// partitions included. It reports false when Run is not running or a
+// rejoin is already under way.
+func (c *Consumer) Rejoin() bool {
+	c.mu.Lock()
+	leave := c.leave
+	c.mu.Unlock()
+	if leave == nil || !c.rejoining.CompareAndSwap(false, true) {
+		return false
+	}
+	leave()
+	return true
+}
+
+// member is one membership of the group, from the join until ctx ends and
+// the group is left.
+func (c *Consumer) member(ctx context.Context) error {
+	c.closing.Store(false)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                     c.cfg.GroupID,
 		Brokers:                c.cfg.Brokers,
@@ -362,7 +408,7 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 // its heartbeats) going on meanwhile; should the generation end during
 // the drain, what is left is capped at DrainTimeout from then on.
 func (c *Consumer) drainContext(ctx, gctx context.Context) (context.Context, context.CancelFunc, string) {
-	if gctx.Err() != nil || ctx.Err() == nil {
+	if gctx.Err() != nil || ctx.Err() == nil || c.rejoining.Load() {
 		dctx, cancel := context.WithTimeout(context.Background(), c.cfg.DrainTimeout)
 		return dctx, cancel, c.cfg.DrainTimeout.String() + " (--drain-timeout)"
 	}
