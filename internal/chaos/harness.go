@@ -69,7 +69,7 @@ var Sizes = map[string]Size{
 		Latency: 2 * time.Millisecond, Jitter: 5 * time.Millisecond,
 		Outage: 3 * time.Second, Storm: 3 * time.Second, StormLimit: 20, TokenExpiry: 2 * time.Second,
 		BrokerDown: time.Second, ResetEvery: 500 * time.Millisecond,
-		Kills: 2, KillRate: 150, Timeout: 3 * time.Minute},
+		Kills: 2, KillRate: 150, Timeout: 4 * time.Minute},
 	// full is the figure of docs/RELIABILITY.md: 100,000 records a scenario.
 	"full": {Name: "full", Records: 100_000, Rate: 2500, Keys: 1000, Bytes: 300,
 		Latency: 5 * time.Millisecond, Jitter: 10 * time.Millisecond,

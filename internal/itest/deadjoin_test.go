@@ -141,3 +141,77 @@ func TestMemberDeadInJoin(t *testing.T) {
 		return un == 0
 	})
 }
+
+// A CXone outage longer than the bound after which a worker acts on
+// partitions left unserved does not make the workers rejoin the group:
+// every partition stalls, each worker's own with records in hand. Two
+// workers, every record written as the outage starts, the outage 45 s
+// against a bound of 27 s (a publish attempt's deadline of 2 s, as in
+// TestMemberDeadInJoin, keeps it that short; at the shipped settings it is
+// 88 s).
+func TestOutageNoRejoin(t *testing.T) {
+	const outage = 45 * time.Second
+	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
+	fast := func(st *bridge.Settings) { st.CXone.Timeout = 2 * time.Second }
+	a, b := s.startWorker(fast), s.startWorker(fast)
+	waitFor(t, 30*time.Second, "both workers holding partitions of one generation", func() bool {
+		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
+		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions)+len(sb.Partitions) == 6
+	})
+	s.warmUp(6, 30*time.Second)
+	held := s.waitCommitted(30 * time.Second)
+	gen := a.w.Consumer().Status().Generation
+
+	s.sim.SetFaults(sim.Faults{OutageFor: sim.Duration(outage), Latency: sim.Duration(2 * time.Millisecond)})
+	end := time.Now().Add(outage)
+	recs := goodRecords(1200, 200, 29)
+	s.write(recs)
+	// Watch both workers' unserved gauges through the outage.
+	var seen float64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			for _, r := range []*running{a, b} {
+				n, _ := r.metric("cxbridge_group_unserved_partitions", "")
+				seen = max(seen, n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	// The outage is a window of time, not an event to await.
+	time.Sleep(time.Until(end.Add(-time.Second)))
+	close(stop)
+	<-done
+	o := s.offsets()
+	still := 0
+	for p := range o.End {
+		if o.Lag(p) > 0 && o.Committed[p] == held.Committed[p] {
+			still++
+		}
+	}
+	t.Logf("after %v of outage: %d of 6 partitions with uncommitted records and their committed offsets unmoved since it began; lag %d", outage, still, o.TotalLag())
+	if still < 6 {
+		t.Errorf("only %d partitions stalled through the outage: it did not hold the group back as a whole", still)
+	}
+	s.waitCommitted(2 * time.Minute)
+	if d := s.sim.Stats().Distinct; d != int64(len(recs))+6 {
+		t.Errorf("simulator accepted %d distinct events, want %d", d, len(recs)+6)
+	}
+	ra, _ := a.metric("cxbridge_group_rejoins_total", "")
+	rb, _ := b.metric("cxbridge_group_rejoins_total", "")
+	if ra != 0 || rb != 0 {
+		t.Errorf("the workers rejoined the group %v and %v times during a CXone outage", ra, rb)
+	}
+	if seen != 0 {
+		t.Errorf("cxbridge_group_unserved_partitions reached %v during a CXone outage", seen)
+	}
+	if g := a.w.Consumer().Status().Generation; g != gen {
+		t.Errorf("the group rebalanced during the outage: generation %d, was %d", g, gen)
+	}
+}
