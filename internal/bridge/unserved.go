@@ -106,9 +106,16 @@ func newGroupWatch(bound time.Duration) *groupWatch {
 // watchGroup is run with every read of the offsets: it applies the rule,
 // publishes what it says (metric, /readyz, status page, logs) and rejoins.
 func (w *Worker) watchGroup(now time.Time, o consumer.Offsets) {
-	v := w.groupWatch.observe(now, o, w.consumer.Status())
-	w.unservedGauge.Set(float64(len(v.Unserved)))
+	st := w.consumer.Status()
+	v := w.groupWatch.observe(now, o, st)
 	w.mu.Lock()
+	if !st.Joined && w.groupWatch.rejoins > 0 && len(w.verdict.Unserved) > 0 {
+		// Rejoining: what made it rejoin stays on show until it is a
+		// member again and reads the offsets anew.
+		v = w.verdict
+		v.Rejoin = false
+	}
+	w.unservedGauge.Set(float64(len(v.Unserved)))
 	w.verdict = v
 	logged := w.unservedLogged
 	w.unservedLogged = len(v.Unserved) > 0

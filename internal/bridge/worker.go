@@ -302,28 +302,25 @@ func (w *Worker) watchDLQ(ctx context.Context) {
 
 func (w *Worker) checkConsumer() (bool, string) {
 	st := w.consumer.Status()
+	w.mu.Lock()
+	v, kerr := w.verdict, w.kafkaErr
+	w.mu.Unlock()
+	var unserved string
+	if len(v.Unserved) > 0 {
+		unserved = "; the group leaves partitions unserved: " + describeUnserved(v.Unserved)
+		if v.Held != "" {
+			unserved += "; not rejoining: " + v.Held
+		} else {
+			unserved += "; rejoining the group"
+		}
+	}
 	if !st.Joined {
-		w.mu.Lock()
-		kerr := w.kafkaErr
-		w.mu.Unlock()
 		if kerr != nil {
 			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
 		}
-		return false, "not a member of group " + w.s.Kafka.GroupID + " yet"
+		return false, "not a member of group " + w.s.Kafka.GroupID + " yet" + unserved
 	}
-	detail := fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions))
-	w.mu.Lock()
-	v := w.verdict
-	w.mu.Unlock()
-	if len(v.Unserved) > 0 {
-		detail += "; the group leaves partitions unserved: " + describeUnserved(v.Unserved)
-		if v.Held != "" {
-			detail += "; not rejoining: " + v.Held
-		} else {
-			detail += "; rejoining the group"
-		}
-	}
-	return true, detail
+	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions)) + unserved
 }
 
 func (w *Worker) checkBreaker() (bool, string) {
