@@ -199,7 +199,8 @@ const LeaveTimeout = 10 * time.Second
 // Run is a member of the group until ctx ends, then drains within
 // ShutdownTimeout while still a member, commits, leaves the group and
 // returns nil. Join errors (an unreachable broker) are logged and retried,
-// not returned.
+// not returned. Rejoin makes it leave the same way (draining within
+// DrainTimeout) and join again as a new member.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.transport.CloseIdleConnections()
 	for {
@@ -339,7 +340,11 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 		select {
 		case <-ended:
 		case <-allDrained: // shutdown: the generation lives on until Run closes the group
-			c.log.Info("partitions drained for shutdown; leaving the group", "generation", gen.ID, "partitions", ids)
+			msg := "partitions drained for shutdown; leaving the group"
+			if c.rejoining.Load() {
+				msg = "partitions drained; leaving the group to join it again"
+			}
+			c.log.Info(msg, "generation", gen.ID, "partitions", ids)
 			return
 		}
 	}
