@@ -6,6 +6,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME   ?= 2s
 COUNT       ?= 5
 FUZZTIME    ?= 30s
+# KAFKA=1: run chaos and bench-e2e against a real Apache Kafka broker that
+# scripts/with-kafka.sh starts and stops (Java and Maven needed).
+KAFKA       ?=
+WITH_KAFKA   = $(if $(KAFKA),GO=$(GO) bash scripts/with-kafka.sh,)
 
 .PHONY: build run test bench bench-e2e bench-quota lint fmt
 
@@ -23,8 +27,8 @@ bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md), the end-to-end 
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) $$($(GO) list ./... | grep -v /internal/bench)
 	$(MAKE) bench-e2e
 
-bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker + simulator (several minutes)
-	$(GO) test -run '^$$' -bench EndToEnd -benchtime 1x -count 3 -timeout 60m ./internal/bench/
+bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker (KAFKA=1: Apache Kafka) + simulator (several minutes)
+	$(WITH_KAFKA) $(GO) test -run '^$$' -bench EndToEnd -benchtime 1x -count 3 -timeout 60m ./internal/bench/
 
 bench-quota: ## 3 worker processes against a CXone quota of 500/s, no --rate-limit: share of the quota used, share of 429s (~10 min; docs/RELIABILITY.md)
 	$(GO) test -run '^$$' -bench Quota -benchtime 1x -count 5 -timeout 60m ./internal/bench/
@@ -40,8 +44,8 @@ fuzz: ## run every Go fuzz target for FUZZTIME each (default 30s); crashers stay
 .PHONY: chaos
 CHAOS_REPORT ?= $(CURDIR)/chaos-report.md
 CHAOS_RUNS   ?= 1
-chaos: ## the fault-injection suite at full size (100,000 records a scenario, ~17 min); table in $(CHAOS_REPORT) for docs/RELIABILITY.md
-	$(GO) test -count=1 -v -run '^TestChaos$$' -timeout 120m ./internal/chaos/ -args -chaos.size=full -chaos.runs=$(CHAOS_RUNS) -chaos.report=$(abspath $(CHAOS_REPORT))
+chaos: ## the fault-injection suite at full size (100,000 records a scenario, ~17 min; KAFKA=1: on Apache Kafka); table in $(CHAOS_REPORT) for docs/RELIABILITY.md
+	$(WITH_KAFKA) $(GO) test -count=1 -v -run '^TestChaos$$' -timeout 120m ./internal/chaos/ -args -chaos.size=full -chaos.runs=$(CHAOS_RUNS) -chaos.report=$(abspath $(CHAOS_REPORT))
 
 lint: ## gofmt check, vet, staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,10 +24,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
-	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testbin"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 const (
@@ -159,7 +158,7 @@ func runOnce(b *testing.B, c benchCase) result {
 
 	// The backlog, written before the worker starts.
 	var ps produce.Stats
-	pcfg := produce.Config{Brokers: st.broker.Addrs, Topic: topic, Count: c.records, Keys: keys, Size: dataSize, Seed: 1}
+	pcfg := produce.Config{Brokers: st.broker.Addrs, Topic: st.topic, Count: c.records, Keys: keys, Size: dataSize, Seed: 1}
 	if err := produce.Run(context.Background(), pcfg, &ps, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -234,12 +233,16 @@ func (st *stack) steady(b *testing.B, c benchCase, res *result) {
 
 // stack is one iteration's broker, simulator and Kafka client.
 type stack struct {
-	broker *devstack.Broker
-	sim    *sim.Server
-	simURL string
-	rec    *recorder
-	client *kafka.Client
-	close  func()
+	broker *testkafka.Broker
+	// The input topic, the DLQ topic and the group on the broker: the
+	// names below on the embedded broker, names of the iteration's own on
+	// a real one.
+	topic, dlq, group string
+	sim               *sim.Server
+	simURL            string
+	rec               *recorder
+	client            *kafka.Client
+	close             func()
 }
 
 func newStack(b *testing.B, latency time.Duration) *stack {
@@ -247,9 +250,13 @@ func newStack(b *testing.B, latency time.Duration) *stack {
 }
 
 func newStackFaults(b *testing.B, faults sim.Faults) *stack {
-	br, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: partitions, Topics: []string{topic, dlqTopic}})
-	if err != nil {
-		b.Fatal(err)
+	// The embedded broker, or the real one CXBRIDGE_TEST_KAFKA_BROKERS
+	// names (make bench-e2e KAFKA=1): fresh topics and group each time.
+	br := testkafka.Start(b, testkafka.Config{Partitions: partitions, Topics: []string{topic, dlqTopic}})
+	closeBroker := func() {
+		if e := br.Embedded(); e != nil {
+			e.Close()
+		}
 	}
 	// The simulator, served as sim.Serve does but behind a recorder of
 	// acceptance times (sim.Start hides its handler).
@@ -257,26 +264,27 @@ func newStackFaults(b *testing.B, faults sim.Faults) *stack {
 	rec := &recorder{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		br.Close()
+		closeBroker()
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{Handler: rec.wrap(s.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() { _ = srv.Serve(ln) }()
-	return &stack{broker: br, sim: s, simURL: "http://" + ln.Addr().String(), rec: rec,
-		client: &kafka.Client{Addr: kafka.TCP(br.Addrs...), Timeout: 10 * time.Second},
+	return &stack{broker: br, topic: br.Topic(topic), dlq: br.Topic(dlqTopic), group: br.Group(group),
+		sim: s, simURL: "http://" + ln.Addr().String(), rec: rec,
+		client: br.Client(),
 		close: func() {
 			cancel()
 			_ = srv.Close()
-			br.Close()
+			closeBroker()
 		}}
 }
 
 func (st *stack) lag(b *testing.B) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, st.client, group, topic)
+	o, err := consumer.ReadOffsets(ctx, st.client, st.group, st.topic)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -289,7 +297,7 @@ func (st *stack) lag(b *testing.B) int64 {
 // it writes Rate/10 records per write.
 func (st *stack) produceAt(b *testing.B, rate float64, n int, seed uint64) {
 	var ps produce.Stats
-	cfg := produce.Config{Brokers: st.broker.Addrs, Topic: topic, Count: n, Rate: rate, Batch: max(1, int(rate/100)),
+	cfg := produce.Config{Brokers: st.broker.Addrs, Topic: st.topic, Count: n, Rate: rate, Batch: max(1, int(rate/100)),
 		Keys: keys, Size: dataSize, Seed: seed}
 	if err := produce.Run(context.Background(), cfg, &ps, nil); err != nil {
 		b.Fatal(err)
@@ -340,10 +348,10 @@ type worker struct {
 func (st *stack) startWorker(b *testing.B, adminAddr, ordering string, env ...string) *worker {
 	cmd := exec.Command(binary, "run", "--ordering", ordering, "--max-in-flight", fmt.Sprint(*flagMaxInFlight))
 	cmd.Env = append(os.Environ(),
-		"CXBRIDGE_KAFKA_BROKERS="+st.broker.Addrs[0],
-		"CXBRIDGE_GROUP_ID="+group,
-		"CXBRIDGE_INPUT_TOPIC="+topic,
-		"CXBRIDGE_DLQ_TOPIC="+dlqTopic,
+		"CXBRIDGE_KAFKA_BROKERS="+strings.Join(st.broker.Addrs, ","),
+		"CXBRIDGE_GROUP_ID="+st.group,
+		"CXBRIDGE_INPUT_TOPIC="+st.topic,
+		"CXBRIDGE_DLQ_TOPIC="+st.dlq,
 		"CXBRIDGE_CXONE_BASE_URL="+st.simURL,
 		"CXBRIDGE_CXONE_CLIENT_ID="+sim.DefaultClientID,
 		"CXBRIDGE_CXONE_CLIENT_SECRET="+sim.DefaultClientSecret,
@@ -598,12 +606,8 @@ func selfCPU() time.Duration {
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testbin.FreeAddr()
 	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		b.Fatal(err)
 	}
 	return addr

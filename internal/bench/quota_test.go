@@ -84,7 +84,7 @@ func runQuota(b *testing.B) quotaResult {
 	defer st.close()
 	n := int(quota * flagQuotaBacklog.Seconds())
 	var ps produce.Stats
-	if err := produce.Run(context.Background(), produce.Config{Brokers: st.broker.Addrs, Topic: topic, Count: n, Keys: keys, Size: dataSize, Seed: 1}, &ps, nil); err != nil {
+	if err := produce.Run(context.Background(), produce.Config{Brokers: st.broker.Addrs, Topic: st.topic, Count: n, Keys: keys, Size: dataSize, Seed: 1}, &ps, nil); err != nil {
 		b.Fatal(err)
 	}
 

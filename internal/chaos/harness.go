@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/retry"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
@@ -123,15 +123,6 @@ type sample struct {
 	lag      int64 // the group's lag; -1 unknown (broker away)
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func (h *Harness) logf(format string, args ...any) {
 	if h.Logf != nil {
 		h.Logf(format, args...)
@@ -143,10 +134,10 @@ func (h *Harness) setup(ctx context.Context, withProxy bool) error {
 	var err error
 	h.workers, h.admins = map[string]*Proc{}, map[string]string{}
 	h.hc = &http.Client{Timeout: 10 * time.Second}
-	if h.brokerAddr, err = freePort(); err != nil {
+	if h.brokerAddr, err = testbin.FreeAddr(); err != nil {
 		return err
 	}
-	if h.simAddr, err = freePort(); err != nil {
+	if h.simAddr, err = testbin.FreeAddr(); err != nil {
 		return err
 	}
 	h.secret = "chaos-secret-" + rand.Text()
@@ -273,7 +264,7 @@ func (h *Harness) KillBroker(ctx context.Context, down time.Duration) error {
 // with the shipped defaults: only what is not a tuning is set — where the
 // broker, the group, CXone and the admin server are, and the log level.
 func (h *Harness) StartWorker(name string) error {
-	admin, err := freePort()
+	admin, err := testbin.FreeAddr()
 	if err != nil {
 		return err
 	}

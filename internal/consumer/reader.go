@@ -224,18 +224,11 @@ func (r *reader) nextRecord() (kafka.Message, bool, error) {
 func (r *reader) skipBatch(b protocol.RecordReader) bool {
 	switch b := b.(type) {
 	case *protocol.ControlBatch:
-		last := b.BaseOffset
-		for {
-			rec, err := b.ReadRecord()
-			if err != nil {
-				break
-			}
-			last = rec.Offset
+		r.pass(readAll(b, b.BaseOffset, func(rec *protocol.Record) {
 			if cr, err := protocol.ReadControlRecord(rec); err == nil && cr.Type == 0 { // 0 = abort, 1 = commit
 				delete(r.abortPI, b.ProducerID) // the aborted transaction ends here
 			}
-		}
-		r.pass(last + 1)
+		}) + 1)
 		return true
 	case *protocol.RecordBatch:
 		for len(r.aborted) > 0 && r.aborted[0].FirstOffset <= b.BaseOffset {
@@ -248,19 +241,24 @@ func (r *reader) skipBatch(b protocol.RecordReader) bool {
 		if !b.Attributes.Transactional() || !r.abortPI[b.ProducerID] {
 			return false
 		}
-		last := b.BaseOffset
-		for {
-			rec, err := b.ReadRecord()
-			if err != nil {
-				break
-			}
-			last = rec.Offset
-			closeRecord(rec)
-		}
-		r.pass(last + 1)
+		r.pass(readAll(b, b.BaseOffset, closeRecord) + 1)
 		return true
 	}
 	return false // v0/v1 message sets have no transactions
+}
+
+// readAll reads b's records to its end, handing each to f, and returns the
+// offset of the last one (base when it has none).
+func readAll(b protocol.RecordReader, base int64, f func(*protocol.Record)) (last int64) {
+	last = base
+	for {
+		rec, err := b.ReadRecord()
+		if err != nil {
+			return last
+		}
+		last = rec.Offset
+		f(rec)
+	}
 }
 
 // baseOffset returns a v2 batch's first offset.

@@ -13,6 +13,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // The breaker's open period is jittered: at the shipped defaults, on the
@@ -60,7 +61,7 @@ func TestBreakerOpenPeriodJittered(t *testing.T) {
 			mu.Lock()
 			attempts = append(attempts, time.Now())
 			mu.Unlock()
-			if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			if err := retry.Sleep(ctx, 20*time.Millisecond); err != nil {
 				return cxone.Result{Class: cxone.Canceled, Err: err}
 			}
 			return cxone.Result{Class: cxone.ServerError, Status: 503}
@@ -77,7 +78,7 @@ func TestBreakerOpenPeriodJittered(t *testing.T) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				samples = append(samples, sample{time.Now(), pub.BreakerState()})
-				_ = sleepCtx(ctx, 100*time.Millisecond)
+				_ = retry.Sleep(ctx, 100*time.Millisecond)
 			}
 		})
 		outs := make([]delivery.Outcome, 3)
@@ -168,18 +169,6 @@ type senderFunc func(ctx context.Context, ev *event.Event) cxone.Result
 
 func (f senderFunc) Attempt(ctx context.Context, _ string, ev *event.Event, _ []byte) cxone.Result {
 	return f(ctx, ev)
-}
-
-// sleepCtx sleeps d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // The breaker's probes cannot keep in step with a periodic fault: at the

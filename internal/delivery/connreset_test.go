@@ -16,6 +16,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/retry"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
 
@@ -161,7 +162,7 @@ func TestConnectionResetsRiddenThroughAtDefaults(t *testing.T) {
 	go func() {
 		defer resetsDone.Store(true)
 		for range resets {
-			if sleepCtx(ctx, 400*time.Millisecond) != nil {
+			if retry.Sleep(ctx, 400*time.Millisecond) != nil {
 				return
 			}
 			connsReset.Add(int64(srv.resetAll()))

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // syncBuf is a log sink for concurrent writers.
@@ -40,17 +39,7 @@ func (s *syncBuf) count(sub string) int {
 func TestWriterRefusedForGood(t *testing.T) {
 	c, brokers := newCluster(t)
 	poison := []byte("poison-record")
-	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.InvalidRecord, Count: -1,
-		When: func(r kmsg.Request) bool {
-			for _, tp := range r.(*kmsg.ProduceRequest).Topics {
-				for _, p := range tp.Partitions {
-					if bytes.Contains(p.Records, poison) {
-						return true
-					}
-				}
-			}
-			return false
-		}})
+	fault := c.Fault(testkafka.RefuseProduce(dlqTopic, poison, kerr.InvalidRecord))
 	logs := &syncBuf{}
 	var failures, permanent atomic.Int32
 	w := newWriter(t, brokers, func(cfg *WriterConfig) {

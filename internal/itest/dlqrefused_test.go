@@ -1,7 +1,6 @@
 package itest
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,11 +11,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 // keysIn returns n keys prefix-0, prefix-1, … that the hash balancer puts
@@ -116,17 +114,7 @@ func TestDLQRefusesOneRecordForGood(t *testing.T) {
 			share, maxUncommitted := config.LaneShare(defaults.MaxInFlight), defaults.MaxUncommittedPerPartition
 			p := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte("hot")}, 0, 1, 2, 3, 4, 5)
 			marker := []byte("poison-marker")
-			fault := s.broker.Embedded().Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: s.dlqName, Err: kerr.InvalidRecord, Count: -1,
-				When: func(r kmsg.Request) bool {
-					for _, tp := range r.(*kmsg.ProduceRequest).Topics {
-						for _, pp := range tp.Partitions {
-							if bytes.Contains(pp.Records, marker) {
-								return true
-							}
-						}
-					}
-					return false
-				}})
+			fault := s.broker.Embedded().Cluster().Fault(testkafka.RefuseProduce(s.dlqName, marker, kerr.InvalidRecord))
 
 			msgs := []kafka.Message{{Key: []byte("hot"), Value: append([]byte("{not json "), marker...)}}
 			others := keysIn("p", behind, p, partitions, true)

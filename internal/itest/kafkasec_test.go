@@ -22,6 +22,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
@@ -67,12 +68,10 @@ func checkNoLeaks(t *testing.T) {
 func newSecStack(t *testing.T, b secBroker) *secStack {
 	t.Helper()
 	// The address is chosen first, so that a late broker has one too.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testbin.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	st := &secStack{logBuf: &syncBuf{}, cfg: devstack.BrokerConfig{Addr: addr, Partitions: 3, Topics: []string{inputTopic, dlqTopic},
 		MinSessionTimeout: 500 * time.Millisecond, SASLUsers: b.users}}
 	st.kafka.Brokers, st.kafka.ClientID = addr, "itest"

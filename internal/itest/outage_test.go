@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
 
@@ -41,17 +40,7 @@ func TestOutageIsNotADeadLetter(t *testing.T) {
 	// Publishes that passed the simulator's outage check just before it
 	// was set may still have been accepted: count from here.
 	before := s.sim.Stats().Distinct
-	watch := s.watchOffsets(50*time.Millisecond, func(o consumer.Offsets) []string {
-		if time.Until(outageEnd) < 100*time.Millisecond {
-			return nil
-		}
-		for p, c := range o.Committed {
-			if c != held.Committed[p] {
-				return []string{fmt.Sprintf("partition %d committed %d during the outage (was %d)", p, c, held.Committed[p])}
-			}
-		}
-		return nil
-	})
+	watch := s.watchHeld(50*time.Millisecond, held, outageEnd)
 	// The outage is a window of time, not an event to await: look just
 	// before it ends.
 	time.Sleep(time.Until(outageEnd.Add(-200 * time.Millisecond)))

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/config"
-	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
@@ -58,17 +57,7 @@ func quietOutage(t *testing.T, n int) {
 	recs := keyedRecords(n, 1, 11)
 	s.write(recs)
 	held := s.offsets()
-	watch := s.watchOffsets(100*time.Millisecond, func(o consumer.Offsets) []string {
-		if time.Until(outageEnd) < 100*time.Millisecond {
-			return nil
-		}
-		for p, c := range o.Committed {
-			if c != held.Committed[p] {
-				return []string{fmt.Sprintf("partition %d committed %d during the outage (was %d)", p, c, held.Committed[p])}
-			}
-		}
-		return nil
-	})
+	watch := s.watchHeld(100*time.Millisecond, held, outageEnd)
 	want := before.Distinct + int64(n)
 	waitFor(t, outage+2*time.Minute, fmt.Sprintf("%d records accepted", n), func() bool {
 		if dl, by := w.metric("cxbridge_dead_letters_total", "reason"); dl != 0 {

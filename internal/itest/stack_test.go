@@ -373,6 +373,23 @@ type offsetWatch struct {
 	bad     []string // what check reported
 }
 
+// watchHeld watches that no committed offset moves from held until just
+// before end (an outage's end): a commit during an outage would be one of
+// a record CXone never took.
+func (s *stack) watchHeld(every time.Duration, held consumer.Offsets, end time.Time) *offsetWatch {
+	return s.watchOffsets(every, func(o consumer.Offsets) []string {
+		if time.Until(end) < 100*time.Millisecond {
+			return nil
+		}
+		for p, c := range o.Committed {
+			if c != held.Committed[p] {
+				return []string{fmt.Sprintf("partition %d committed %d during the outage (was %d)", p, c, held.Committed[p])}
+			}
+		}
+		return nil
+	})
+}
+
 // watchOffsets samples the committed offsets every interval until stop;
 // check, when set, is called with every sample and returns violations.
 func (s *stack) watchOffsets(every time.Duration, check func(consumer.Offsets) []string) *offsetWatch {

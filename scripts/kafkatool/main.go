@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/certs"
+	"github.com/cxbridge/cxbridge/internal/testbin"
 )
 
 func main() {
@@ -50,13 +51,19 @@ func usage() {
 	os.Exit(2)
 }
 
+// port prints a free port below the ephemeral range (see
+// testbin.FreeAddr): the broker listens on it again after a restart, by
+// when an outgoing connection could have taken a port from that range.
 func port() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testbin.FreeAddr()
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(p)
 	return nil
 }
 
