@@ -70,7 +70,8 @@ func (s *stack) groupMembers() int {
 // broker expires the member after its session timeout by itself (the
 // worker then never rejoins).
 func TestMemberDeadInJoin(t *testing.T) {
-	t.Parallel()                                                // mostly waiting, as TestOutageNoRejoin: the two run side by side
+	// Mostly waiting, as TestOutageNoRejoin: the two run side by side.
+	t.Parallel()
 	const session, rebalance = 6 * time.Second, 5 * time.Second // as stack.settings
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	// A publish attempt's deadline of 2 s, not 15 s, keeps the bound after
