@@ -204,7 +204,11 @@ func (g *groupWatch) observe(now time.Time, o consumer.Offsets, st consumer.Stat
 	}
 	v.Rejoin = true
 	g.rejoins++
-	g.nextRejoin = now.Add(g.bound << min(g.rejoins-1, 4))
+	backoff := g.bound
+	for i := 1; i < g.rejoins && backoff < maxRejoinBackoff*g.bound; i++ {
+		backoff *= 2
+	}
+	g.nextRejoin = now.Add(backoff)
 	return v
 }
 

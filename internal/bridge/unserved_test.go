@@ -162,3 +162,31 @@ func TestUnservedBound(t *testing.T) {
 		t.Errorf("bound %v, want %v", got, want)
 	}
 }
+
+// Partitions that stay unserved however often the member rejoins: the
+// rejoins come a bound apart at first (and a bound after each new
+// assignment at the earliest), then twice, four, eight and at most 16
+// times the bound apart.
+func TestGroupWatchBackoffCap(t *testing.T) {
+	const bound = 10 * time.Second
+	g := newGroupWatch(bound)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	gen := int32(5)
+	var at []int
+	for s := 0; s <= 900; s += 5 {
+		r := read{at: s, gen: gen, held: map[int]int{0: 0, 1: 0},
+			committed: [6]int64{int64(s), int64(s), 40, 40, 90, 90}, end: [6]int64{int64(s), int64(s), 50, 50, 90, 90}}
+		if g.observe(t0.Add(time.Duration(s)*time.Second), r.offsets(), r.status()).Rejoin {
+			at = append(at, s)
+			gen++ // the rejoin's generation, seen at the next read
+		}
+	}
+	var gaps []int
+	for i := 1; i < len(at); i++ {
+		gaps = append(gaps, at[i]-at[i-1])
+	}
+	want := []int{15, 20, 40, 80, 160, 160, 160}
+	if at[0] != 10 || !slices.Equal(gaps[:min(len(gaps), len(want))], want) {
+		t.Errorf("rejoins at %v s (gaps %v), want the first at 10 s and gaps %v…", at, gaps, want)
+	}
+}
