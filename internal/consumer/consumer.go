@@ -156,7 +156,7 @@ type Consumer struct {
 	partitions map[int]*partition // of the current generation
 	generation int32
 	joined     bool
-	leave      context.CancelFunc // ends the current membership (Rejoin); nil outside Run
+	leave      func() bool // ends the current membership unless it is ending (Rejoin); nil outside Run
 }
 
 // partition is one assigned partition of one generation.
@@ -206,7 +206,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		mctx, leave := context.WithCancel(ctx)
 		c.mu.Lock()
-		c.leave = leave
+		c.leave = func() bool {
+			if mctx.Err() != nil {
+				return false // shutting down, or leaving already
+			}
+			leave()
+			return true
+		}
 		c.mu.Unlock()
 		err := c.member(mctx)
 		leave()
@@ -232,12 +238,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 // rejoin is already under way.
 func (c *Consumer) Rejoin() bool {
 	c.mu.Lock()
-	leave := c.leave
-	c.mu.Unlock()
-	if leave == nil || !c.rejoining.CompareAndSwap(false, true) {
+	defer c.mu.Unlock()
+	if c.leave == nil || !c.rejoining.CompareAndSwap(false, true) {
 		return false
 	}
-	leave()
+	if !c.leave() {
+		c.rejoining.Store(false)
+		return false
+	}
 	return true
 }
 
