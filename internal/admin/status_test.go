@@ -25,7 +25,7 @@ func TestStatusPage(t *testing.T) {
 	if ext := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//`).FindString(body); ext != "" {
 		t.Fatalf("the page loads an external asset: %s", ext)
 	}
-	for _, id := range []string{`id="breaker"`, `id="partitions"`, `id="dlq"`, `id="rate"`, `fetch("status.json"`} {
+	for _, id := range []string{`id="breaker"`, `id="partitions"`, `id="dlq"`, `id="rate"`, `id="unserved"`, `fetch("status.json"`} {
 		if !strings.Contains(body, id) {
 			t.Errorf("page lacks %s", id)
 		}

@@ -125,6 +125,7 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 			}
 		}
 		reads = append(reads, offsetsRead{at: now, generation: gen, offsets: o})
+		w.watchGroup(now, o)
 		lag.Reset()
 		for _, p := range w.consumer.Status().Partitions {
 			lag.WithLabelValues(topic, strconv.Itoa(p.Partition)).Set(float64(o.Lag(p.Partition)))

@@ -22,7 +22,11 @@ type Status struct {
 	Attempts    map[string]float64 `json:"attempts"`
 	DeadLetters map[string]float64 `json:"dead_letters"`
 	Partitions  []PartitionStatus  `json:"partitions"`
-	TimeMS      int64              `json:"time_ms"`
+	// Unserved are the partitions the group leaves unserved, as this
+	// member last saw (see cxbridge_group_unserved_partitions).
+	Unserved     []unservedPartition `json:"unserved,omitempty"`
+	UnservedNote string              `json:"unserved_note,omitempty"`
+	TimeMS       int64               `json:"time_ms"`
 }
 
 // PartitionStatus is one held partition on the status page.
@@ -46,6 +50,13 @@ func (w *Worker) Status() Status {
 	}
 	w.mu.Lock()
 	offsets := w.offsets
+	s.Unserved = w.verdict.Unserved
+	if len(s.Unserved) > 0 {
+		s.UnservedNote = "rejoining the group"
+		if w.verdict.Held != "" {
+			s.UnservedNote = "not rejoining: " + w.verdict.Held
+		}
+	}
 	w.mu.Unlock()
 	for _, p := range w.consumer.Status().Partitions {
 		ps := PartitionStatus{Partition: p.Partition, Committed: -1, Pending: p.Pending}

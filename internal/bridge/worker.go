@@ -54,6 +54,12 @@ type Worker struct {
 	partitions  int              // the input topic's partition count, last read; under mu
 	held        int              // partitions this member holds; under mu
 
+	groupWatch     *groupWatch  // used by watchLag only
+	verdict        groupVerdict // its last; under mu
+	unservedLogged bool         // under mu
+	unservedGauge  prometheus.Gauge
+	rejoins        prometheus.Counter
+
 	mu       sync.Mutex
 	kafkaErr error // the start-up check's last failed attempt, until it connects
 	tokenErr error
@@ -141,6 +147,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.groupWatch = newGroupWatch(unservedBound(s))
 	w.kafkaClient = &kafka.Client{Addr: kafka.TCP(s.Kafka.BrokerList()...), Timeout: 10 * time.Second, Transport: transport}
 	w.registerGauges()
 	w.admin = admin.New(w.reg, 0,
@@ -174,6 +181,9 @@ func (w *Worker) registerGauges() {
 	w.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
 		[]string{"topic", "partition"})
 	w.reg.MustRegister(w.lag)
+	w.unservedGauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_group_unserved_partitions", Help: "Partitions of the input topic with uncommitted records whose committed offset has not moved for the bound (see /readyz), that this member does not hold or holds without fetching: the group leaves them to nobody alive."})
+	w.rejoins = prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_group_rejoins_total", Help: "Times this member left the consumer group and joined it again because the group left partitions unserved."})
+	w.reg.MustRegister(w.unservedGauge, w.rejoins)
 	w.metrics.BreakerState.Set(telemetry.BreakerValue(gobreaker.StateClosed))
 }
 
@@ -292,16 +302,25 @@ func (w *Worker) watchDLQ(ctx context.Context) {
 
 func (w *Worker) checkConsumer() (bool, string) {
 	st := w.consumer.Status()
+	w.mu.Lock()
+	v, kerr := w.verdict, w.kafkaErr
+	w.mu.Unlock()
+	var unserved string
+	if len(v.Unserved) > 0 {
+		unserved = "; the group leaves partitions unserved: " + describeUnserved(v.Unserved)
+		if v.Held != "" {
+			unserved += "; not rejoining: " + v.Held
+		} else {
+			unserved += "; rejoining the group"
+		}
+	}
 	if !st.Joined {
-		w.mu.Lock()
-		kerr := w.kafkaErr
-		w.mu.Unlock()
 		if kerr != nil {
 			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
 		}
-		return false, "not a member of group " + w.s.Kafka.GroupID + " yet"
+		return false, "not a member of group " + w.s.Kafka.GroupID + " yet" + unserved
 	}
-	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions))
+	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions)) + unserved
 }
 
 func (w *Worker) checkBreaker() (bool, string) {

@@ -36,6 +36,14 @@
 // the simulator accepted nothing (no worker published), and check it is at
 // most KillBound (10 s).
 //
+// The kill-9-join scenario (2 workers) kills a worker, starts it again a
+// second later, kills the new process as soon as the coordinator has
+// accepted its join and while that join is pending, and starts it once
+// more: the generation that completes then holds a dead member. It checks
+// that the group is whole again within JoinKillHeal (150 s) — the
+// embedded broker never expires such a member, at random, and the workers
+// must notice and rejoin — and everything else every scenario checks.
+//
 // The reduced size runs in `make test` (TestChaos); the full size
 // (100,000 records a scenario) runs with
 //

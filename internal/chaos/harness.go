@@ -69,7 +69,7 @@ var Sizes = map[string]Size{
 		Latency: 2 * time.Millisecond, Jitter: 5 * time.Millisecond,
 		Outage: 3 * time.Second, Storm: 3 * time.Second, StormLimit: 20, TokenExpiry: 2 * time.Second,
 		BrokerDown: time.Second, ResetEvery: 500 * time.Millisecond,
-		Kills: 2, KillRate: 150, Timeout: 3 * time.Minute},
+		Kills: 2, KillRate: 150, Timeout: 4 * time.Minute},
 	// full is the figure of docs/RELIABILITY.md: 100,000 records a scenario.
 	"full": {Name: "full", Records: 100_000, Rate: 2500, Keys: 1000, Bytes: 300,
 		Latency: 5 * time.Millisecond, Jitter: 10 * time.Millisecond,
@@ -526,5 +526,101 @@ func (h *Harness) KillAndRestart(ctx context.Context, name string, down time.Dur
 	}
 	f.Recovered = time.Now()
 	h.logf("kill -9 %s: the group whole again (generation > %d) and publishing %v after the kill", name, before, f.Recovered.Sub(f.Start).Round(time.Millisecond))
+	return nil
+}
+
+// members asks the group coordinator how many members the group has: the
+// living ones, and the dead ones it has not removed yet — a killed member
+// until its session expires, and a member whose join it accepted.
+func (h *Harness) members(ctx context.Context) (int, error) {
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	res, err := h.client.DescribeGroups(c, &kafka.DescribeGroupsRequest{GroupIDs: []string{h.group}})
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range res.Groups {
+		if g.GroupID == h.group {
+			if g.Error != nil {
+				return 0, g.Error
+			}
+			return len(g.Members), nil
+		}
+	}
+	return 0, fmt.Errorf("no group %s in the answer", h.group)
+}
+
+// KillDuringJoin kills worker name (SIGKILL) once the group is whole,
+// starts it again after down, kills the restarted process as soon as the
+// coordinator has accepted its join (one member more than before the
+// first kill) and while that join is still pending (the process not yet a
+// member of a generation), and starts it once more at once. The fault
+// starts at the second kill; Recovered is when the group is whole again —
+// every running worker a member of one generation later than the one
+// before, every partition held by them — and the simulator has accepted
+// since, which must come within heal.
+func (h *Harness) KillDuringJoin(ctx context.Context, name string, down, heal time.Duration) error {
+	var before int32
+	if err := h.await(ctx, time.Minute, "the group whole before the kill", func() bool {
+		g, ok, _ := h.whole()
+		before = g
+		return ok
+	}); err != nil {
+		_, _, said := h.whole()
+		return fmt.Errorf("%w (%s)", err, said)
+	}
+	n0, err := h.members(ctx)
+	if err != nil {
+		return fmt.Errorf("describing the group: %w", err)
+	}
+	t0 := time.Now()
+	h.KillWorker(name)
+	if err := sleep(ctx, down); err != nil {
+		return err
+	}
+	if err := h.StartWorker(name); err != nil {
+		return err
+	}
+	seen := 0
+	if err := h.await(ctx, 30*time.Second, "the restarted worker's join accepted by the coordinator and pending", func() bool {
+		n, err := h.members(ctx)
+		seen = n
+		return err == nil && n > n0 && !h.member(name).joined
+	}); err != nil {
+		return fmt.Errorf("%w (%d members, %d before the kill; %s: %s)", err, seen, n0, name, h.member(name).detail)
+	}
+	f := Fault{Name: "kill -9 " + name + " with its join pending", Start: time.Now()}
+	h.KillWorker(name)
+	h.logf("%s killed %v after the first kill, its join pending (%d group members, %d before)", name, f.Start.Sub(t0).Round(time.Millisecond), seen, n0)
+	if err := h.StartWorker(name); err != nil {
+		return err
+	}
+	f.End = time.Now()
+	defer func() { h.recordFault(f) }()
+	err = h.await(ctx, heal, "the group whole again after the kills", func() bool {
+		g, ok, _ := h.whole()
+		return ok && g > before
+	})
+	if err != nil {
+		_, _, said := h.whole()
+		n, _ := h.members(ctx)
+		return fmt.Errorf("kill -9 %s with its join pending at %s: %w (generation before %d; %d group members; %s)",
+			name, f.Start.Format("15:04:05.000"), err, before, n, said)
+	}
+	st, err := h.simStats()
+	if err != nil {
+		return err
+	}
+	if err := h.await(ctx, time.Minute, "the simulator accepting again after the kills (or nothing left to publish)", func() bool {
+		if now, err := h.simStats(); err == nil && now.Distinct > st.Distinct {
+			return true
+		}
+		o, err := h.offsets(ctx)
+		return err == nil && len(o.End) == partitions && o.TotalLag() == 0
+	}); err != nil {
+		return err
+	}
+	f.Recovered = time.Now()
+	h.logf("kill -9 %s with its join pending: the group whole again (generation > %d) and publishing %v after the second kill", name, before, f.Recovered.Sub(f.Start).Round(time.Millisecond))
 	return nil
 }

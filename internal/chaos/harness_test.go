@@ -30,7 +30,7 @@ func TestScanLogsFindsSecrets(t *testing.T) {
 	write("breaker.log", `{"level":"WARN","msg":"circuit breaker state changed","pid":1,"from":"closed","to":"open"}`+"\n"+
 		`{"level":"WARN","msg":"circuit breaker state changed","pid":1,"from":"open","to":"half-open"}`+"\n"+
 		`{"level":"WARN","msg":"circuit breaker state changed","pid":1,"from":"half-open","to":"open"}`+"\n")
-	got, opens := h.scanLogs()
+	got, opens, _ := h.scanLogs()
 	if len(got) != 3 {
 		t.Fatalf("found %d lines, want the 3 of leaky.log: %q", len(got), got)
 	}

@@ -83,6 +83,9 @@ func WriteReport(w io.Writer, results []Result) {
 			fmt.Fprintf(w, "; %d connections reset", r.Resets)
 		}
 		fmt.Fprintf(w, "; breaker opened %d times", r.BreakerOpens)
+		if r.Rejoins > 0 {
+			fmt.Fprintf(w, "; workers rejoined the group %d times for partitions left unserved", r.Rejoins)
+		}
 		fmt.Fprintf(w, "; resumed %s, caught up %s, settled %s", round(r.Resumed), round(r.CaughtUp), round(r.Settled))
 		if len(r.Kills) > 0 {
 			var ks []string

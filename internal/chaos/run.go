@@ -43,6 +43,7 @@ type Result struct {
 	TokenRequests   int64
 	Resets          int64 // connections the proxy reset
 	BreakerOpens    int   // times a worker's circuit breaker opened (from their logs)
+	Rejoins         int   // times a worker left and rejoined the group for partitions left unserved (from their logs)
 
 	Faults            []Fault
 	Kills             []KillRecovery // of the kill scenarios
@@ -274,7 +275,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		res.Lag = -1
 	}
 	h.recovery(res)
-	res.Secrets, res.BreakerOpens = h.scanLogs()
+	res.Secrets, res.BreakerOpens, res.Rejoins = h.scanLogs()
 
 	if res.Lost != 0 {
 		res.problem("%d records lost (%d good never accepted, %d bad never dead-lettered)", res.Lost, res.Good-res.Accepted, res.Bad-res.DeadLettered)
@@ -398,9 +399,13 @@ var secretPatterns = []*regexp.Regexp{
 // breakerOpened matches a worker's log line of its breaker opening.
 var breakerOpened = regexp.MustCompile(`"msg":"circuit breaker state changed".*"to":"open"`)
 
+// rejoined matches a worker's log line of its leaving the group to rejoin
+// it, for partitions the group left unserved.
+var rejoined = regexp.MustCompile(`"msg":"leaving the consumer group and joining it again`)
+
 // scanLogs returns every log line of every process that holds a secret,
 // and how many times a breaker opened.
-func (h *Harness) scanLogs() (secrets []string, breakerOpens int) {
+func (h *Harness) scanLogs() (secrets []string, breakerOpens, rejoins int) {
 	h.mu.Lock()
 	procs := slices.Clone(h.procs)
 	h.mu.Unlock()
@@ -429,8 +434,11 @@ func (h *Harness) scanLogs() (secrets []string, breakerOpens int) {
 			if breakerOpened.MatchString(line) {
 				breakerOpens++
 			}
+			if rejoined.MatchString(line) {
+				rejoins++
+			}
 		}
 		f.Close()
 	}
-	return out, breakerOpens
+	return out, breakerOpens, rejoins
 }

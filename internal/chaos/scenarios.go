@@ -90,6 +90,43 @@ func killScenario(workers int) Scenario {
 	}
 }
 
+// JoinKillHeal is the longest the kill-9-join scenario waits, from the
+// second kill on, for the group to be whole again: every living worker a
+// member, every partition held by one of them. A broker that never
+// expires the member killed in its join (the embedded one, at random)
+// leaves its partitions to nobody until a worker notices — 88 s after the
+// rebalance at the shipped settings, see bridge.unservedBound — and
+// rejoins, and the rebalance that starts waits up to the rebalance timeout
+// (6 s) for the dead member before dropping it.
+const JoinKillHeal = 150 * time.Second
+
+// joinKillScenario kills one of two workers (SIGKILL), starts it again a
+// second later, kills the restarted process while the coordinator holds
+// its join pending, and starts it once more: the dead member's join
+// completes a generation that gives it partitions, and the group must
+// still end with every partition held by a living worker (within
+// JoinKillHeal) and every record published and committed.
+func joinKillScenario() Scenario {
+	return Scenario{
+		Name:    "kill-9-join",
+		Fault:   "SIGKILL of one of 2 workers, restarted 1 s later, killed again while its join is pending, restarted",
+		Workers: 2,
+		Rate:    func(s Size) float64 { return s.KillRate },
+		Inject: func(ctx context.Context, h *Harness) error {
+			if err := h.Progress(ctx, 0.15); err != nil {
+				return err
+			}
+			return h.KillDuringJoin(ctx, "w1", time.Second, JoinKillHeal)
+		},
+		Took: func(r Result) error {
+			if len(r.Kills) != 1 {
+				return fmt.Errorf("%d recoveries from the kill during a join, want 1", len(r.Kills))
+			}
+			return nil
+		},
+	}
+}
+
 // Scenarios are the suite, in the order it runs them.
 var Scenarios = []Scenario{
 	{
@@ -97,6 +134,7 @@ var Scenarios = []Scenario{
 	},
 	killScenario(2),
 	killScenario(3),
+	joinKillScenario(),
 	{
 		Name: "outage", Fault: "CXone answers 503 to everything",
 		Inject: func(ctx context.Context, h *Harness) error {

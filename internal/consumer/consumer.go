@@ -148,11 +148,15 @@ type Consumer struct {
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
 	closing  atomic.Bool   // Run is closing the group (kafka-go leaves it)
+	// rejoining: the member is leaving the group to join it again (Rejoin);
+	// its partitions drain within DrainTimeout, not ShutdownTimeout.
+	rejoining atomic.Bool
 
 	mu         sync.Mutex
 	partitions map[int]*partition // of the current generation
 	generation int32
 	joined     bool
+	leave      func() bool // ends the current membership unless it is ending (Rejoin); nil outside Run
 }
 
 // partition is one assigned partition of one generation.
@@ -195,9 +199,60 @@ const LeaveTimeout = 10 * time.Second
 // Run is a member of the group until ctx ends, then drains within
 // ShutdownTimeout while still a member, commits, leaves the group and
 // returns nil. Join errors (an unreachable broker) are logged and retried,
-// not returned.
+// not returned. Rejoin makes it leave the same way (draining within
+// DrainTimeout) and join again as a new member.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.transport.CloseIdleConnections()
+	for {
+		mctx, leave := context.WithCancel(ctx)
+		c.mu.Lock()
+		c.leave = func() bool {
+			if mctx.Err() != nil {
+				return false // shutting down, or leaving already
+			}
+			leave()
+			return true
+		}
+		c.mu.Unlock()
+		err := c.member(mctx)
+		leave()
+		c.mu.Lock()
+		c.leave = nil
+		c.partitions, c.joined = map[int]*partition{}, false
+		c.mu.Unlock()
+		c.rejoining.Store(false)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		c.log.Info("left the group to rejoin it; joining again", "group", c.cfg.GroupID)
+	}
+}
+
+// Rejoin makes the member leave the group and join it again as a new
+// member, the way it leaves at shutdown: its partitions stop fetching,
+// drain within DrainTimeout while the generation goes on, commit, and the
+// group is closed (kafka-go sends LeaveGroup); then Run joins afresh. The
+// coordinator rebalances at the leave and at the join, and a rebalance
+// drops every member that does not join it — a dead member that kept its
+// partitions included. It reports false when Run is not running or a
+// rejoin is already under way.
+func (c *Consumer) Rejoin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leave == nil || !c.rejoining.CompareAndSwap(false, true) {
+		return false
+	}
+	if !c.leave() {
+		c.rejoining.Store(false)
+		return false
+	}
+	return true
+}
+
+// member is one membership of the group, from the join until ctx ends and
+// the group is left.
+func (c *Consumer) member(ctx context.Context) error {
+	c.closing.Store(false)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                     c.cfg.GroupID,
 		Brokers:                c.cfg.Brokers,
@@ -293,7 +348,11 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 		select {
 		case <-ended:
 		case <-allDrained: // shutdown: the generation lives on until Run closes the group
-			c.log.Info("partitions drained for shutdown; leaving the group", "generation", gen.ID, "partitions", ids)
+			msg := "partitions drained for shutdown; leaving the group"
+			if c.rejoining.Load() {
+				msg = "partitions drained; leaving the group to join it again"
+			}
+			c.log.Info(msg, "generation", gen.ID, "partitions", ids)
 			return
 		}
 	}
@@ -362,7 +421,7 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 // its heartbeats) going on meanwhile; should the generation end during
 // the drain, what is left is capped at DrainTimeout from then on.
 func (c *Consumer) drainContext(ctx, gctx context.Context) (context.Context, context.CancelFunc, string) {
-	if gctx.Err() != nil || ctx.Err() == nil {
+	if gctx.Err() != nil || ctx.Err() == nil || c.rejoining.Load() {
 		dctx, cancel := context.WithTimeout(context.Background(), c.cfg.DrainTimeout)
 		return dctx, cancel, c.cfg.DrainTimeout.String() + " (--drain-timeout)"
 	}
