@@ -481,20 +481,30 @@ func (h *Harness) whole() (int32, bool, string) {
 	return gen, ok && sum == partitions, strings.Join(said, "; ")
 }
 
+// awaitWhole waits up to a minute for the group to be whole, and returns
+// its generation.
+func (h *Harness) awaitWhole(ctx context.Context) (int32, error) {
+	var gen int32
+	if err := h.await(ctx, time.Minute, "the group whole before the kill", func() bool {
+		g, ok, _ := h.whole()
+		gen = g
+		return ok
+	}); err != nil {
+		_, _, said := h.whole()
+		return 0, fmt.Errorf("%w (%s)", err, said)
+	}
+	return gen, nil
+}
+
 // KillAndRestart kills worker name (SIGKILL), starts it again after down,
 // and waits until the group is whole again — every worker a member of a
 // generation later than the one before the kill, every partition held —
 // and the simulator has accepted since; that moment is the fault's
 // Recovered. The group must be whole before the kill.
 func (h *Harness) KillAndRestart(ctx context.Context, name string, down time.Duration) error {
-	var before int32
-	if err := h.await(ctx, time.Minute, "the group whole before the kill", func() bool {
-		g, ok, _ := h.whole()
-		before = g
-		return ok
-	}); err != nil {
-		_, _, said := h.whole()
-		return fmt.Errorf("%w (%s)", err, said)
+	before, err := h.awaitWhole(ctx)
+	if err != nil {
+		return err
 	}
 	f := Fault{Name: "kill -9 " + name, Start: time.Now()}
 	h.KillWorker(name)
@@ -506,7 +516,7 @@ func (h *Harness) KillAndRestart(ctx context.Context, name string, down time.Dur
 	}
 	f.End = time.Now()
 	defer func() { h.recordFault(f) }()
-	err := h.await(ctx, time.Minute, "the group whole again after the kill", func() bool {
+	err = h.await(ctx, time.Minute, "the group whole again after the kill", func() bool {
 		g, ok, _ := h.whole()
 		return ok && g > before
 	})
@@ -560,14 +570,9 @@ func (h *Harness) members(ctx context.Context) (int, error) {
 // before, every partition held by them — and the simulator has accepted
 // since, which must come within heal.
 func (h *Harness) KillDuringJoin(ctx context.Context, name string, down, heal time.Duration) error {
-	var before int32
-	if err := h.await(ctx, time.Minute, "the group whole before the kill", func() bool {
-		g, ok, _ := h.whole()
-		before = g
-		return ok
-	}); err != nil {
-		_, _, said := h.whole()
-		return fmt.Errorf("%w (%s)", err, said)
+	before, err := h.awaitWhole(ctx)
+	if err != nil {
+		return err
 	}
 	n0, err := h.members(ctx)
 	if err != nil {
