@@ -212,7 +212,8 @@ func TestSimOverTLSProcesses(t *testing.T) {
 		ready = readiness{}
 		code := getJSON(adminHC, "http://"+admin+"/readyz", &ready)
 		tok := ready.Components["cxone_token"]
-		return code == http.StatusServiceUnavailable && !tok.Ready && strings.Contains(tok.Detail, "x509")
+		// CXone's side is advisory: the member stays ready and says why it cannot publish.
+		return code == http.StatusOK && ready.Ready && !tok.Ready && strings.Contains(tok.Detail, "x509")
 	})
 	detail := ready.Components["cxone_token"].Detail
 	if !strings.Contains(detail, "certificate signed by unknown authority") {

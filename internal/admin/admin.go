@@ -28,6 +28,13 @@ type Check func() (ok bool, detail string)
 type Component struct {
 	Name  string
 	Check Check
+	// Advisory components are reported in /readyz's detail (and its
+	// warnings) but do not make the member not ready: readiness says
+	// that this member is in its group and working, and a state every
+	// member shares — CXone failing, refusing or throttling — would take
+	// every pod out at once (a PodDisruptionBudget then allows no
+	// eviction, rollouts and node drains hang) without helping anything.
+	Advisory bool
 }
 
 // Server is the admin HTTP handler.
@@ -71,12 +78,15 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 type ComponentStatus struct {
 	Ready  bool   `json:"ready"`
 	Detail string `json:"detail,omitempty"`
+	// Advisory: its state is reported, but readiness does not depend on it.
+	Advisory bool `json:"advisory,omitempty"`
 }
 
 // Readiness is the /readyz answer.
 type Readiness struct {
 	Ready      bool                       `json:"ready"`
-	Reasons    []string                   `json:"reasons,omitempty"`
+	Reasons    []string                   `json:"reasons,omitempty"`  // why not ready
+	Warnings   []string                   `json:"warnings,omitempty"` // advisory components not ready
 	Components map[string]ComponentStatus `json:"components"`
 }
 
@@ -85,13 +95,18 @@ func (s *Server) Ready() Readiness {
 	r := Readiness{Ready: true, Components: map[string]ComponentStatus{}}
 	for _, c := range s.components {
 		ok, detail := c.Check()
-		r.Components[c.Name] = ComponentStatus{Ready: ok, Detail: detail}
-		if !ok {
+		r.Components[c.Name] = ComponentStatus{Ready: ok, Detail: detail, Advisory: c.Advisory}
+		switch {
+		case ok:
+		case c.Advisory:
+			r.Warnings = append(r.Warnings, c.Name+": "+detail)
+		default:
 			r.Ready = false
 			r.Reasons = append(r.Reasons, c.Name+": "+detail)
 		}
 	}
 	sort.Strings(r.Reasons)
+	sort.Strings(r.Warnings)
 	return r
 }
 

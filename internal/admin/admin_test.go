@@ -49,12 +49,18 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
 }
 
 // /readyz is 200 when every component is ready and 503 with every reason
-// when one is not; it follows the components live.
+// when one is not; it follows the components live. An advisory component
+// that is not ready is a warning, and the answer stays 200.
 func TestReadyz(t *testing.T) {
-	var breakerOpen atomic.Bool
+	var breakerOpen, consumerOut atomic.Bool
 	s := New(prometheus.NewRegistry(), 0,
-		Component{Name: "consumer", Check: func() (bool, string) { return true, "generation 3, 6 partitions" }},
-		Component{Name: "cxone_breaker", Check: func() (bool, string) {
+		Component{Name: "consumer", Check: func() (bool, string) {
+			if consumerOut.Load() {
+				return false, "not a member of the group"
+			}
+			return true, "generation 3, 6 partitions"
+		}},
+		Component{Name: "cxone_breaker", Advisory: true, Check: func() (bool, string) {
 			if breakerOpen.Load() {
 				return false, "circuit breaker open"
 			}
@@ -72,8 +78,18 @@ func TestReadyz(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 503 || r.Ready || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "cxone_breaker: circuit breaker open") ||
-		!r.Components["consumer"].Ready || r.Components["cxone_breaker"].Ready {
+	if resp.StatusCode != 200 || !r.Ready || len(r.Reasons) != 0 || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "cxone_breaker: circuit breaker open") ||
+		!r.Components["cxone_breaker"].Advisory || r.Components["cxone_breaker"].Ready {
+		t.Fatalf("an advisory component not ready: status %d, %+v; want 200 with a warning", resp.StatusCode, r)
+	}
+	consumerOut.Store(true)
+	resp, body = get(t, url+"/readyz")
+	r = Readiness{}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 || r.Ready || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "consumer: not a member") ||
+		r.Components["consumer"].Ready || r.Components["consumer"].Advisory {
 		t.Fatalf("status %d, %+v", resp.StatusCode, r)
 	}
 }

@@ -152,9 +152,11 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	w.registerGauges()
 	w.admin = admin.New(w.reg, 0,
 		admin.Component{Name: "consumer", Check: w.checkConsumer},
-		admin.Component{Name: "cxone_breaker", Check: w.checkBreaker},
-		admin.Component{Name: "cxone_rate_limit", Check: w.checkGate},
-		admin.Component{Name: "cxone_token", Check: w.checkToken},
+		// CXone's state is every member's: reported, not a reason to be
+		// taken out of service (see admin.Component.Advisory).
+		admin.Component{Name: "cxone_breaker", Check: w.checkBreaker, Advisory: true},
+		admin.Component{Name: "cxone_rate_limit", Check: w.checkGate, Advisory: true},
+		admin.Component{Name: "cxone_token", Check: w.checkToken, Advisory: true},
 		admin.Component{Name: "dlq", Check: w.checkDLQ},
 	)
 	w.registerStatusPage()

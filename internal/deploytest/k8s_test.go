@@ -563,8 +563,9 @@ func TestK8sServiceAndPDB(t *testing.T) {
 
 	var pdb struct {
 		Spec struct {
-			MaxUnavailable *int `yaml:"maxUnavailable"`
-			Selector       struct {
+			MaxUnavailable             *int   `yaml:"maxUnavailable"`
+			UnhealthyPodEvictionPolicy string `yaml:"unhealthyPodEvictionPolicy"`
+			Selector                   struct {
 				MatchLabels map[string]string `yaml:"matchLabels"`
 			} `yaml:"selector"`
 		} `yaml:"spec"`
@@ -576,6 +577,9 @@ func TestK8sServiceAndPDB(t *testing.T) {
 	}
 	if pdb.Spec.MaxUnavailable == nil || *pdb.Spec.MaxUnavailable != 1 {
 		t.Errorf("pdb: maxUnavailable %s, want 1", ptr(pdb.Spec.MaxUnavailable))
+	}
+	if pdb.Spec.UnhealthyPodEvictionPolicy != "AlwaysAllow" {
+		t.Errorf("pdb: unhealthyPodEvictionPolicy %q, want AlwaysAllow (a not-ready pod must never block a drain)", pdb.Spec.UnhealthyPodEvictionPolicy)
 	}
 	if len(pdb.Spec.Selector.MatchLabels) == 0 || !subset(pdb.Spec.Selector.MatchLabels, podLabels) {
 		t.Errorf("pdb: selector %v does not select the worker pods %v", pdb.Spec.Selector.MatchLabels, podLabels)

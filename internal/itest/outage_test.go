@@ -2,6 +2,9 @@ package itest
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +40,16 @@ func TestOutageIsNotADeadLetter(t *testing.T) {
 		dl, by := w.metric("cxbridge_dead_letters_total", "reason")
 		return fmt.Sprintf("committed %v; dead letters %v %v", held.Committed, dl, by)
 	})
+	// The member stays ready through the outage: every member meets the
+	// same outage, and taking them all out of service helps nothing (a
+	// PodDisruptionBudget would block every eviction). /readyz says it.
+	if w.w.BreakerState().String() == "open" {
+		rec := httptest.NewRecorder()
+		w.w.Admin().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "circuit breaker open") {
+			t.Errorf("/readyz with the breaker open: %d %s; want 200 naming the open breaker", rec.Code, rec.Body)
+		}
+	}
 	// Publishes that passed the simulator's outage check just before it
 	// was set may still have been accepted: count from here.
 	before := s.sim.Stats().Distinct
