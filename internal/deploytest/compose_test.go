@@ -673,8 +673,20 @@ func TestDockerfile(t *testing.T) {
 	if len(froms) != 2 || !strings.HasPrefix(froms[0], "golang:") {
 		t.Errorf("stages %q: want a golang builder and a final image", froms)
 	}
-	if !strings.Contains(all, "ARG GO_VERSION=1.26") && !strings.HasPrefix(froms[0], "golang:1.26") {
-		t.Error("the builder is not golang:1.26")
+	// The builder is the Go of go.mod, to the patch release.
+	goVersion := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(string(readFile(t, "go.mod")))
+	if goVersion == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	if !strings.Contains(all, "ARG GO_VERSION="+goVersion[1]+"\n") && froms[0] != "golang:"+goVersion[1]+" AS build" {
+		t.Errorf("the builder is not golang:%s (go.mod's version)", goVersion[1])
+	}
+	// The image names the licence the repository states.
+	if lic := string(readFile(t, "LICENSE")); !strings.Contains(lic, "Apache License") || !strings.Contains(lic, "Version 2.0") {
+		t.Error("LICENSE is not the Apache License 2.0")
+	}
+	if !strings.Contains(all, "ARG LICENSES=Apache-2.0") || !strings.Contains(all, `org.opencontainers.image.licenses="${LICENSES}"`) {
+		t.Error("deploy/Dockerfile: the image label does not name Apache-2.0")
 	}
 	if len(froms) > 0 && froms[len(froms)-1] != "gcr.io/distroless/static-debian12:nonroot" {
 		t.Errorf("final image %q, want gcr.io/distroless/static-debian12:nonroot", froms[len(froms)-1])

@@ -304,8 +304,8 @@ func TestK8sDeployment(t *testing.T) {
 	objs := loadK8s(t)
 	w := loadWorker(t, objs)
 	dep, c := w.dep, w.c
-	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 2 {
-		t.Errorf("deployment: replicas %s, want 2", ptr(dep.Spec.Replicas))
+	if dep.Spec.Replicas != nil {
+		t.Errorf("deployment: replicas %d: KEDA's HPA owns the count, and every apply would reset it", *dep.Spec.Replicas)
 	}
 	if !subset(dep.Spec.Selector.MatchLabels, dep.Spec.Template.Metadata.Labels) || len(dep.Spec.Selector.MatchLabels) == 0 {
 		t.Errorf("deployment: selector %v does not select its pods %v", dep.Spec.Selector.MatchLabels, dep.Spec.Template.Metadata.Labels)
