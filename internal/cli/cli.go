@@ -47,6 +47,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitOK
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "-v" { // as `cxbridge version`
+		args = append([]string{"version"}, args[1:]...)
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "cxbridge: unknown command %q\n\n", args[0])
@@ -70,7 +73,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 var errUsage = errors.New("usage")
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: cxbridge <command> [flags]   (cxbridge <command> --help lists its settings)")
+	fmt.Fprintln(w, "Usage: cxbridge <command> [flags]   (cxbridge <command> --help lists its settings; cxbridge --version)")
 	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
