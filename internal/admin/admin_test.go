@@ -123,3 +123,17 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("%s\n%s", resp.Header.Get("Content-Type"), body)
 	}
 }
+
+// /debug/pprof/ is served only when enabled.
+func TestPprofOptIn(t *testing.T) {
+	s := New(prometheus.NewRegistry(), 0)
+	url := serve(t, s)
+	if resp, _ := get(t, url+"/debug/pprof/"); resp.StatusCode != 404 {
+		t.Fatalf("/debug/pprof/ without opting in: %d, want 404", resp.StatusCode)
+	}
+	s.EnablePprof()
+	resp, body := get(t, url+"/debug/pprof/goroutine?debug=1")
+	if resp.StatusCode != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Fatalf("/debug/pprof/goroutine once enabled: %d %.200s", resp.StatusCode, body)
+	}
+}

@@ -159,6 +159,9 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		admin.Component{Name: "cxone_token", Check: w.checkToken, Advisory: true},
 		admin.Component{Name: "dlq", Check: w.checkDLQ},
 	)
+	if s.Worker.Pprof {
+		w.admin.EnablePprof()
+	}
 	w.registerStatusPage()
 	return w, nil
 }

@@ -20,6 +20,7 @@ type Worker struct {
 	DrainTimeout               time.Duration // Budget of a revoked partition's drain. Default 3s.
 	CommitInterval             time.Duration // Default 1s.
 	AdminAddr                  string        // Default :8090.
+	Pprof                      bool          // Serve /debug/pprof/ on the admin address. Default false.
 	LogLevel                   string        // debug, info (default), warn, error.
 	LogFormat                  string        // json (default) or text.
 }
@@ -51,6 +52,7 @@ func (w *Worker) Register(fs *FlagSet) {
 	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 3*time.Second), "on a rebalance, how long a revoked partition's records may take to finish (the member sends no heartbeat meanwhile: with --kafka-heartbeat-interval it must stay below the session and rebalance timeouts)")
 	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
 	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
+	fs.BoolVar(&w.Pprof, "pprof", w.Pprof, "serve Go's profiles (/debug/pprof/) on --admin-addr too; off by default: they expose the process's memory and stacks to whoever reaches the port")
 	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
 	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "json"), "log format: json or text")
 }
