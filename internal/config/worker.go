@@ -22,7 +22,7 @@ type Worker struct {
 	AdminAddr                  string        // Default :8090.
 	Pprof                      bool          // Serve /debug/pprof/ on the admin address. Default false.
 	LogLevel                   string        // debug, info (default), warn, error.
-	LogFormat                  string        // json (default) or text.
+	LogFormat                  string        // auto (default: text on a terminal, else json), json or text.
 }
 
 // DefaultMaxInFlightBytes is --max-in-flight-bytes' default: 16 MiB (see
@@ -54,7 +54,7 @@ func (w *Worker) Register(fs *FlagSet) {
 	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
 	fs.BoolVar(&w.Pprof, "pprof", w.Pprof, "serve Go's profiles (/debug/pprof/) on --admin-addr too; off by default: they expose the process's memory and stacks to whoever reaches the port")
 	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
-	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "json"), "log format: json or text")
+	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "auto"), "log format: json, text, or auto — text when stderr is a terminal (make run), JSON otherwise (containers, files, pipes)")
 }
 
 func orInt64(v, def int64) int64 {
@@ -111,8 +111,8 @@ func (w *Worker) Validate(p *Problems, k *Kafka) {
 	if _, ok := ParseLevel(w.LogLevel); !ok {
 		p.Add("log-level", "must be debug, info, warn or error, got %q", w.LogLevel)
 	}
-	if w.LogFormat != "json" && w.LogFormat != "text" {
-		p.Add("log-format", "must be json or text, got %q", w.LogFormat)
+	if w.LogFormat != "json" && w.LogFormat != "text" && w.LogFormat != "auto" {
+		p.Add("log-format", "must be auto, json or text, got %q", w.LogFormat)
 	}
 }
 
