@@ -93,6 +93,7 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.lagNow:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
 		o, err := consumer.ReadOffsets(rctx, client, w.s.Kafka.GroupID, topic)

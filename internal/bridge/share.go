@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -38,7 +39,16 @@ func (w *Worker) assigned(ctx context.Context, partitions []int) {
 		n = w.partitions
 	}
 	w.held = len(partitions)
+	gone := slices.DeleteFunc(slices.Clone(w.heldIDs), func(p int) bool { return slices.Contains(partitions, p) })
+	w.heldIDs = slices.Clone(partitions)
 	w.mu.Unlock()
+	// Series of partitions this member no longer holds go: their owner
+	// reports them now (sums over the group stay right).
+	w.metrics.ForgetPartitions(w.s.Kafka.InputTopic, gone)
+	select { // the lag of the partitions held now, at once rather than at the next read
+	case w.lagNow <- struct{}{}:
+	default:
+	}
 	if err != nil {
 		w.log.Warn("reading the input topic's partition count failed; the rate limit's share uses the last count known", "error", err.Error(), "partitions", n)
 	}

@@ -53,6 +53,8 @@ type Worker struct {
 	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
 	partitions  int              // the input topic's partition count, last read; under mu
 	held        int              // partitions this member holds; under mu
+	heldIDs     []int            // which, as of the last assignment; under mu
+	lagNow      chan struct{}    // asks watchLag for a read at once (an assignment)
 
 	groupWatch     *groupWatch  // used by watchLag only
 	verdict        groupVerdict // its last; under mu
@@ -148,6 +150,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		return nil, err
 	}
 	w.groupWatch = newGroupWatch(unservedBound(s))
+	w.lagNow = make(chan struct{}, 1)
 	w.kafkaClient = &kafka.Client{Addr: kafka.TCP(s.Kafka.BrokerList()...), Timeout: 10 * time.Second, Transport: transport}
 	w.registerGauges()
 	w.admin = admin.New(w.reg, 0,

@@ -106,6 +106,14 @@ func BreakerValue(s gobreaker.State) float64 {
 	return 0
 }
 
+// ForgetPartitions deletes the per-partition series of partitions this
+// member no longer holds.
+func (m *Metrics) ForgetPartitions(topic string, partitions []int) {
+	for _, p := range partitions {
+		m.CommittedOffset.DeleteLabelValues(topic, strconv.Itoa(p))
+	}
+}
+
 // ObserveCommit records one partition's commit.
 func (m *Metrics) ObserveCommit(topic string, partition int, offset int64, err error) {
 	if err != nil {
