@@ -601,7 +601,20 @@ func TestK8sKEDA(t *testing.T) {
 			} `yaml:"scaleTargetRef"`
 			MinReplicaCount *int `yaml:"minReplicaCount"`
 			MaxReplicaCount *int `yaml:"maxReplicaCount"`
-			Triggers        []struct {
+			Advanced        struct {
+				HPA struct {
+					Behavior struct {
+						ScaleUp struct {
+							Policies []struct {
+								Type          string `yaml:"type"`
+								Value         int    `yaml:"value"`
+								PeriodSeconds int    `yaml:"periodSeconds"`
+							} `yaml:"policies"`
+						} `yaml:"scaleUp"`
+					} `yaml:"behavior"`
+				} `yaml:"horizontalPodAutoscalerConfig"`
+			} `yaml:"advanced"`
+			Triggers []struct {
 				Type     string            `yaml:"type"`
 				Metadata map[string]string `yaml:"metadata"`
 			} `yaml:"triggers"`
@@ -638,6 +651,13 @@ func TestK8sKEDA(t *testing.T) {
 	}
 	if md["allowIdleConsumers"] == "true" {
 		t.Error("scaledobject: allowIdleConsumers would scale past the partition count")
+	}
+	if md["limitToPartitionsWithLag"] != "true" {
+		t.Errorf("scaledobject: limitToPartitionsWithLag %q, want \"true\": no member for a partition with nothing to read", md["limitToPartitionsWithLag"])
+	}
+	up := so.Spec.Advanced.HPA.Behavior.ScaleUp.Policies
+	if len(up) != 1 || up[0].Type != "Pods" || up[0].Value < 1 || up[0].Value > 2 || up[0].PeriodSeconds < 30 {
+		t.Errorf("scaledobject: scale-up policies %+v, want at most 2 pods per period of at least 30 s (each step is a rebalance)", up)
 	}
 }
 
