@@ -23,8 +23,7 @@ const balanceEvery = 3 * lagEvery
 // member's fair part of the group's (see delivery.Publisher.Balance). It
 // runs once per window, and only when this member held the same
 // partitions in the same generation throughout.
-func (w *Worker) balance(base offsetsRead, cur consumer.Offsets) (used bool) {
-	st := w.consumer.Status()
+func (w *Worker) balance(base offsetsRead, cur consumer.Offsets, st consumer.Status) (used bool) {
 	if !st.Joined || st.Generation != base.generation {
 		return false
 	}
@@ -103,8 +102,9 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 			continue
 		}
 		now := time.Now()
+		st := w.consumer.Status() // with this read of the offsets
 		gen := int32(-1)
-		if st := w.consumer.Status(); st.Joined {
+		if st.Joined {
 			gen = st.Generation
 		}
 		w.mu.Lock()
@@ -113,22 +113,22 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 		if recount {
 			w.partitions = len(o.End)
 		}
-		held := w.held
+		held := len(w.held)
 		w.mu.Unlock()
 		if recount { // partitions added to the topic, or unknown at the rebalance
 			w.pub.SetShare(share(held, len(o.End)))
 		}
 		if len(reads) > 0 && now.Sub(reads[0].at) >= balanceEvery-lagEvery/2 {
-			if w.balance(reads[0], o) {
+			if w.balance(reads[0], o, st) {
 				reads = reads[:0]
 			} else {
 				reads = reads[1:]
 			}
 		}
 		reads = append(reads, offsetsRead{at: now, generation: gen, offsets: o})
-		w.watchGroup(now, o)
+		w.watchGroup(now, o, st)
 		lag.Reset()
-		for _, p := range w.consumer.Status().Partitions {
+		for _, p := range st.Partitions {
 			lag.WithLabelValues(topic, strconv.Itoa(p.Partition)).Set(float64(o.Lag(p.Partition)))
 		}
 	}

@@ -38,9 +38,8 @@ func (w *Worker) assigned(ctx context.Context, partitions []int) {
 	} else {
 		n = w.partitions
 	}
-	w.held = len(partitions)
-	gone := slices.DeleteFunc(slices.Clone(w.heldIDs), func(p int) bool { return slices.Contains(partitions, p) })
-	w.heldIDs = slices.Clone(partitions)
+	gone := slices.DeleteFunc(w.held, func(p int) bool { return slices.Contains(partitions, p) })
+	w.held = slices.Clone(partitions)
 	w.mu.Unlock()
 	// Series of partitions this member no longer holds go: their owner
 	// reports them now (sums over the group stay right).

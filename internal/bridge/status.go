@@ -50,13 +50,7 @@ func (w *Worker) Status() Status {
 	}
 	w.mu.Lock()
 	offsets := w.offsets
-	s.Unserved = w.verdict.Unserved
-	if len(s.Unserved) > 0 {
-		s.UnservedNote = "rejoining the group"
-		if w.verdict.Held != "" {
-			s.UnservedNote = "not rejoining: " + w.verdict.Held
-		}
-	}
+	s.Unserved, s.UnservedNote = w.verdict.Unserved, w.verdict.note()
 	w.mu.Unlock()
 	for _, p := range w.consumer.Status().Partitions {
 		ps := PartitionStatus{Partition: p.Partition, Committed: -1, Pending: p.Pending}

@@ -85,6 +85,18 @@ type groupVerdict struct {
 	Rejoin bool
 }
 
+// note says what the member does about the unserved partitions: "" when
+// there are none.
+func (v groupVerdict) note() string {
+	switch {
+	case len(v.Unserved) == 0:
+		return ""
+	case v.Held != "":
+		return "not rejoining: " + v.Held
+	}
+	return "rejoining the group"
+}
+
 // groupWatch applies the rule above to successive reads of the offsets.
 type groupWatch struct {
 	bound time.Duration
@@ -105,8 +117,7 @@ func newGroupWatch(bound time.Duration) *groupWatch {
 
 // watchGroup is run with every read of the offsets: it applies the rule,
 // publishes what it says (metric, /readyz, status page, logs) and rejoins.
-func (w *Worker) watchGroup(now time.Time, o consumer.Offsets) {
-	st := w.consumer.Status()
+func (w *Worker) watchGroup(now time.Time, o consumer.Offsets, st consumer.Status) {
 	v := w.groupWatch.observe(now, o, st)
 	w.mu.Lock()
 	if !st.Joined && w.groupWatch.rejoins > 0 && len(w.verdict.Unserved) > 0 {

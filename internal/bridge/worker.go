@@ -52,8 +52,7 @@ type Worker struct {
 	dialer      *kafka.Dialer    // TLS and SASL, for the start-up check
 	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
 	partitions  int              // the input topic's partition count, last read; under mu
-	held        int              // partitions this member holds; under mu
-	heldIDs     []int            // which, as of the last assignment; under mu
+	held        []int            // the partitions this member holds, as of the last assignment; under mu
 	lagNow      chan struct{}    // asks watchLag for a read at once (an assignment)
 
 	groupWatch     *groupWatch  // used by watchLag only
@@ -315,12 +314,7 @@ func (w *Worker) checkConsumer() (bool, string) {
 	w.mu.Unlock()
 	var unserved string
 	if len(v.Unserved) > 0 {
-		unserved = "; the group leaves partitions unserved: " + describeUnserved(v.Unserved)
-		if v.Held != "" {
-			unserved += "; not rejoining: " + v.Held
-		} else {
-			unserved += "; rejoining the group"
-		}
+		unserved = "; the group leaves partitions unserved: " + describeUnserved(v.Unserved) + "; " + v.note()
 	}
 	if !st.Joined {
 		if kerr != nil {

@@ -481,6 +481,26 @@ func (h *Harness) whole() (int32, bool, string) {
 	return gen, ok && sum == partitions, strings.Join(said, "; ")
 }
 
+// awaitAccepting waits up to a minute for the simulator to accept an event
+// it had not before, or, with orDrained, for the group to have nothing
+// left to publish.
+func (h *Harness) awaitAccepting(ctx context.Context, what string, orDrained bool) error {
+	st, err := h.simStats()
+	if err != nil {
+		return err
+	}
+	return h.await(ctx, time.Minute, what, func() bool {
+		if now, err := h.simStats(); err == nil && now.Distinct > st.Distinct {
+			return true
+		}
+		if !orDrained {
+			return false
+		}
+		o, err := h.offsets(ctx)
+		return err == nil && len(o.End) == partitions && o.TotalLag() == 0
+	})
+}
+
 // awaitWhole waits up to a minute for the group to be whole, and returns
 // its generation.
 func (h *Harness) awaitWhole(ctx context.Context) (int32, error) {
@@ -524,14 +544,7 @@ func (h *Harness) KillAndRestart(ctx context.Context, name string, down time.Dur
 		_, _, said := h.whole()
 		return fmt.Errorf("kill -9 %s at %s: %w (generation before %d; %s)", name, f.Start.Format("15:04:05.000"), err, before, said)
 	}
-	st, err := h.simStats()
-	if err != nil {
-		return err
-	}
-	if err := h.await(ctx, time.Minute, "the simulator accepting again after the kill", func() bool {
-		now, err := h.simStats()
-		return err == nil && now.Distinct > st.Distinct
-	}); err != nil {
+	if err := h.awaitAccepting(ctx, "the simulator accepting again after the kill", false); err != nil {
 		return err
 	}
 	f.Recovered = time.Now()
@@ -612,17 +625,7 @@ func (h *Harness) KillDuringJoin(ctx context.Context, name string, down, heal ti
 		return fmt.Errorf("kill -9 %s with its join pending at %s: %w (generation before %d; %d group members; %s)",
 			name, f.Start.Format("15:04:05.000"), err, before, n, said)
 	}
-	st, err := h.simStats()
-	if err != nil {
-		return err
-	}
-	if err := h.await(ctx, time.Minute, "the simulator accepting again after the kills (or nothing left to publish)", func() bool {
-		if now, err := h.simStats(); err == nil && now.Distinct > st.Distinct {
-			return true
-		}
-		o, err := h.offsets(ctx)
-		return err == nil && len(o.End) == partitions && o.TotalLag() == 0
-	}); err != nil {
+	if err := h.awaitAccepting(ctx, "the simulator accepting again after the kills (or nothing left to publish)", true); err != nil {
 		return err
 	}
 	f.Recovered = time.Now()

@@ -100,7 +100,7 @@ func Start(t testing.TB, cfg Config) *Broker {
 			b.Addrs = append(b.Addrs, a)
 		}
 	}
-	b.prefix = uniquePrefix(t.Name())
+	b.prefix = Prefix(t.Name())
 	for _, name := range cfg.Topics {
 		b.CreateTopic(name, cfg.Partitions, nil)
 	}
@@ -116,11 +116,8 @@ func Use(t testing.TB, eb *devstack.Broker) *Broker {
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 
 // Prefix is a prefix of topic and group names that no other test (nor
-// run) uses, made from name.
-func Prefix(name string) string { return uniquePrefix(name) }
-
-// uniquePrefix is a prefix of names no other test (nor run) uses.
-func uniquePrefix(test string) string {
+// run) uses, made from test (a test's or scenario's name).
+func Prefix(test string) string {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	name := strings.Trim(unsafeChars.ReplaceAllString(test, "_"), "_")
