@@ -1,5 +1,5 @@
 // Package event decodes a Kafka record value into a CXone event, validates it
-// against the publish contract (docs/DESIGN.md, "The CXone contract") and encodes the
+// against the input contract (docs/CONTRACT.md, docs/event.schema.json) and encodes the
 // body that is sent to POST /api/v2/events/publish.
 //
 // It knows nothing of Kafka clients or HTTP: callers pass the record's
