@@ -152,7 +152,7 @@ func schemaCases() []schemaCase {
 		{name: "single quotes", value: `{'eventType':'x'}`, reason: event.ReasonInvalidJSON},
 		{name: "NaN", value: obj(`"data":{"x":NaN}`), reason: event.ReasonInvalidJSON},
 		{name: "byte order mark", value: "\uFEFF" + obj(), reason: event.ReasonInvalidJSON},
-		{name: "raw newline in a string", value: without(`"eventType":"a` + "\n" + `b"`, src, tsOK), reason: event.ReasonInvalidJSON},
+		{name: "raw newline in a string", value: without(`"eventType":"a`+"\n"+`b"`, src, tsOK), reason: event.ReasonInvalidJSON},
 		{name: "nested 10,001 levels", value: obj(`"data":{"a":` + rep("[", 9_999) + rep("]", 9_999) + `}`), reason: event.ReasonInvalidJSON},
 		{name: "invalid UTF-8 in a string", value: without(`"eventType":"order`+"\xff\xfe"+`"`, src, tsOK), reason: event.ReasonInvalidJSON, beyond: beyondUTF8},
 		{name: "overlong UTF-8 in a string", value: without(`"eventType":"a`+"\xc0\xaf"+`"`, src, tsOK), reason: event.ReasonInvalidJSON, beyond: beyondUTF8},
