@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -417,6 +418,31 @@ func TestSchemaLimits(t *testing.T) {
 		}
 		if p.Type != w.typ || orNone(p.MinLength) != w.min || orNone(p.MaxLength) != w.max {
 			t.Errorf("%s: type %s minLength %d maxLength %d, want %s %d %d", name, p.Type, orNone(p.MinLength), orNone(p.MaxLength), w.typ, w.min, w.max)
+		}
+	}
+}
+
+// Every error text docs/CONTRACT.md shows (a code span starting "event: ")
+// is one the worker gives a case of the table above, word for word.
+func TestContractShowsDecoderErrors(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/CONTRACT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := map[string]bool{}
+	for _, tc := range schemaCases() {
+		if _, msg := workerReason(t, []byte(tc.value)); msg != "" {
+			given[msg] = true
+		}
+	}
+	shown := regexp.MustCompile("`(event: [^`]+)`").FindAllStringSubmatch(string(doc), -1)
+	if len(shown) < 10 {
+		t.Fatalf("docs/CONTRACT.md shows %d error texts, want its table's (10 or more)", len(shown))
+	}
+	for _, m := range shown {
+		if !given[m[1]] {
+			t.Errorf("docs/CONTRACT.md shows the error %q, which no case of schemaCases gets from the worker", m[1])
 		}
 	}
 }
