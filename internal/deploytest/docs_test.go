@@ -29,8 +29,9 @@ var (
 	// A metric, with the labels it is shown with: cxbridge_x{a="…",b="…"}.
 	docMetricRe = regexp.MustCompile(`\bcxbridge_[a-z0-9_]*[a-z0-9]\b(\{[^}]*\})?`)
 	docLabelRe  = regexp.MustCompile(`([a-z_]+)=`)
-	// A setting: --name.
+	// A setting: --name, CXBRIDGE_NAME.
 	docFlagRe = regexp.MustCompile("(?:^|[\\s`(/])--([a-z][a-z0-9-]*[a-z0-9])")
+	docEnvRe  = regexp.MustCompile(`\bCXBRIDGE_[A-Z0-9_]*[A-Z0-9]\b`)
 	// A code span in Title Case of two words or more: a Kafka error title.
 	docKafkaErrRe = regexp.MustCompile("`([A-Z][a-z]+(?: [A-Z][A-Za-z]+)+)`")
 )
@@ -149,33 +150,48 @@ func TestDocsNameExportedMetrics(t *testing.T) {
 	}
 }
 
-// Every --setting the operator docs name is a flag of a cxbridge command,
-// from the built binary's --help; flags of other tools are listed here.
+// Every --setting and CXBRIDGE_ variable the operator docs name is one of
+// a cxbridge command, from the built binary's --help; flags of other tools
+// are listed here.
 func TestDocsNameRealSettings(t *testing.T) {
 	t.Parallel()
 	foreign := map[string]bool{ // kafka-consumer-groups.sh
 		"bootstrap-server": true, "describe": true, "group": true, "members": true, "state": true,
 	}
-	known := map[string]bool{"help": true}
+	known, knownEnv := map[string]bool{"help": true}, map[string]bool{}
 	for _, args := range [][]string{{"run"}, {"dev"}, {"sim"}, {"produce"}, {"dlq", "inspect"}, {"dlq", "replay"}} {
-		for _, f := range helpFlags(t, args...) {
+		flags, envs := helpSettings(t, args...)
+		for _, f := range flags {
 			known[f] = true
+		}
+		for _, e := range envs {
+			knownEnv[e] = true
 		}
 	}
 	if !known["kafka-sasl-mechanism"] || !known["cxone-token-style"] {
 		t.Fatalf("the commands' --help lists %d flags, without --kafka-sasl-mechanism or --cxone-token-style", len(known))
 	}
+	if !knownEnv["CXBRIDGE_CXONE_CLIENT_SECRET_FILE"] {
+		t.Fatalf("the commands' --help lists %d variables, without CXBRIDGE_CXONE_CLIENT_SECRET_FILE", len(knownEnv))
+	}
 	for _, doc := range operatorDocs {
-		for _, m := range docFlagRe.FindAllStringSubmatch(string(readFile(t, doc)), -1) {
+		text := string(readFile(t, doc))
+		for _, m := range docFlagRe.FindAllStringSubmatch(text, -1) {
 			if !known[m[1]] && !foreign[m[1]] {
 				t.Errorf("%s names --%s, which no cxbridge command has", doc, m[1])
+			}
+		}
+		for _, env := range docEnvRe.FindAllString(text, -1) {
+			if !knownEnv[env] {
+				t.Errorf("%s names %s, which no cxbridge command reads", doc, env)
 			}
 		}
 	}
 }
 
-// helpFlags returns the flags `cxbridge <args> --help` lists.
-func helpFlags(t *testing.T, args ...string) []string {
+// helpSettings returns the flags and the environment variables (the
+// *_FILE ones of secrets included) that `cxbridge <args> --help` lists.
+func helpSettings(t *testing.T, args ...string) (flags, envs []string) {
 	t.Helper()
 	cmd := exec.Command(binary, append(args, "--help")...)
 	cmd.Env = cleanEnv()
@@ -183,17 +199,21 @@ func helpFlags(t *testing.T, args ...string) []string {
 	if err != nil {
 		t.Fatalf("cxbridge %s --help: %v", strings.Join(args, " "), err)
 	}
-	var flags []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "  --") {
+		line := sc.Text()
+		if strings.HasPrefix(line, "  --") {
 			flags = append(flags, strings.TrimPrefix(strings.Fields(line)[0], "--"))
 		}
+		if vars, ok := strings.CutPrefix(strings.TrimSpace(line), "env "); ok {
+			vars, _, _ = strings.Cut(vars, ", default ")
+			envs = append(envs, strings.Split(vars, " or ")...)
+		}
 	}
-	if len(flags) == 0 {
-		t.Fatalf("cxbridge %s --help lists no flags:\n%s", strings.Join(args, " "), out)
+	if len(flags) == 0 || len(envs) < len(flags) {
+		t.Fatalf("cxbridge %s --help lists %d flags and %d variables:\n%s", strings.Join(args, " "), len(flags), len(envs), out)
 	}
-	return flags
+	return flags, envs
 }
 
 // Kafka errors the docs name (code spans in Title Case) are spelled as
