@@ -18,8 +18,9 @@
 //	            contract takes); null when the record has none
 //
 // $ENV and env are empty objects: a program cannot read the process
-// environment (and so no secret of the worker's). input, inputs and
-// modules are not available.
+// environment (and so no secret of the worker's). input, inputs,
+// input_filename, debug, stderr and modules (import, include) are not
+// available: a program using them does not compile.
 //
 // Numbers keep their precision: the value is decoded with
 // json.Decoder.UseNumber, and a number the program passes through unchanged

@@ -218,6 +218,8 @@ func TestCompileErrors(t *testing.T) {
 		{`{a: nosuchfunc}`, 0, 0, `invalid jq program: function not defined: nosuchfunc/0`},
 		{`{a: $nosuchvar}`, 0, 0, `invalid jq program: variable not defined: $nosuchvar`},
 		{`import "m" as m; .`, 0, 0, `invalid jq program: `},
+		{`{a: 1} | debug`, 0, 0, `invalid jq program: function not defined: debug/0`},
+		{`{a: 1} | stderr`, 0, 0, `invalid jq program: function not defined: stderr/0`},
 	} {
 		t.Run(tc.program, func(t *testing.T) {
 			p, err := transform.Compile(tc.program)
