@@ -62,7 +62,7 @@ const DefaultTimeout = time.Second
 type Error struct {
 	Reason string
 	Msg    string
-	Err    error // gojq's or encoding/json's error, when there is one
+	Err    error // gojq's or encoding/json's error, when there is one (never a context error)
 }
 
 func (e *Error) Error() string { return "transform: " + e.Msg }
@@ -151,9 +151,10 @@ func position(src string, off int) (line, column int) {
 // the one object it yields. The caller validates it as it would an
 // untransformed record value.
 //
-// A failure of the record is an *Error (see Reason). When ctx ends first,
-// the error is ctx's (wrapped, not an *Error): the record was not judged,
-// and must not be dead-lettered for it.
+// A failure of the record is an *Error (see Reason): the record is settled
+// by dead-lettering it. When ctx ends first, the error wraps ctx's and is
+// not an *Error: the record was not judged and must not be dead-lettered
+// for it. An *Error never wraps a context error.
 func (p *Program) Apply(ctx context.Context, value []byte, in Input) ([]byte, error) {
 	v, err := decode(value)
 	if err != nil {
@@ -184,7 +185,11 @@ func (p *Program) Apply(ctx context.Context, value []byte, in Input) ([]byte, er
 				return nil, fmt.Errorf("transform: %w", ctx.Err())
 			}
 			if errors.Is(err, context.DeadlineExceeded) && runCtx.Err() != nil {
-				return nil, &Error{Reason: ReasonTransformFailed, Msg: fmt.Sprintf("program stopped after running %v", p.timeout), Err: err}
+				// Err stays nil: an *Error must never read as the
+				// caller's context ending (errors.Is(err,
+				// context.DeadlineExceeded)), or a caller could leave the
+				// record unsettled and retry it for ever.
+				return nil, &Error{Reason: ReasonTransformFailed, Msg: fmt.Sprintf("program stopped after running %v", p.timeout)}
 			}
 			return nil, &Error{Reason: ReasonTransformFailed, Msg: err.Error(), Err: err}
 		}
