@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/transform"
+)
+
+func init() {
+	register("transform", "try a --transform program on sample records (stdin or --file): print each resulting event or its DLQ reason", runTransform)
+}
+
+// headerFlags collects repeated --header k=v.
+type headerFlags []event.Header
+
+func (h *headerFlags) String() string {
+	parts := make([]string, len(*h))
+	for i, x := range *h {
+		parts[i] = x.Key + "=" + string(x.Value)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (h *headerFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", s)
+	}
+	*h = append(*h, event.Header{Key: k, Value: []byte(v)})
+	return nil
+}
+
+func runTransform(ctx context.Context, args []string, env Env) error {
+	fs := config.NewFlagSet("transform")
+	program := fs.String("transform", "", "jq program that maps a record to a CXone event (as the worker's --transform)")
+	programFile := fs.String("transform-file", "", "file holding the jq program (instead of --transform)")
+	file := fs.String("file", "", "file of sample records: one JSON document, or one record per line (default: standard input)")
+	key := fs.String("key", "", "record key the program sees as $key")
+	topic := fs.String("topic", "cxone.events", "topic the program sees as $topic")
+	partition := fs.Int("partition", 0, "partition the program sees as $partition")
+	offset := fs.Int64("offset", 0, "offset of the first record ($offset); each next record gets the next one")
+	ts := fs.String("timestamp", "", "record timestamp, RFC 3339 ($timestamp in UTC; default: now)")
+	var hdrs headerFlags
+	fs.Var(&hdrs, "header", "record header key=value the program sees in $headers (repeatable)")
+	if err := fs.Parse(args, env.Stdout); err != nil {
+		return err
+	}
+
+	var p config.Problems
+	src := *program
+	switch {
+	case *program != "" && *programFile != "":
+		p.Add("transform-file", "give either --transform or --transform-file, not both")
+	case *program == "" && *programFile == "":
+		p.Add("transform", "a program is required (or --transform-file)")
+	case *programFile != "":
+		b, err := os.ReadFile(*programFile)
+		if err != nil {
+			p.Add("transform-file", "cannot read the program: %v", err)
+		}
+		src = string(b)
+	}
+	stamp := time.Now()
+	if *ts != "" {
+		t, err := time.Parse(time.RFC3339Nano, *ts)
+		if err != nil {
+			p.Add("timestamp", "want RFC 3339 like 2024-01-02T03:04:05.678Z, got %q", *ts)
+		}
+		stamp = t
+	}
+	if *partition < 0 {
+		p.Add("partition", "must not be negative, got %d", *partition)
+	}
+	if *offset < 0 {
+		p.Add("offset", "must not be negative, got %d", *offset)
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	prog, err := transform.Compile(src)
+	if err != nil {
+		name := "transform"
+		if *programFile != "" {
+			name = "transform-file"
+		}
+		p.Add(name, "%v", err)
+		return p.Err()
+	}
+
+	var input []byte
+	if *file != "" {
+		input, err = os.ReadFile(*file)
+		if err != nil {
+			p.Add("file", "cannot read the records: %v", err)
+			return p.Err()
+		}
+	} else if input, err = io.ReadAll(os.Stdin); err != nil {
+		return fmt.Errorf("read standard input: %w", err)
+	}
+	records := splitRecords(input)
+	if len(records) == 0 {
+		return fmt.Errorf("no records in %s", inputName(*file))
+	}
+
+	failed := 0
+	for i, value := range records {
+		in := transform.Input{
+			Record:    event.Record{Topic: *topic, Partition: *partition, Offset: *offset + int64(i), Headers: hdrs},
+			Key:       []byte(*key),
+			Timestamp: stamp,
+		}
+		body, reason, err := mapRecord(ctx, prog, value, in)
+		if err != nil && reason == "" { // ctx ended
+			return err
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(env.Stdout, "dlq reason=%s: %v\n", reason, err)
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", body)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d records would go to the DLQ", failed, len(records))
+	}
+	return nil
+}
+
+// mapRecord does to one record value what the worker does before publishing:
+// transform, then decode and validate the result as an event. It returns the
+// publish body, or the DLQ reason and error; a reason "" with an error means
+// ctx ended.
+func mapRecord(ctx context.Context, prog *transform.Program, value []byte, in transform.Input) (body []byte, reason string, err error) {
+	out, err := prog.Apply(ctx, value, in)
+	if err != nil {
+		var te *transform.Error
+		if errors.As(err, &te) {
+			return nil, te.Reason, err
+		}
+		return nil, "", err
+	}
+	ev, err := event.Decode(out, in.Record)
+	if err == nil {
+		body, err = ev.Body()
+	}
+	if err != nil {
+		reason := string(event.ReasonInvalidEvent)
+		var ee *event.Error
+		if errors.As(err, &ee) {
+			reason = string(ee.Reason)
+		}
+		return nil, reason, err
+	}
+	return body, "", nil
+}
+
+// splitRecords returns the records of input: the whole input when it is one
+// JSON document (which may span lines), else each line that is not blank.
+func splitRecords(input []byte) [][]byte {
+	if trimmed := bytes.TrimSpace(input); len(trimmed) > 0 && json.Valid(trimmed) {
+		return [][]byte{trimmed}
+	}
+	var records [][]byte
+	for line := range bytes.Lines(input) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(bytes.TrimSpace(line)) > 0 {
+			records = append(records, line)
+		}
+	}
+	return records
+}
+
+func inputName(file string) string {
+	if file == "" {
+		return "standard input"
+	}
+	return file
+}
