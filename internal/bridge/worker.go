@@ -126,7 +126,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	})
 	proc := NewProcessor(pub, w.dlq, log, ProcessorHooks{
 		Consumed:     m.Consumed.Inc,
-		Settled:      func(result string, at time.Time) { m.ObserveSettled(result, at); progress.ObserveSettled(result, time.Now()) },
+		Settled:      progress.Settled(m.ObserveSettled),
 		DeadLettered: func(reason string) { m.DeadLetters.WithLabelValues(reason).Inc() },
 	})
 	topic := s.Kafka.InputTopic

@@ -45,3 +45,12 @@ func (p *Progress) ObserveSettled(result string, at time.Time) {
 
 // LastAccepted is the gauge's value as a time.
 func (p *Progress) LastAccepted() time.Time { return time.Unix(0, p.lastAccepted.Load()) }
+
+// Settled wraps a settled-record hook (Metrics.ObserveSettled) so that it
+// also notes acceptances, at the time they are settled.
+func (p *Progress) Settled(next func(result string, recordTime time.Time)) func(string, time.Time) {
+	return func(result string, recordTime time.Time) {
+		next(result, recordTime)
+		p.ObserveSettled(result, time.Now())
+	}
+}

@@ -45,3 +45,25 @@ func TestProgressLastAccepted(t *testing.T) {
 		t.Fatalf("after concurrent settles: %v, want %v", got, want)
 	}
 }
+
+// Settled passes every settle on to the wrapped hook and moves the gauge
+// for acceptances only.
+func TestProgressSettledHook(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	start := time.Now().Add(-time.Hour)
+	p := NewProgress(reg, start)
+	hook := p.Settled(m.ObserveSettled)
+	hook("too_large", time.Now())
+	if !p.LastAccepted().Equal(start) {
+		t.Fatalf("a dead letter moved the last acceptance to %v", p.LastAccepted())
+	}
+	before := time.Now()
+	hook("accepted", time.Now().Add(-time.Minute))
+	if got := p.LastAccepted(); got.Before(before) || got.After(time.Now()) {
+		t.Fatalf("last accepted %v, want the settle's time (after %v)", got, before)
+	}
+	if _, by := Sum(reg, "cxbridge_records_settled_total", "result"); by["accepted"] != 1 || by["too_large"] != 1 {
+		t.Fatalf("the wrapped hook saw %v, want one accepted and one too_large", by)
+	}
+}
