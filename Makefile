@@ -37,6 +37,10 @@ bench-quota: ## 3 worker processes against a CXone quota of 500/s, no --rate-lim
 test-kafka: ## the integration, process and chaos tests against a real Apache Kafka 4.4 broker (scripts/kafka.sh; installs Java and Maven when absent)
 	GO=$(GO) bash scripts/test-kafka.sh
 
+.PHONY: test-alerts
+test-alerts: ## promtool: check the alert rules (compose and Kubernetes) and run their unit tests, deploy/prometheus/*.test.yml (installs Debian's prometheus package when absent)
+	GO=$(GO) bash scripts/test-alerts.sh
+
 .PHONY: fuzz
 fuzz: ## run every Go fuzz target for FUZZTIME each (default 30s); crashers stay in testdata/fuzz/
 	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh

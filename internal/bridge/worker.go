@@ -73,6 +73,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	w := &Worker{s: s, log: log, reg: prometheus.NewRegistry()}
 	w.metrics = telemetry.New(w.reg)
 	m := w.metrics
+	progress := telemetry.NewProgress(w.reg, time.Now())
 
 	pub, err := NewPublisher(s.CXone, log, delivery.Hooks{
 		Attempt:      m.ObserveAttempt,
@@ -125,7 +126,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	})
 	proc := NewProcessor(pub, w.dlq, log, ProcessorHooks{
 		Consumed:     m.Consumed.Inc,
-		Settled:      m.ObserveSettled,
+		Settled:      progress.Settled(m.ObserveSettled),
 		DeadLettered: func(reason string) { m.DeadLetters.WithLabelValues(reason).Inc() },
 	})
 	topic := s.Kafka.InputTopic

@@ -79,11 +79,7 @@ func TestK8sMemoryLimit(t *testing.T) {
 	if limit == "" {
 		t.Fatal("deployment: no resources.limits.memory")
 	}
-	gml, ok := w.env["GOMEMLIMIT"]
-	if !ok {
-		t.Fatal("deployment: no GOMEMLIMIT for the worker")
-	}
-	checkMemory(t, "deploy/k8s", quantity(t, "deploy/k8s", limit), quantity(t, "GOMEMLIMIT", gml),
+	checkMemory(t, "deploy/k8s", quantity(t, "deploy/k8s", limit), gomemlimit(t, w), // a value or the resources' (kustomize_test.go)
 		memBound(t, func(f string) string { return w.get(t, f) }, inputPartitions(t)))
 }
 
