@@ -48,7 +48,7 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out := pub.Publish(context.Background(), ev); out.Result != delivery.Accepted {
-		t.Fatalf("with the CA file: %s %v", out.Result, out.Err)
+		t.Fatalf("with the CA file: %s %v", out.Label(), out.Err)
 	}
 
 	untrusting, err := NewPublisher(settings(""), nil, delivery.Hooks{}, nil)
@@ -59,7 +59,7 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 	defer cancel()
 	out := untrusting.Publish(ctx, ev)
 	if out.Result == delivery.Accepted || out.DeadLetter() {
-		t.Fatalf("without the CA file: %s", out.Result)
+		t.Fatalf("without the CA file: %s", out.Label())
 	}
 	var uerr x509.UnknownAuthorityError
 	if !errors.As(out.Err, &uerr) {

@@ -119,7 +119,7 @@ func newEvent() *event.Event {
 func mustAccept(t *testing.T, out delivery.Outcome) {
 	t.Helper()
 	if out.Result != delivery.Accepted {
-		t.Fatalf("outcome %s (status %d, body %q, err %v), want accepted", out.Result, out.Status, out.Body, out.Err)
+		t.Fatalf("outcome %s (status %d, body %q, err %v), want accepted", out.Label(), out.Status, out.Body, out.Err)
 	}
 }
 
@@ -237,7 +237,7 @@ func TestPublishPersistent401OpensBreaker(t *testing.T) {
 	wg.Wait()
 	for _, out := range outs {
 		if out.DeadLetter() || out.Result != delivery.Canceled {
-			t.Fatalf("outcome %s: an auth outage must not dead-letter", out.Result)
+			t.Fatalf("outcome %s: an auth outage must not dead-letter", out.Label())
 		}
 	}
 	if s := h.pub.BreakerState(); s != gobreaker.StateOpen {
@@ -253,7 +253,7 @@ func TestPublishForbidden(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, sim.Config{Faults: sim.Faults{ForbidEventType: "custom.user.action"}}, delivery.Config{})
 	out := h.pub.Publish(context.Background(), newEvent())
-	if out.Result != delivery.Forbidden || out.Status != 403 || out.Attempts != 1 {
+	if out.Reason != event.ReasonForbidden || out.Status != 403 || out.Attempts != 1 {
 		t.Fatalf("outcome %+v", out)
 	}
 	if n := h.sim.Stats().Requests; n != 1 {
@@ -268,7 +268,7 @@ func TestPublishRejectedWithBody(t *testing.T) {
 	ev := newEvent()
 	ev.EventType = "" // breaks the contract: the simulator answers 400 naming the field
 	out := h.pub.Publish(context.Background(), ev)
-	if out.Result != delivery.Rejected || out.Status != 400 || out.Attempts != 1 {
+	if out.Reason != event.ReasonRejected || out.Status != 400 || out.Attempts != 1 {
 		t.Fatalf("outcome %+v", out)
 	}
 	if !strings.Contains(out.Body, "eventType") {
@@ -276,8 +276,8 @@ func TestPublishRejectedWithBody(t *testing.T) {
 	}
 	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 422, Body: strings.Repeat("x", 5000)}}})
 	out = h.pub.Publish(context.Background(), newEvent())
-	if out.Result != delivery.Rejected || out.Status != 422 || len(out.Body) > cxone.MaxErrorBody+len("…") {
-		t.Fatalf("422: result %s status %d body %d bytes", out.Result, out.Status, len(out.Body))
+	if out.Reason != event.ReasonRejected || out.Status != 422 || len(out.Body) > cxone.MaxErrorBody+len("…") {
+		t.Fatalf("422: result %s status %d body %d bytes", out.Label(), out.Status, len(out.Body))
 	}
 	if s := h.pub.BreakerState(); s != gobreaker.StateClosed {
 		t.Fatalf("breaker %s", s)
@@ -419,7 +419,7 @@ func TestPublishPoisonAmongOthersExhausts(t *testing.T) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if out := h.pub.Publish(ctx, newEvent()); out.Result != delivery.Accepted && out.Result != delivery.Canceled {
-					t.Errorf("healthy record: %s", out.Result)
+					t.Errorf("healthy record: %s", out.Label())
 				}
 			}
 		})
@@ -431,8 +431,8 @@ func TestPublishPoisonAmongOthersExhausts(t *testing.T) {
 	out := h.pub.Publish(pctx, ev)
 	cancel()
 	wg.Wait()
-	if out.Result != delivery.RetriesExhausted || out.Status != 500 || out.Attempts < 4 {
-		t.Fatalf("outcome %s after %d attempts (status %d), want retries_exhausted after at least 4", out.Result, out.Attempts, out.Status)
+	if out.Reason != event.ReasonRetriesExhausted || out.Status != 500 || out.Attempts < 4 {
+		t.Fatalf("outcome %s after %d attempts (status %d), want retries_exhausted after at least 4", out.Label(), out.Attempts, out.Status)
 	}
 	t.Logf("poison: %d attempts in %v", out.Attempts, out.LastAttempt.Sub(out.FirstAttempt))
 	if n := h.sim.Stats().ByStatus[500]; n != int64(out.Attempts) {
@@ -454,7 +454,7 @@ func TestPublish5xxForeverIsNotExhausted(t *testing.T) {
 	for h.sim.Stats().ByStatus[503] < 10 { // 10 attempts: more than 3 retries
 		select {
 		case out := <-done:
-			t.Fatalf("outcome %s after %d attempts during an outage", out.Result, out.Attempts)
+			t.Fatalf("outcome %s after %d attempts during an outage", out.Label(), out.Attempts)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -520,7 +520,7 @@ func TestPublishCancelStopsWaits(t *testing.T) {
 			select {
 			case out := <-done:
 				if out.Result != delivery.Canceled || out.Settled() {
-					t.Fatalf("outcome %s after %d attempts, status %d, err %v", out.Result, out.Attempts, out.Status, out.Err)
+					t.Fatalf("outcome %s after %d attempts, status %d, err %v", out.Label(), out.Attempts, out.Status, out.Err)
 				}
 			case <-time.After(time.Second):
 				t.Fatal("Publish did not return within 1s of the cancel")

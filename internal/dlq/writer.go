@@ -279,6 +279,38 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 
+// DeadLetter writes the DLQ record of orig (Record(orig, e)) like Write,
+// and settles orig even when the DLQ topic cannot take that record whole,
+// instead of stalling its partition: a record too large for the topic is
+// written without its value (WithoutValue), and one whose key or headers
+// alone are too large with nothing of orig but its coordinates
+// (WithoutOriginal). Each fallback is logged at Warn. It returns nil once
+// the topic holds one of them, else Write's error (ctx ended, ErrClosed).
+func (w *Writer) DeadLetter(ctx context.Context, orig kafka.Message, e Entry) error {
+	rec := Record(orig, e)
+	err := w.Write(ctx, rec)
+	if errors.Is(err, ErrTooLarge) {
+		w.warn(ctx, "record too large for the DLQ topic: dead-lettering it without its value", orig,
+			slog.Int("bytes", len(orig.Value)))
+		err = w.Write(ctx, WithoutValue(rec))
+	}
+	if errors.Is(err, ErrTooLarge) {
+		w.warn(ctx, "record key and headers too large for the DLQ topic: dead-lettering its coordinates only", orig,
+			slog.Int("headers", len(orig.Headers)), slog.Int("key_bytes", len(orig.Key)))
+		err = w.Write(ctx, WithoutOriginal(rec))
+	}
+	return err
+}
+
+// warn logs msg about the original record orig, with its coordinates.
+func (w *Writer) warn(ctx context.Context, msg string, orig kafka.Message, attrs ...slog.Attr) {
+	if w.log == nil {
+		return
+	}
+	attrs = append(attrs, slog.String("topic", orig.Topic), slog.Int("partition", orig.Partition), slog.Int64("offset", orig.Offset))
+	w.log.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
+}
+
 // joinDistinct joins errs, each distinct message once.
 func joinDistinct(errs []error) error {
 	var out []error
