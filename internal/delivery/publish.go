@@ -13,11 +13,11 @@ import (
 
 // Publish delivers ev and returns its outcome: Accepted; DeadLettered, with
 // the reason (rejected, forbidden, retries_exhausted, too_large); or
-// Canceled when ctx ended first. It waits, without spending the retry budget, while the
-// breaker is open, the 429 gate is closed or no token can be had; a failed
-// attempt spends the budget only on evidence against the event (see
-// evidence). attrs are added to the outcome's log line (the record's
-// coordinates).
+// Canceled when ctx ended first. It waits, without spending the retry
+// budget, while the breaker is open, the 429 gate is closed or no token can
+// be had; a failed attempt spends the budget only on evidence against the
+// event (see evidence). attrs are added to the outcome's log line (the
+// record's coordinates).
 func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.Attr) Outcome {
 	start := time.Now()
 	out := p.publish(ctx, ev)
@@ -26,6 +26,8 @@ func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.
 	return out
 }
 
+// publish attempts ev until the outcome policy (decide, spend) settles it
+// or ctx ends, and carries out each of the policy's actions.
 func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 	var out Outcome
 	body, err := ev.Body()
