@@ -39,7 +39,7 @@ type ProcessorHooks struct {
 }
 
 // Processor settles records: decode and validate, publish, dead-letter what
-// can never be delivered. It is the consumer.Processor of the worker.
+// can never be delivered. Its Process is the worker's consumer.Processor.
 type Processor struct {
 	pub   EventPublisher
 	dlq   DLQWriter

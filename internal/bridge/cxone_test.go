@@ -20,7 +20,7 @@ import (
 // CXone over HTTPS: the publisher trusts the simulator's certificate
 // through --cxone-ca-file, and refuses it without (and never dead-letters
 // for that: a TLS failure is a network error, retried).
-func TestPublisherTLSWithCAFile(t *testing.T) {
+func TestCXoneTLSWithCAFile(t *testing.T) {
 	srv := httptest.NewTLSServer(sim.New(sim.Config{}).Handler())
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -43,7 +43,7 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 	ev := &event.Event{EventType: "custom.user.action", Source: "svc", Timestamp: "2026-11-28T10:00:00Z",
 		CorrelationID: "tls-1", TraceID: "trace-1", Data: []byte(`{}`)}
 
-	pub, err := NewPublisher(settings(ca), nil, delivery.Hooks{}, nil)
+	pub, err := NewCXone(settings(ca), nil, delivery.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 		t.Fatalf("with the CA file: %s %v", out.Label(), out.Err)
 	}
 
-	untrusting, err := NewPublisher(settings(""), nil, delivery.Hooks{}, nil)
+	untrusting, err := NewCXone(settings(""), nil, delivery.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 		t.Fatalf("want an unknown-authority error, got %v", out.Err)
 	}
 
-	if _, err := NewPublisher(settings(filepath.Join(t.TempDir(), "missing.pem")), nil, delivery.Hooks{}, nil); err == nil {
+	if _, err := NewCXone(settings(filepath.Join(t.TempDir(), "missing.pem")), nil, delivery.Hooks{}, nil); err == nil {
 		t.Fatal("a missing CA file must fail start-up")
 	}
 }
