@@ -361,9 +361,12 @@ func TestEvidenceRule(t *testing.T) {
 		// healthyUntilP keeps CXone visibly working (a publish accepted
 		// every 500 ms) until P's next attempt is out.
 		healthyUntilP := func() {
-			for !s.inFlight("P") {
+			t.Helper()
+			for start := time.Now(); !s.inFlight("P"); time.Sleep(500 * time.Millisecond) {
+				if time.Since(start) > time.Hour {
+					t.Fatal("no attempt of P within an hour")
+				}
 				s.answer(t, publish(), cxone.Accepted, 200)
-				time.Sleep(500 * time.Millisecond)
 			}
 		}
 		pDone := make(chan delivery.Outcome, 1)
@@ -456,7 +459,10 @@ func TestEvidenceIgnoresThrottlingAndAuth(t *testing.T) {
 				pDone := make(chan delivery.Outcome, 1)
 				go func() { pDone <- pub.Publish(ctx, &event.Event{CorrelationID: "P"}) }()
 				for i := range 8 { // twice the budget
-					for !s.inFlight("P") { // P's next attempt, unless P settled
+					for start := time.Now(); !s.inFlight("P"); { // P's next attempt, unless P settled
+						if time.Since(start) > time.Hour {
+							t.Fatalf("no attempt %d of P within an hour", i+1)
+						}
 						select {
 						case out := <-pDone:
 							t.Fatalf("P settled after %d failures: %s after %d attempts", i, out.Label(), out.Attempts)
@@ -465,8 +471,10 @@ func TestEvidenceIgnoresThrottlingAndAuth(t *testing.T) {
 					}
 					id := fmt.Sprint("Q", i)
 					wg.Go(func() { pub.Publish(ctx, &event.Event{CorrelationID: id}) }) // keeps trying until canceled
-					for s.count(id) == 0 {
-						time.Sleep(10 * time.Millisecond)
+					for start := time.Now(); s.count(id) == 0; time.Sleep(10 * time.Millisecond) {
+						if time.Since(start) > time.Hour {
+							t.Fatalf("no attempt of %s within an hour", id)
+						}
 					}
 					s.answer(t, "P", cxone.ServerError, 503)
 				}

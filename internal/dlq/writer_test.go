@@ -204,7 +204,7 @@ func TestWriteReturnsWhenCtxEnds(t *testing.T) {
 		w := newWriter(t, brokers, nil)
 		done := make(chan error, 1)
 		go func() { done <- w.Write(ctx, dlqRecord(1)) }()
-		<-arrived
+		awaitSignal(t, arrived, "the produce request")
 		cancel()
 		select {
 		case err := <-done:
@@ -218,6 +218,16 @@ func TestWriteReturnsWhenCtxEnds(t *testing.T) {
 	})
 }
 
+// awaitSignal waits for a value on ch; the test fails after 10 s.
+func awaitSignal(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s within 10 s", what)
+	}
+}
+
 func TestWriterClose(t *testing.T) {
 	c, brokers := newCluster(t)
 	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.NotEnoughReplicas, Count: -1})
@@ -228,12 +238,17 @@ func TestWriterClose(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() { done <- w.Write(testCtx(t), dlqRecord(1)) }()
-	<-failed
+	awaitSignal(t, failed, "a failed write")
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := <-done; !errors.Is(err, ErrClosed) {
-		t.Errorf("Write during Close = %v, want ErrClosed", err)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Write during Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write did not return within 10 s of Close")
 	}
 	if err := w.Write(testCtx(t), dlqRecord(2)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Write after Close = %v, want ErrClosed", err)
