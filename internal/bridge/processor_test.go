@@ -153,9 +153,6 @@ func TestProcessorKeepsHeaderCorrelationID(t *testing.T) {
 	if e.CorrelationID != "order-77" {
 		t.Fatalf("correlation id %q", e.CorrelationID)
 	}
-	if dlq.HeaderCorrelationID != event.HeaderDLQCorrelationID || dlq.HeaderTraceID != event.HeaderDLQTraceID {
-		t.Fatal("the DLQ id headers and the ones event reads back on replay differ")
-	}
 }
 
 // The log line of a dead letter carries the record's ids and coordinates.
