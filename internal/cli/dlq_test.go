@@ -12,6 +12,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
+	"github.com/cxbridge/cxbridge/internal/event"
 )
 
 // dlq inspect summarises the DLQ topic; dlq replay puts the records back on
@@ -30,7 +31,7 @@ func TestDLQInspectAndReplay(t *testing.T) {
 	defer cancel()
 	for i, reason := range []string{"rejected", "invalid_json", "rejected"} {
 		orig := kafka.Message{Topic: "cxone.events", Partition: 0, Offset: int64(i), Key: []byte{'k', byte('0' + i)}, Value: []byte("v")}
-		e := dlq.NewEntry(orig, reason)
+		e := dlq.NewEntry(orig, event.Reason(reason))
 		e.CorrelationID = "corr-" + string(rune('0'+i))
 		if reason == "rejected" {
 			e.Status = 422

@@ -38,7 +38,7 @@ func Inspect(ctx context.Context, cfg ReaderConfig, show func(m kafka.Message, e
 		if !ok {
 			s.Unreadable++
 		} else {
-			s.ByReason[e.Reason]++
+			s.ByReason[string(e.Reason)]++
 			s.ByStatus[e.Status]++
 			if e.Replays > 0 {
 				s.Replayed++

@@ -15,7 +15,7 @@ import (
 
 // Filter selects DLQ records to replay. Zero fields select everything.
 type Filter struct {
-	Reasons    []string
+	Reasons    []string // event.Reason values, as an operator types them
 	Statuses   []int
 	Partition  int   // DLQ partition; -1 for all
 	FromOffset int64 // DLQ offsets, inclusive; -1 for no bound
@@ -27,7 +27,7 @@ type Filter struct {
 // Match reports whether the record m with entry e is selected.
 func (f Filter) Match(m kafka.Message, e Entry) bool {
 	switch {
-	case len(f.Reasons) > 0 && !slices.Contains(f.Reasons, e.Reason),
+	case len(f.Reasons) > 0 && !slices.Contains(f.Reasons, string(e.Reason)),
 		len(f.Statuses) > 0 && !slices.Contains(f.Statuses, e.Status),
 		f.Partition >= 0 && m.Partition != f.Partition,
 		f.FromOffset >= 0 && m.Offset < f.FromOffset,
