@@ -85,11 +85,13 @@ func (h *History) Add(at time.Time, s Sample) {
 
 // HistoryData is the charts' data (GET /history.json). Element i of every
 // slice is one point: the interval that ends at TimeMS[i] (Unix
-// milliseconds). The rates are over that interval; the gauges are as read
-// at its end. Oldest first.
+// milliseconds) and starts at TimeMS[i-1], or at StartMS for the first.
+// The rates are over that interval; the gauges are as read at its end.
+// Oldest first.
 type HistoryData struct {
 	StepSeconds          float64   `json:"step_seconds"`
 	WindowSeconds        float64   `json:"window_seconds"`
+	StartMS              int64     `json:"start_ms"` // 0 while there is no point
 	TimeMS               []int64   `json:"time_ms"`
 	AcceptedPerSecond    []float64 `json:"accepted_per_second"`
 	DeadLettersPerSecond []float64 `json:"dead_letters_per_second"`
@@ -117,6 +119,9 @@ func (h *History) Data() HistoryData {
 		secs := cur.at.Sub(prev.at).Seconds()
 		if secs <= 0 {
 			continue // a clock step back, or two samples at once: no interval
+		}
+		if len(d.TimeMS) == 0 {
+			d.StartMS = prev.at.UnixMilli()
 		}
 		d.TimeMS = append(d.TimeMS, cur.at.UnixMilli())
 		d.AcceptedPerSecond = append(d.AcceptedPerSecond, increase(prev.s.Accepted, cur.s.Accepted)/secs)

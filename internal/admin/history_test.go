@@ -35,7 +35,7 @@ func TestHistoryRingWrapsAndStaysBounded(t *testing.T) {
 	}
 	d := h.Data()
 	want := HistoryData{
-		StepSeconds: 5, WindowSeconds: 20,
+		StepSeconds: 5, WindowSeconds: 20, StartMS: ms(30 * time.Second),
 		TimeMS:            []int64{ms(35 * time.Second), ms(40 * time.Second), ms(45 * time.Second), ms(50 * time.Second)},
 		AcceptedPerSecond: []float64{2, 2, 2, 2}, DeadLettersPerSecond: []float64{0, 0, 0, 0},
 		Lag: []float64{7, 8, 9, 10}, InFlight: []float64{107, 108, 109, 110},
@@ -70,8 +70,8 @@ func TestHistoryRatesFromCounters(t *testing.T) {
 	if want := []float64{0, 0.4, 2, 0}; !reflect.DeepEqual(d.DeadLettersPerSecond, want) {
 		t.Errorf("dead letters/s %v, want %v", d.DeadLettersPerSecond, want)
 	}
-	if want := []int64{ms(5 * time.Second), ms(10 * time.Second), ms(15 * time.Second), ms(30 * time.Second)}; !reflect.DeepEqual(d.TimeMS, want) {
-		t.Errorf("times %v, want %v", d.TimeMS, want)
+	if want := []int64{ms(5 * time.Second), ms(10 * time.Second), ms(15 * time.Second), ms(30 * time.Second)}; !reflect.DeepEqual(d.TimeMS, want) || d.StartMS != ms(0) {
+		t.Errorf("times %v from %d, want %v from %d", d.TimeMS, d.StartMS, want, ms(0))
 	}
 }
 
@@ -117,7 +117,7 @@ func TestHistoryEndpoint(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("status %d, %q, %q", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"))
 	}
-	want := `{"step_seconds":5,"window_seconds":600,"time_ms":[],"accepted_per_second":[],"dead_letters_per_second":[],"lag":[],"in_flight":[]}`
+	want := `{"step_seconds":5,"window_seconds":600,"start_ms":0,"time_ms":[],"accepted_per_second":[],"dead_letters_per_second":[],"lag":[],"in_flight":[]}`
 	if strings.TrimSpace(body) != want {
 		t.Fatalf("empty history:\n got %s\nwant %s", body, want)
 	}
@@ -130,7 +130,7 @@ func TestHistoryEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantJSON := map[string]any{
-		"step_seconds": 5.0, "window_seconds": 600.0, "time_ms": []any{float64(ms(5 * time.Second))},
+		"step_seconds": 5.0, "window_seconds": 600.0, "start_ms": float64(ms(0)), "time_ms": []any{float64(ms(5 * time.Second))},
 		"accepted_per_second": []any{5.0}, "dead_letters_per_second": []any{0.2}, "lag": []any{12.0}, "in_flight": []any{9.0},
 	}
 	if !reflect.DeepEqual(got, wantJSON) {
@@ -177,7 +177,7 @@ func TestHistorySampler(t *testing.T) {
 			t.Fatalf("%d points after 12 min, want 120", len(d.TimeMS))
 		}
 		now := time.Now().UnixMilli()
-		if d.TimeMS[119] != now || d.TimeMS[0] != now-int64((HistoryWindow-HistoryEvery)/time.Millisecond) {
+		if d.TimeMS[119] != now || d.TimeMS[0] != now-int64((HistoryWindow-HistoryEvery)/time.Millisecond) || d.StartMS != now-int64(HistoryWindow/time.Millisecond) {
 			t.Fatalf("points from %d to %d, want from %d to now (%d)", d.TimeMS[0], d.TimeMS[119], now-595000, now)
 		}
 		for i := range d.TimeMS {
