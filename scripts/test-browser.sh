@@ -20,10 +20,10 @@ trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
 
 # await fails after $1 seconds unless the command that follows succeeds.
 await() {
-  local what=$1 deadline=$((SECONDS + $2)); shift 2
+  local what=$1 limit=$2 deadline=$((SECONDS + $2)); shift 2
   until "$@"; do
     if ((SECONDS >= deadline)); then
-      echo "FAIL: no $what within ${deadline}s of the start; worker log:"; tail -n 30 bin/browser-dev.log; exit 1
+      echo "FAIL: no $what within ${limit}s; worker log:"; tail -n 30 bin/browser-dev.log; exit 1
     fi
     sleep 0.5
   done
