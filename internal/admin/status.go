@@ -11,7 +11,8 @@ var statusPage []byte
 
 // StatusHandlers returns the status page (to serve at GET /) and its data
 // (at GET /status.json, from snapshot). The page is self-contained: no external
-// assets; it polls /status.json every two seconds.
+// assets; every two seconds it polls /status.json and /history.json (a
+// History), whose last 10 minutes it draws as inline SVG charts.
 func StatusHandlers(snapshot func() any) (page, data http.Handler) {
 	page = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

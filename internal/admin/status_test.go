@@ -25,7 +25,8 @@ func TestStatusPage(t *testing.T) {
 	if ext := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//`).FindString(body); ext != "" {
 		t.Fatalf("the page loads an external asset: %s", ext)
 	}
-	for _, id := range []string{`id="breaker"`, `id="partitions"`, `id="dlq"`, `id="rate"`, `id="unserved"`, `fetch("status.json"`} {
+	for _, id := range []string{`id="breaker"`, `id="partitions"`, `id="dlq"`, `id="rate"`, `id="unserved"`, `fetch("status.json"`,
+		`fetch("history.json"`, `id="chart-accepted"`, `id="chart-dead"`, `id="chart-lag"`, `id="chart-inflight"`} {
 		if !strings.Contains(body, id) {
 			t.Errorf("page lacks %s", id)
 		}

@@ -4,6 +4,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/cxbridge/cxbridge/internal/admin"
 	"github.com/cxbridge/cxbridge/internal/telemetry"
 	"github.com/cxbridge/cxbridge/internal/version"
@@ -67,4 +70,17 @@ func (w *Worker) registerStatusPage() {
 	page, data := admin.StatusHandlers(func() any { return w.Status() })
 	w.admin.Handle("GET /{$}", page)
 	w.admin.Handle("GET /status.json", data)
+	w.history = admin.NewStatusHistory(w.statusSample)
+	w.admin.Handle("GET /history.json", w.history)
+}
+
+// statusSample reads what the status page charts, from the metrics (one
+// gathering of the registry).
+func (w *Worker) statusSample() admin.Sample {
+	fams, _ := w.reg.Gather()
+	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, nil })
+	_, settled := telemetry.Sum(g, "cxbridge_records_settled_total", "result")
+	dead, _ := telemetry.Sum(g, "cxbridge_dead_letters_total", "")
+	lag, _ := telemetry.Sum(g, "cxbridge_consumer_lag", "")
+	return admin.Sample{Accepted: settled["accepted"], DeadLetters: dead, Lag: lag, InFlight: float64(w.disp.InFlight())}
 }

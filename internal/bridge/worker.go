@@ -45,6 +45,7 @@ type Worker struct {
 	disp     *dispatch.Dispatcher
 	consumer *consumer.Consumer
 	admin    *admin.Server
+	history  *admin.History // the status page's charts, sampled while Run runs
 
 	lag         *prometheus.GaugeVec
 	kafkaClient *kafka.Client
@@ -242,6 +243,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Go(func() { w.beat(ctx) })
 	wg.Go(func() { w.watchDLQ(ctx) })
 	wg.Go(func() { w.watchLag(ctx, w.lag, w.kafkaClient) })
+	wg.Go(func() { w.history.Run(ctx) })
 	setupErr := make(chan error, 1)
 	wg.Go(func() {
 		maxWait := 5 * time.Second
