@@ -24,7 +24,7 @@
 //     leaves it. Should a rebalance end the generation during that drain,
 //     what is left of the budget is capped at DrainTimeout.
 //
-// Lock order: a generation's commitMu, then a Tracker's own lock (held
+// Lock order: a generation's commitMu, then a tracker's own lock (held
 // only inside its methods).
 package consumer
 
@@ -83,7 +83,7 @@ type Config struct {
 	// FetchMaxWait is the longest a fetch waits for data. Default 500ms.
 	FetchMaxWait time.Duration
 	// MaxUncommitted bounds the records one partition holds from its oldest
-	// unsettled record on (dispatch.Tracker.Len): its fetching waits while
+	// unsettled record on (its tracker's Len): its fetching waits while
 	// the bound is reached, the other partitions go on. 0 = no bound.
 	MaxUncommitted int
 	// CommitInterval and CommitEvery: commit at least this often, and
@@ -163,7 +163,7 @@ type Consumer struct {
 type partition struct {
 	id        int
 	start     int64 // the assignment's offset; negative = none committed yet
-	tracker   atomic.Pointer[dispatch.Tracker]
+	tracker   atomic.Pointer[tracker]
 	committed int64 // the last offset this generation committed; under commitMu
 }
 
@@ -454,7 +454,7 @@ func (c *Consumer) drainContext(ctx, gctx context.Context) (context.Context, con
 // known.
 func (c *Consumer) startPartition(ctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex) bool {
 	if p.start >= 0 {
-		p.tracker.Store(dispatch.NewTracker(p.start))
+		p.tracker.Store(newTracker(p.start))
 		return true
 	}
 	for attempt := 1; ; attempt++ {
@@ -471,7 +471,7 @@ func (c *Consumer) startPartition(ctx context.Context, gen *kafka.Generation, p 
 			return false
 		}
 	}
-	p.tracker.Store(dispatch.NewTracker(p.start))
+	p.tracker.Store(newTracker(p.start))
 	c.commit(gen, []*partition{p}, commitMu) // a failure is retried by the commit loop
 	c.log.Info("partition without a committed offset starts at its resolved start offset", "partition", p.id, "offset", p.start,
 		"start_offset", map[int64]string{kafka.FirstOffset: "earliest", kafka.LastOffset: "latest"}[c.cfg.StartOffset])
@@ -551,7 +551,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r *reader, p *partition) {
 // its oldest unsettled record holds back every one after it (a DLQ that
 // refuses it for good), and fetching on would only grow what a crash or a
 // rebalance fetches again.
-func (c *Consumer) waitRoom(fctx context.Context, t *dispatch.Tracker, partition int) error {
+func (c *Consumer) waitRoom(fctx context.Context, t *tracker, partition int) error {
 	limit := c.cfg.MaxUncommitted
 	if limit <= 0 || t.Len() < limit {
 		return nil
