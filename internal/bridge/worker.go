@@ -48,12 +48,12 @@ type Worker struct {
 
 	lag         *prometheus.GaugeVec
 	kafkaClient *kafka.Client
-	transport   *kafka.Transport // the DLQ writer's and kafkaClient's; closed by Run
-	dialer      *kafka.Dialer    // TLS and SASL, for the start-up check
-	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
-	partitions  int              // the input topic's partition count, last read; under mu
-	held        []int            // the partitions this member holds, as of the last assignment; under mu
-	lagNow      chan struct{}    // asks watchLag for a read at once (an assignment)
+	transport   *kafka.Transport  // the DLQ writer's and kafkaClient's; closed by Run
+	dialer      *kafka.Dialer     // TLS and SASL, for the start-up check
+	offsets     consumer.GroupLag // the group's, as last read by watchLag; under mu
+	partitions  int               // the input topic's partition count, last read; under mu
+	held        []int             // the partitions this member holds, as of the last assignment; under mu
+	lagNow      chan struct{}     // asks watchLag for a read at once (an assignment)
 
 	groupWatch     *groupWatch  // used by watchLag only
 	verdict        groupVerdict // its last; under mu
