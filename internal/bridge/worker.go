@@ -221,7 +221,7 @@ func (w *Worker) Dispatcher() *dispatch.Dispatcher { return w.disp }
 // attempt to join the group). Alongside, a start-up check connects with the
 // worker's TLS and SASL settings: brokers refusing the credentials or the
 // TLS handshake stop the worker at once, and Run returns a
-// *KafkaSetupError naming the settings to check.
+// *consumer.KafkaSetupError naming the settings to check.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.transport.CloseIdleConnections()
 	defer w.dlq.Close()
@@ -247,12 +247,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.s.JoinBackoff > 0 {
 			maxWait = min(w.s.JoinBackoff, maxWait)
 		}
-		err := checkKafka(ctx, &w.s.Kafka, w.dialer, w.log, maxWait, func(err error) {
+		err := consumer.CheckKafka(ctx, &w.s.Kafka, w.dialer, w.log, maxWait, func(err error) {
 			w.mu.Lock()
 			w.kafkaErr = err
 			w.mu.Unlock()
 		})
-		if setup, ok := errors.AsType[*KafkaSetupError](err); ok {
+		if setup, ok := errors.AsType[*consumer.KafkaSetupError](err); ok {
 			w.log.Error("Kafka refuses the connection settings; stopping", "error", setup.Error())
 			setupErr <- setup
 			cancel()
