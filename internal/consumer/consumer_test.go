@@ -93,9 +93,12 @@ type commitCall struct {
 
 var errCommit = errors.New("commit refused (test)")
 
-func newTestGen(id int32) *testGen {
+// newTestGen returns generation id, which ends at the latest with t (so
+// that a failed test leaves no goroutine behind in its synctest bubble).
+func newTestGen(t *testing.T, id int32) *testGen {
 	g := &testGen{id: id}
 	g.ctx, g.end = context.WithCancel(context.Background())
+	t.Cleanup(g.end)
 	return g
 }
 
@@ -268,7 +271,7 @@ func TestCommitNeverPassesAnUnsettledRecord(t *testing.T) {
 			return true
 		})
 		r.log(0).append(0, keys(10)...)
-		g := newTestGen(1)
+		g := newTestGen(t, 1)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := r.run(ctx, g, map[int]int64{0: 0})
 		synctest.Wait()
@@ -315,7 +318,7 @@ func TestShutdownDrainBudget(t *testing.T) {
 				return true
 			})
 			r.log(0).append(0, keys(5)...)
-			g := newTestGen(1)
+			g := newTestGen(t, 1)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := r.run(ctx, g, map[int]int64{0: 0})
 			synctest.Wait()
@@ -344,7 +347,7 @@ func TestShutdownDrainBudget(t *testing.T) {
 				return true
 			})
 			r.log(0).append(0, keys(5)...)
-			g := newTestGen(1)
+			g := newTestGen(t, 1)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := r.run(ctx, g, map[int]int64{0: 0})
 			synctest.Wait()
@@ -380,7 +383,7 @@ func TestShutdownDrainBudget(t *testing.T) {
 				return true
 			})
 			r.log(0).append(0, keys(5)...)
-			g := newTestGen(1)
+			g := newTestGen(t, 1)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := r.run(ctx, g, map[int]int64{0: 0})
 			synctest.Wait()
@@ -422,7 +425,7 @@ func TestFailedCommitIsRetried(t *testing.T) {
 			hooked = append(hooked, err)
 		}
 		r.log(0).append(0, keys(5)...)
-		g := newTestGen(1)
+		g := newTestGen(t, 1)
 		g.fail = 2
 		ctx, cancel := context.WithCancel(t.Context())
 		start := time.Now()
@@ -476,7 +479,7 @@ func TestGenerationChange(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 
-		g1 := newTestGen(1)
+		g1 := newTestGen(t, 1)
 		done1 := r.run(ctx, g1, map[int]int64{0: 0, 1: 0})
 		synctest.Wait() // every record has run but offset 0/5; no commit interval has passed
 		if n := len(g1.calls()); n != 0 {
@@ -499,7 +502,7 @@ func TestGenerationChange(t *testing.T) {
 		mu.Lock()
 		gen2 = true
 		mu.Unlock()
-		g2 := newTestGen(2)
+		g2 := newTestGen(t, 2)
 		done2 := r.run(ctx, g2, map[int]int64{0: 5}) // partition 0 again, from what generation 1 committed
 		synctest.Wait()
 		if st := r.c.Status(); !st.Joined || st.Generation != 2 || len(st.Partitions) != 1 || st.Partitions[0].Partition != 0 {
@@ -552,7 +555,7 @@ func TestRevocationWithRecordsInFlight(t *testing.T) {
 		// 0 and 1 share key a (1 waits for 0), 2 and 3 key b (3 waits for
 		// 2), 4 has key c.
 		r.log(0).append(0, "a", "a", "b", "b", "c")
-		g := newTestGen(1)
+		g := newTestGen(t, 1)
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done := r.run(ctx, g, map[int]int64{0: 0})
