@@ -158,7 +158,7 @@ type Consumer struct {
 
 	mu         sync.Mutex
 	partitions map[int]*partition // of the current generation
-	generation int32
+	genID      int32
 	joined     bool
 	leave      func() bool // ends the current membership unless it is ending (Rejoin); nil outside Run
 }
@@ -357,7 +357,7 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *generation) {
 		ids = append(ids, a.ID)
 	}
 	c.mu.Lock()
-	c.partitions, c.generation, c.joined = parts, gen.id, true
+	c.partitions, c.genID, c.joined = parts, gen.id, true
 	c.mu.Unlock()
 	c.log.Info("partitions assigned", "generation", gen.id, "member", gen.member, "partitions", ids)
 	if h := c.cfg.Hooks.Assigned; h != nil {
@@ -727,7 +727,7 @@ type PartitionStatus struct {
 // Status returns the member's current assignment and progress.
 func (c *Consumer) Status() Status {
 	c.mu.Lock()
-	st := Status{Joined: c.joined, Generation: c.generation}
+	st := Status{Joined: c.joined, Generation: c.genID}
 	parts := c.partitions
 	c.mu.Unlock()
 	for _, p := range parts {

@@ -590,3 +590,70 @@ func TestRevocationWithRecordsInFlight(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitEveryCommitsBeforeTheInterval: CommitEvery (1000) settled
+// records commit at once, without waiting for CommitInterval (1s).
+func TestCommitEveryCommitsBeforeTheInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, func(context.Context, kafka.Message) bool { return true })
+		r.log(0).append(0, keys(1500)...)
+		g := newTestGen(t, 1)
+		ctx, cancel := context.WithCancel(t.Context())
+		start := time.Now()
+		done := r.run(ctx, g, map[int]int64{0: 0})
+		synctest.Wait()
+		calls := g.calls()
+		if len(calls) == 0 || calls[0].at != start {
+			t.Fatalf("commits %+v; want one at once, before the first interval", calls)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := g.committed(0); got[len(got)-1] != 1500 {
+			t.Errorf("commits %v; want the last at 1500", got)
+		}
+		cancel()
+		<-done
+		r.closeGroup(g)
+	})
+}
+
+// TestMaxUncommittedPausesTheFetch: with MaxUncommitted set, a partition
+// whose oldest record does not settle stops fetching once it holds that
+// many records, and goes on as soon as the record settles.
+func TestMaxUncommittedPausesTheFetch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		r := newRig(t, func(ctx context.Context, msg kafka.Message) bool {
+			if msg.Offset == 0 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return false
+				}
+			}
+			return true
+		})
+		r.c.cfg.MaxUncommitted = 5
+		r.log(0).append(0, keys(20)...)
+		g := newTestGen(t, 1)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := r.run(ctx, g, map[int]int64{0: 0})
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if st := r.c.Status(); st.Partitions[0].Tracked != 5 || len(r.ran(0)) != 4 {
+			t.Fatalf("tracked %d, %d records ran; want 5 tracked (0-4) and 1-4 ran, the fetch paused", st.Partitions[0].Tracked, len(r.ran(0)))
+		}
+		close(release)
+		synctest.Wait()
+		if n := len(r.ran(0)); n != 20 {
+			t.Errorf("%d records ran after the oldest settled; want all 20", n)
+		}
+		cancel()
+		<-done
+		r.closeGroup(g)
+		if got := g.committed(0); got[len(got)-1] != 20 {
+			t.Errorf("commits %v; want the last at 20", got)
+		}
+	})
+}
