@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cxbridge/cxbridge/internal/dispatch"
+	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
 
 // The consumer's generation alone, at the shipped defaults (DrainTimeout
@@ -656,4 +658,84 @@ func TestMaxUncommittedPausesTheFetch(t *testing.T) {
 			t.Errorf("commits %v; want the last at 20", got)
 		}
 	})
+}
+
+// TestGenerationReadsTheBrokerReadCommitted: the generation with the
+// partition reader of a real broker (the embedded one, or KAFKA_BROKERS):
+// records of an aborted transaction are never processed, and the
+// watermark passes the transaction markers and the aborted records, so
+// the commit reaches the partition's end offset, which no record does.
+func TestGenerationReadsTheBrokerReadCommitted(t *testing.T) {
+	b := testkafka.Start(t, testkafka.Config{Partitions: 1, Topics: []string{"in"}})
+	topic := b.Topic("in")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs...), kgo.TransactionalID(topic+"-txn"),
+		kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	// Offsets: 0-2 committed, 3 its marker, 4-5 aborted, 6 its marker,
+	// 7-8 committed, 9 its marker; the end offset is 10.
+	for _, tx := range []struct {
+		values []string
+		commit bool
+	}{{[]string{"a", "b", "c"}, true}, {[]string{"x", "y"}, false}, {[]string{"d", "e"}, true}} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range tx.values {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(v), Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(tx.commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	var values []string
+	disp := dispatch.New(dispatch.ModeKey, 100)
+	committed := make(chan int64, 100)
+	c, err := New(Config{Brokers: b.Addrs, Topic: topic, GroupID: "unused", Hooks: Hooks{Commit: func(_ int, off int64, err error) {
+		if err == nil {
+			committed <- off
+		}
+	}}}, disp, func(_ context.Context, msg kafka.Message) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		values = append(values, string(msg.Value))
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.transport.CloseIdleConnections()
+	g := newTestGen(t, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.runGeneration(ctx, g.generation(map[int]int64{0: 0}))
+	}()
+	for off := int64(-1); off != 10; {
+		select {
+		case off = <-committed:
+		case <-ctx.Done():
+			t.Fatalf("no commit of offset 10 within a minute; last %d", off)
+		}
+	}
+	g.end()
+	<-done
+	g.wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(values) // distinct keys: they run concurrently
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(values, want) {
+		t.Errorf("processed %q; want %q: the committed transactions' records, once each", values, want)
+	}
+	if got := g.committed(0); got[len(got)-1] != 10 {
+		t.Errorf("commits %v; want the last at 10", got)
+	}
 }
