@@ -8,6 +8,15 @@
 // It does not decode, publish or dead-letter: the Processor does, and
 // reports whether the record is settled.
 //
+// Beside the member, the package holds the rest of the worker's Kafka
+// side: each partition's offset tracker (tracker.go), the partition
+// reader (reader.go), a group's lag as the brokers report it (lag.go), and
+// the start-up check of the connection settings (probe.go, versions.go).
+//
+// Its unit tests (consumer_test.go) run a generation through two seams: a
+// generation (start its functions, commit, leave) and a partition's
+// record source (fetcher), with the real dispatcher, on synctest's clock.
+//
 // Lifecycle of a generation: Next → one goroutine per partition (Start),
 // which first fixes where the partition starts (a partition the group never
 // committed is committed at its resolved start offset, so that the next
