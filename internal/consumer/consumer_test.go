@@ -187,8 +187,15 @@ type rig struct {
 // recorded.
 func newRig(t *testing.T, process Processor) *rig {
 	r := &rig{t: t, disp: dispatch.New(dispatch.ModeKey, 100), logs: map[int]*memLog{}}
+	// A record still blocked when the test ends (it failed) ends with it,
+	// so that the bubble is left with no goroutine behind.
+	testEnded, endTest := context.WithCancel(context.Background())
+	t.Cleanup(endTest)
 	c, err := New(Config{Brokers: []string{"unused:9092"}, Topic: "in", GroupID: "g"}, r.disp, func(ctx context.Context, msg kafka.Message) bool {
-		settled := process(ctx, msg)
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(testEnded, cancel)()
+		settled := process(pctx, msg)
 		r.mu.Lock()
 		r.runs = append(r.runs, ran{partition: msg.Partition, offset: msg.Offset, end: time.Now(), settled: settled, ctxErr: ctx.Err()})
 		r.mu.Unlock()
@@ -238,6 +245,20 @@ func (r *rig) closeGroup(g *testGen) {
 	r.c.closing.Store(true)
 	g.end()
 	g.wg.Wait()
+}
+
+// await waits for ch to close, within an hour: on synctest's clock an hour
+// passes at once when nothing else can happen, so a regression that never
+// closes ch fails here instead of ticking the commit loop's clock forever.
+// Outside a bubble it is an hour of real time, bounded by go test's
+// -timeout; the test against a broker uses its own deadline.
+func await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(time.Hour):
+		t.Fatalf("waited an hour for %s", what)
+	}
 }
 
 // keys returns n distinct keys.
@@ -294,7 +315,7 @@ func TestCommitNeverPassesAnUnsettledRecord(t *testing.T) {
 			t.Fatalf("after offset 3 settled, commits %v; want [3 10]", got)
 		}
 		cancel()
-		<-done
+		await(t, done, "runGeneration to return")
 		r.closeGroup(g)
 		if got := g.committed(0); !slices.Equal(got, []int64{3, 10}) {
 			t.Fatalf("after shutdown, commits %v; want [3 10] (nothing new to commit)", got)
@@ -326,7 +347,7 @@ func TestShutdownDrainBudget(t *testing.T) {
 			synctest.Wait()
 			start := time.Now()
 			cancel()
-			<-done
+			await(t, done, "runGeneration to return")
 			if took := time.Since(start); took != 10*time.Second {
 				t.Errorf("the shutdown drain took %v; want 10s, the running record's time", took)
 			}
@@ -355,7 +376,7 @@ func TestShutdownDrainBudget(t *testing.T) {
 			synctest.Wait()
 			start := time.Now()
 			cancel()
-			<-done
+			await(t, done, "runGeneration to return")
 			if took := time.Since(start); took != shutdownTimeout {
 				t.Errorf("the shutdown drain took %v; want ShutdownTimeout's default, %v", took, shutdownTimeout)
 			}
@@ -393,7 +414,7 @@ func TestShutdownDrainBudget(t *testing.T) {
 			cancel()
 			time.Sleep(5 * time.Second)
 			g.end() // a rebalance: the generation ends, the member has not closed the group
-			<-done
+			await(t, done, "runGeneration to return")
 			g.wg.Wait()
 			want := 5*time.Second + drainTimeout
 			if took := time.Since(start); took != want {
@@ -450,7 +471,7 @@ func TestFailedCommitIsRetried(t *testing.T) {
 		}
 		mu.Unlock()
 		cancel()
-		<-done
+		await(t, done, "runGeneration to return")
 		r.closeGroup(g)
 		if n := len(g.calls()); n != 3 {
 			t.Errorf("%d commits after shutdown; want still 3", n)
@@ -489,7 +510,7 @@ func TestGenerationChange(t *testing.T) {
 		}
 		start := time.Now()
 		g1.end()
-		<-done1
+		await(t, done1, "runGeneration to return")
 		g1.wg.Wait()
 		if took := time.Since(start); took != 3*time.Second {
 			t.Errorf("the rebalance drain took %v; want DrainTimeout's default, 3s", took)
@@ -532,7 +553,7 @@ func TestGenerationChange(t *testing.T) {
 			t.Errorf("offset 5 ran %+v; want unsettled, then settled", x)
 		}
 		cancel()
-		<-done2
+		await(t, done2, "runGeneration to return")
 		r.closeGroup(g2)
 	})
 }
@@ -565,7 +586,7 @@ func TestRevocationWithRecordsInFlight(t *testing.T) {
 		start := time.Now()
 		g.end()
 		r.log(0).append(0, "d", "e") // offsets 5 and 6, after the revocation
-		<-done
+		await(t, done, "runGeneration to return")
 		g.wg.Wait()
 		if took := time.Since(start); took != 3*time.Second {
 			t.Errorf("the drain took %v; want DrainTimeout's default, 3s", took)
@@ -614,7 +635,7 @@ func TestCommitEveryCommitsBeforeTheInterval(t *testing.T) {
 			t.Errorf("commits %v; want the last at 1500", got)
 		}
 		cancel()
-		<-done
+		await(t, done, "runGeneration to return")
 		r.closeGroup(g)
 	})
 }
@@ -652,7 +673,7 @@ func TestMaxUncommittedPausesTheFetch(t *testing.T) {
 			t.Errorf("%d records ran after the oldest settled; want all 20", n)
 		}
 		cancel()
-		<-done
+		await(t, done, "runGeneration to return")
 		r.closeGroup(g)
 		if got := g.committed(0); got[len(got)-1] != 20 {
 			t.Errorf("commits %v; want the last at 20", got)
@@ -727,7 +748,11 @@ func TestGenerationReadsTheBrokerReadCommitted(t *testing.T) {
 		}
 	}
 	g.end()
-	<-done
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second): // DrainTimeout is 3s
+		t.Fatal("runGeneration did not return within 30s of the generation's end")
+	}
 	g.wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
