@@ -120,7 +120,7 @@ func (e *env) lag(t *testing.T) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, e.broker.Client(), e.group, e.input)
+	o, err := consumer.ReadGroupLag(ctx, e.broker.Client(), e.group, e.input)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func groupLag(t *testing.T, b *testkafka.Broker, group, topic string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, b.Client(), group, topic)
+	o, err := consumer.ReadGroupLag(ctx, b.Client(), group, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

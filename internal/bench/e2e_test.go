@@ -284,7 +284,7 @@ func newStackFaults(b *testing.B, faults sim.Faults) *stack {
 func (st *stack) lag(b *testing.B) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	o, err := consumer.ReadOffsets(ctx, st.client, st.group, st.topic)
+	o, err := consumer.ReadGroupLag(ctx, st.client, st.group, st.topic)
 	if err != nil {
 		b.Fatal(err)
 	}

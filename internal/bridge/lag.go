@@ -23,7 +23,7 @@ const balanceEvery = 3 * lagEvery
 // member's fair part of the group's (see delivery.Publisher.Balance). It
 // runs once per window, and only when this member held the same
 // partitions in the same generation throughout.
-func (w *Worker) balance(base offsetsRead, cur consumer.Offsets, st consumer.Status) (used bool) {
+func (w *Worker) balance(base offsetsRead, cur consumer.GroupLag, st consumer.Status) (used bool) {
 	if !st.Joined || st.Generation != base.generation {
 		return false
 	}
@@ -42,7 +42,7 @@ func (w *Worker) balance(base offsetsRead, cur consumer.Offsets, st consumer.Sta
 type offsetsRead struct {
 	at         time.Time
 	generation int32 // this member's, when read (-1: not a member)
-	offsets    consumer.Offsets
+	offsets    consumer.GroupLag
 }
 
 // balanceInputs compares two reads of the group's offsets: got is the part
@@ -51,7 +51,7 @@ type offsetsRead struct {
 // partitions held, part the share of the group's backlog on them now.
 // Without a backlog of at least balanceEvery's worth at the rate the
 // group settled there is nothing to share out: ok is false.
-func balanceInputs(prev, cur consumer.Offsets, held []int) (part, got float64, ok bool) {
+func balanceInputs(prev, cur consumer.GroupLag, held []int) (part, got float64, ok bool) {
 	if prev.Committed == nil {
 		return 0, 0, false
 	}
@@ -95,7 +95,7 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 		case <-w.lagNow:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
-		o, err := consumer.ReadOffsets(rctx, client, w.s.Kafka.GroupID, topic)
+		o, err := consumer.ReadGroupLag(rctx, client, w.s.Kafka.GroupID, topic)
 		cancel()
 		if err != nil {
 			w.log.Debug("reading the group's lag failed", "error", err.Error())

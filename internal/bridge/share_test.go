@@ -35,11 +35,11 @@ func TestShare(t *testing.T) {
 // commits between two reads; its part of the backlog from the lag of the
 // partitions it holds.
 func TestBalanceInputs(t *testing.T) {
-	prev := consumer.Offsets{
+	prev := consumer.GroupLag{
 		Committed: map[int]int64{0: 100, 1: 200, 2: -1, 3: 50},
 		End:       map[int]int64{0: 5000, 1: 5000, 2: 5000, 3: 5000},
 	}
-	cur := consumer.Offsets{
+	cur := consumer.GroupLag{
 		Committed: map[int]int64{0: 700, 1: 600, 2: 400, 3: 40},
 		End:       map[int]int64{0: 5000, 1: 5000, 2: 5000, 3: 5000},
 	}
@@ -53,14 +53,14 @@ func TestBalanceInputs(t *testing.T) {
 	if want := float64(4300+4600) / float64(4300+4400+4600+4960); math.Abs(part-want) > 1e-9 {
 		t.Fatalf("part %v, want %v", part, want)
 	}
-	if _, _, ok := balanceInputs(consumer.Offsets{}, cur, []int{0}); ok {
+	if _, _, ok := balanceInputs(consumer.GroupLag{}, cur, []int{0}); ok {
 		t.Fatal("ok without a previous read")
 	}
 	if _, _, ok := balanceInputs(cur, cur, []int{0}); ok {
 		t.Fatal("ok with nothing settled")
 	}
-	small := consumer.Offsets{Committed: map[int]int64{0: 600, 1: 700}, End: map[int]int64{0: 1000, 1: 700}}
-	from := consumer.Offsets{Committed: map[int]int64{0: 100, 1: 200}, End: small.End}
+	small := consumer.GroupLag{Committed: map[int]int64{0: 600, 1: 700}, End: map[int]int64{0: 1000, 1: 700}}
+	from := consumer.GroupLag{Committed: map[int]int64{0: 100, 1: 200}, End: small.End}
 	if _, _, ok := balanceInputs(from, small, []int{0}); ok {
 		t.Fatal("ok with a backlog (400) smaller than what the group settled in the window (1000)")
 	}

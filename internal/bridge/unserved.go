@@ -117,7 +117,7 @@ func newGroupWatch(bound time.Duration) *groupWatch {
 
 // watchGroup is run with every read of the offsets: it applies the rule,
 // publishes what it says (metric, /readyz, status page, logs) and rejoins.
-func (w *Worker) watchGroup(now time.Time, o consumer.Offsets, st consumer.Status) {
+func (w *Worker) watchGroup(now time.Time, o consumer.GroupLag, st consumer.Status) {
 	v := w.groupWatch.observe(now, o, st)
 	w.mu.Lock()
 	if !st.Joined && w.groupWatch.rejoins > 0 && len(w.verdict.Unserved) > 0 {
@@ -149,7 +149,7 @@ func (w *Worker) watchGroup(now time.Time, o consumer.Offsets, st consumer.Statu
 
 // observe takes one read of the offsets at now with the member's status
 // then, and says what the member should do.
-func (g *groupWatch) observe(now time.Time, o consumer.Offsets, st consumer.Status) groupVerdict {
+func (g *groupWatch) observe(now time.Time, o consumer.GroupLag, st consumer.Status) groupVerdict {
 	for p := range o.End {
 		c, lag := o.Committed[p], o.Lag(p)
 		prev, seen := g.last[p]

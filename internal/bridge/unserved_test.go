@@ -26,8 +26,8 @@ type read struct {
 	held2    bool // a reason not to act is given
 }
 
-func (r read) offsets() consumer.Offsets {
-	o := consumer.Offsets{Committed: map[int]int64{}, End: map[int]int64{}}
+func (r read) offsets() consumer.GroupLag {
+	o := consumer.GroupLag{Committed: map[int]int64{}, End: map[int]int64{}}
 	for p := range 6 {
 		o.Committed[p], o.End[p] = r.committed[p], r.end[p]
 	}

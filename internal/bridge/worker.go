@@ -49,12 +49,12 @@ type Worker struct {
 
 	lag         *prometheus.GaugeVec
 	kafkaClient *kafka.Client
-	transport   *kafka.Transport // the DLQ writer's and kafkaClient's; closed by Run
-	dialer      *kafka.Dialer    // TLS and SASL, for the start-up check
-	offsets     consumer.Offsets // the group's, as last read by watchLag; under mu
-	partitions  int              // the input topic's partition count, last read; under mu
-	held        []int            // the partitions this member holds, as of the last assignment; under mu
-	lagNow      chan struct{}    // asks watchLag for a read at once (an assignment)
+	transport   *kafka.Transport  // the DLQ writer's and kafkaClient's; closed by Run
+	dialer      *kafka.Dialer     // TLS and SASL, for the start-up check
+	offsets     consumer.GroupLag // the group's, as last read by watchLag; under mu
+	partitions  int               // the input topic's partition count, last read; under mu
+	held        []int             // the partitions this member holds, as of the last assignment; under mu
+	lagNow      chan struct{}     // asks watchLag for a read at once (an assignment)
 
 	groupWatch     *groupWatch  // used by watchLag only
 	verdict        groupVerdict // its last; under mu
@@ -223,7 +223,7 @@ func (w *Worker) Dispatcher() *dispatch.Dispatcher { return w.disp }
 // attempt to join the group). Alongside, a start-up check connects with the
 // worker's TLS and SASL settings: brokers refusing the credentials or the
 // TLS handshake stop the worker at once, and Run returns a
-// *KafkaSetupError naming the settings to check.
+// *consumer.KafkaSetupError naming the settings to check.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.transport.CloseIdleConnections()
 	defer w.dlq.Close()
@@ -250,12 +250,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.s.JoinBackoff > 0 {
 			maxWait = min(w.s.JoinBackoff, maxWait)
 		}
-		err := checkKafka(ctx, &w.s.Kafka, w.dialer, w.log, maxWait, func(err error) {
+		err := consumer.CheckKafka(ctx, &w.s.Kafka, w.dialer, w.log, maxWait, func(err error) {
 			w.mu.Lock()
 			w.kafkaErr = err
 			w.mu.Unlock()
 		})
-		if setup, ok := errors.AsType[*KafkaSetupError](err); ok {
+		if setup, ok := errors.AsType[*consumer.KafkaSetupError](err); ok {
 			w.log.Error("Kafka refuses the connection settings; stopping", "error", setup.Error())
 			setupErr <- setup
 			cancel()

@@ -329,10 +329,10 @@ func (h *Harness) simStats() (sim.Stats, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-func (h *Harness) offsets(ctx context.Context) (consumer.Offsets, error) {
+func (h *Harness) offsets(ctx context.Context) (consumer.GroupLag, error) {
 	c, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return consumer.ReadOffsets(c, h.client, h.group, h.input)
+	return consumer.ReadGroupLag(c, h.client, h.group, h.input)
 }
 
 // sampleLoop records the simulator's distinct count and the group's lag

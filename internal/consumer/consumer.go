@@ -8,6 +8,15 @@
 // It does not decode, publish or dead-letter: the Processor does, and
 // reports whether the record is settled.
 //
+// Beside the member, the package holds the rest of the worker's Kafka
+// side: each partition's offset tracker (tracker.go), the partition
+// reader (reader.go), a group's lag as the brokers report it (lag.go), and
+// the start-up check of the connection settings (probe.go, versions.go).
+//
+// Its unit tests (consumer_test.go) run a generation through two seams: a
+// generation (start its functions, commit, leave) and a partition's
+// record source (fetcher), with the real dispatcher, on synctest's clock.
+//
 // Lifecycle of a generation: Next → one goroutine per partition (Start),
 // which first fixes where the partition starts (a partition the group never
 // committed is committed at its resolved start offset, so that the next
@@ -24,7 +33,7 @@
 //     leaves it. Should a rebalance end the generation during that drain,
 //     what is left of the budget is capped at DrainTimeout.
 //
-// Lock order: a generation's commitMu, then a Tracker's own lock (held
+// Lock order: a generation's commitMu, then a tracker's own lock (held
 // only inside its methods).
 package consumer
 
@@ -83,7 +92,7 @@ type Config struct {
 	// FetchMaxWait is the longest a fetch waits for data. Default 500ms.
 	FetchMaxWait time.Duration
 	// MaxUncommitted bounds the records one partition holds from its oldest
-	// unsettled record on (dispatch.Tracker.Len): its fetching waits while
+	// unsettled record on (its tracker's Len): its fetching waits while
 	// the bound is reached, the other partitions go on. 0 = no bound.
 	MaxUncommitted int
 	// CommitInterval and CommitEvery: commit at least this often, and
@@ -152,18 +161,43 @@ type Consumer struct {
 	// its partitions drain within DrainTimeout, not ShutdownTimeout.
 	rejoining atomic.Bool
 
+	// newFetcher makes a partition's record source: a reader of the
+	// brokers (readerFor), a test's own log in unit tests.
+	newFetcher func(p *partition) fetcher
+
 	mu         sync.Mutex
 	partitions map[int]*partition // of the current generation
-	generation int32
+	genID      int32
 	joined     bool
 	leave      func() bool // ends the current membership unless it is ending (Rejoin); nil outside Run
+}
+
+// generation is what the consumer uses of one generation of the group: a
+// kafka.Generation in production (member), a test's own in unit tests.
+type generation struct {
+	id       int32
+	member   string
+	assigned []kafka.PartitionAssignment // of the topic
+	// start runs fn on a goroutine of the generation: fn's ctx ends when
+	// the generation ends, and the generation ends as soon as any fn
+	// returns (kafka.Generation.Start).
+	start func(fn func(ctx context.Context))
+	// commit commits offsets with this generation.
+	commit func(offsets map[string]map[int]int64) error
+	// leave sends LeaveGroup for the generation's member.
+	leave func(ctx context.Context) error
+}
+
+// fetcher is one partition's source of records (reader).
+type fetcher interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
 }
 
 // partition is one assigned partition of one generation.
 type partition struct {
 	id        int
 	start     int64 // the assignment's offset; negative = none committed yet
-	tracker   atomic.Pointer[dispatch.Tracker]
+	tracker   atomic.Pointer[tracker]
 	committed int64 // the last offset this generation committed; under commitMu
 }
 
@@ -181,13 +215,15 @@ func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, e
 		d = kafka.DefaultDialer
 	}
 	tr := &kafka.Transport{ClientID: d.ClientID, TLS: d.TLS, SASL: d.SASLMechanism, DialTimeout: d.Timeout}
-	return &Consumer{
+	c := &Consumer{
 		cfg: cfg, disp: disp, process: process, log: cfg.Logger,
 		transport:  tr,
 		client:     &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.CoordinatorTimeout},
 		commitCh:   make(chan struct{}, 1),
 		partitions: map[int]*partition{},
-	}, nil
+	}
+	c.newFetcher = c.readerFor
+	return c, nil
 }
 
 // LeaveTimeout bounds closing the group at shutdown, after the drain and
@@ -283,7 +319,7 @@ func (c *Consumer) member(ctx context.Context) error {
 			c.log.Warn("joining the consumer group failed; retrying", "group", c.cfg.GroupID, "brokers", c.cfg.Brokers, "error", err.Error())
 			continue // kafka-go backs off (JoinBackoff) before the next attempt
 		}
-		c.runGeneration(ctx, gen)
+		c.runGeneration(ctx, c.generationOf(gen))
 	}
 	// Leave: closing the group ends the generation (whose partitions have
 	// drained and committed), and kafka-go sends LeaveGroup, so that the
@@ -300,24 +336,41 @@ func (c *Consumer) member(ctx context.Context) error {
 	return nil
 }
 
+// generationOf is what the consumer uses of gen.
+func (c *Consumer) generationOf(gen *kafka.Generation) *generation {
+	return &generation{
+		id: gen.ID, member: gen.MemberID, assigned: gen.Assignments[c.cfg.Topic],
+		start: gen.Start, commit: gen.CommitOffsets,
+		leave: func(ctx context.Context) error {
+			res, err := c.client.LeaveGroup(ctx, &kafka.LeaveGroupRequest{GroupID: c.cfg.GroupID, Members: []kafka.LeaveGroupRequestMember{{ID: gen.MemberID}}})
+			if err == nil {
+				err = res.Error
+				for _, m := range res.Members {
+					err = cmp.Or(err, m.Error)
+				}
+			}
+			return err
+		},
+	}
+}
+
 // runGeneration runs one generation until it ends, or until ctx has ended
 // and every partition has drained and made its final commit; the
 // generation then still runs (heartbeats, commits) until Run closes the
 // group.
-func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
-	assigned := gen.Assignments[c.cfg.Topic]
-	parts := make(map[int]*partition, len(assigned))
-	ids := make([]int, 0, len(assigned))
-	for _, a := range assigned {
+func (c *Consumer) runGeneration(ctx context.Context, gen *generation) {
+	parts := make(map[int]*partition, len(gen.assigned))
+	ids := make([]int, 0, len(gen.assigned))
+	for _, a := range gen.assigned {
 		parts[a.ID] = &partition{id: a.ID, start: a.Offset, committed: -1}
 		ids = append(ids, a.ID)
 	}
 	c.mu.Lock()
-	c.partitions, c.generation, c.joined = parts, gen.ID, true
+	c.partitions, c.genID, c.joined = parts, gen.id, true
 	c.mu.Unlock()
-	c.log.Info("partitions assigned", "generation", gen.ID, "member", gen.MemberID, "partitions", ids)
+	c.log.Info("partitions assigned", "generation", gen.id, "member", gen.member, "partitions", ids)
 	if h := c.cfg.Hooks.Assigned; h != nil {
-		h(gen.ID, ids)
+		h(gen.id, ids)
 	}
 
 	var commitMu sync.Mutex // serialises this generation's commits: never out of order
@@ -328,17 +381,17 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	go func() { drained.Wait(); close(allDrained) }()
 	for _, p := range parts {
 		wg.Add(1)
-		gen.Start(func(gctx context.Context) {
+		gen.start(func(gctx context.Context) {
 			defer wg.Done()
 			c.runPartition(ctx, gctx, gen, p, &commitMu, drained.Done)
 		})
 	}
 	wg.Add(1)
-	gen.Start(func(gctx context.Context) {
+	gen.start(func(gctx context.Context) {
 		defer wg.Done()
 		c.leaveAfterDrain(ctx, gctx, gen, allDrained)
 	})
-	gen.Start(func(gctx context.Context) {
+	gen.start(func(gctx context.Context) {
 		defer close(ended)
 		c.commitLoop(gctx, gen, parts, &commitMu)
 	})
@@ -352,7 +405,7 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 			if c.rejoining.Load() {
 				msg = "partitions drained; leaving the group to join it again"
 			}
-			c.log.Info(msg, "generation", gen.ID, "partitions", ids)
+			c.log.Info(msg, "generation", gen.id, "partitions", ids)
 			return
 		}
 	}
@@ -360,14 +413,14 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) {
 	c.mu.Lock()
 	c.joined = false
 	c.mu.Unlock()
-	c.log.Info("partitions revoked", "generation", gen.ID, "partitions", ids)
+	c.log.Info("partitions revoked", "generation", gen.id, "partitions", ids)
 }
 
 // runPartition fixes where the partition starts, fetches it until the
 // generation or ctx ends, then drains and makes the partition's final
 // commit, and calls drained. It returns when the generation ends:
 // returning earlier would end the generation for everyone.
-func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex, drained func()) {
+func (c *Consumer) runPartition(ctx, gctx context.Context, gen *generation, p *partition, commitMu *sync.Mutex, drained func()) {
 	defer func() { <-gctx.Done() }()
 	defer drained()
 	fctx, stopFetch := context.WithCancel(gctx)
@@ -382,18 +435,7 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	if !c.startPartition(fctx, gen, p, commitMu) {
 		return // the generation or ctx ended first: nothing fetched, nothing to commit
 	}
-	r := &reader{
-		tr: c.transport, client: c.client, addr: kafka.TCP(c.cfg.Brokers...), topic: c.cfg.Topic, partition: p.id,
-		maxBytes: c.cfg.FetchMaxBytes, maxWait: c.cfg.FetchMaxWait, next: p.start, warn: c.log.Warn,
-		// Offsets without a record (transaction markers, aborted
-		// transactions) are settled as they are passed, so that the
-		// watermark can pass them.
-		skipped: func(next int64) {
-			t := p.tracker.Load()
-			t.Add(next-1, time.Now())
-			t.Settle(next - 1)
-		},
-	}
+	r := c.newFetcher(p)
 	c.fetch(fctx, work, r, p)
 
 	// Drain: every record held (running, or queued behind its key) may
@@ -412,6 +454,22 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *kafka.Generation
 	c.commit(gen, []*partition{p}, commitMu)
 	if t := p.tracker.Load(); t != nil {
 		c.log.Info("partition drained", "partition", p.id, "committed", p.committed, "dropped", dropped, "unsettled", t.Pending())
+	}
+}
+
+// readerFor makes p's reader of the brokers, from p.start.
+func (c *Consumer) readerFor(p *partition) fetcher {
+	return &reader{
+		tr: c.transport, client: c.client, addr: kafka.TCP(c.cfg.Brokers...), topic: c.cfg.Topic, partition: p.id,
+		maxBytes: c.cfg.FetchMaxBytes, maxWait: c.cfg.FetchMaxWait, next: p.start, warn: c.log.Warn,
+		// Offsets without a record (transaction markers, aborted
+		// transactions) are settled as they are passed, so that the
+		// watermark can pass them.
+		skipped: func(next int64) {
+			t := p.tracker.Load()
+			t.Add(next-1, time.Now())
+			t.Settle(next - 1)
+		},
 	}
 }
 
@@ -452,26 +510,28 @@ func (c *Consumer) drainContext(ctx, gctx context.Context) (context.Context, con
 // would resolve "latest" again, later, and skip what came in between.
 // It returns false when ctx (the fetch's) ended before the offset was
 // known.
-func (c *Consumer) startPartition(ctx context.Context, gen *kafka.Generation, p *partition, commitMu *sync.Mutex) bool {
+func (c *Consumer) startPartition(ctx context.Context, gen *generation, p *partition, commitMu *sync.Mutex) bool {
 	if p.start >= 0 {
-		p.tracker.Store(dispatch.NewTracker(p.start))
+		p.tracker.Store(newTracker(p.start))
 		return true
 	}
-	for attempt := 1; ; attempt++ {
+	err := retry.Do(ctx, retry.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second,
+		OnRetry: func(_ int, err error, _ time.Duration) {
+			c.log.Warn("resolving the start offset of a partition the group never committed failed; retrying", "partition", p.id, "error", err.Error())
+		}}, func(int) error {
 		off, err := c.resolveStart(ctx, p.id)
-		if err == nil {
+		switch {
+		case err == nil:
 			p.start = off
-			break
+		case ctx.Err() != nil:
+			return retry.Permanent(err)
 		}
-		if ctx.Err() != nil {
-			return false
-		}
-		c.log.Warn("resolving the start offset of a partition the group never committed failed; retrying", "partition", p.id, "error", err.Error())
-		if retry.Sleep(ctx, retry.Backoff(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
-			return false
-		}
+		return err
+	})
+	if err != nil {
+		return false // only ctx ends the retries
 	}
-	p.tracker.Store(dispatch.NewTracker(p.start))
+	p.tracker.Store(newTracker(p.start))
 	c.commit(gen, []*partition{p}, commitMu) // a failure is retried by the commit loop
 	c.log.Info("partition without a committed offset starts at its resolved start offset", "partition", p.id, "offset", p.start,
 		"start_offset", map[int64]string{kafka.FirstOffset: "earliest", kafka.LastOffset: "latest"}[c.cfg.StartOffset])
@@ -509,7 +569,7 @@ func (c *Consumer) resolveStart(ctx context.Context, id int) (int64, error) {
 }
 
 // fetch reads records and submits them until fctx ends.
-func (c *Consumer) fetch(fctx, work context.Context, r *reader, p *partition) {
+func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 	failures := 0
 	for {
 		msg, err := r.FetchMessage(fctx)
@@ -519,7 +579,9 @@ func (c *Consumer) fetch(fctx, work context.Context, r *reader, p *partition) {
 			}
 			failures++
 			c.log.Warn("fetch failed; retrying", "partition", p.id, "error", err.Error())
-			if retry.Sleep(fctx, min(100*time.Millisecond<<min(failures, 6), 5*time.Second)) != nil {
+			// A stream, not one operation: retry.Do does not fit. 200ms
+			// doubling up to 5s, reset by a fetched record.
+			if retry.Sleep(fctx, retry.Backoff(failures, 200*time.Millisecond, 5*time.Second)) != nil {
 				return
 			}
 			continue
@@ -551,7 +613,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r *reader, p *partition) {
 // its oldest unsettled record holds back every one after it (a DLQ that
 // refuses it for good), and fetching on would only grow what a crash or a
 // rebalance fetches again.
-func (c *Consumer) waitRoom(fctx context.Context, t *dispatch.Tracker, partition int) error {
+func (c *Consumer) waitRoom(fctx context.Context, t *tracker, partition int) error {
 	limit := c.cfg.MaxUncommitted
 	if limit <= 0 || t.Len() < limit {
 		return nil
@@ -577,7 +639,7 @@ func recordBytes(msg kafka.Message) int64 {
 
 // commitLoop commits every partition's watermark every CommitInterval and
 // after CommitEvery settles, until the generation ends.
-func (c *Consumer) commitLoop(gctx context.Context, gen *kafka.Generation, parts map[int]*partition, commitMu *sync.Mutex) {
+func (c *Consumer) commitLoop(gctx context.Context, gen *generation, parts map[int]*partition, commitMu *sync.Mutex) {
 	list := make([]*partition, 0, len(parts))
 	for _, p := range parts {
 		list = append(list, p)
@@ -604,7 +666,7 @@ func (c *Consumer) commitLoop(gctx context.Context, gen *kafka.Generation, parts
 // returned, and would take partitions this member will never fetch, until
 // it leaves on Close and the others rebalance once more. After the leave,
 // kafka-go's rejoin is refused (unknown member) and it stops on Close.
-func (c *Consumer) leaveAfterDrain(ctx, gctx context.Context, gen *kafka.Generation, drained <-chan struct{}) {
+func (c *Consumer) leaveAfterDrain(ctx, gctx context.Context, gen *generation, drained <-chan struct{}) {
 	<-gctx.Done()
 	if ctx.Err() == nil || c.closing.Load() {
 		return // a rebalance (the member rejoins), or Close (kafka-go leaves)
@@ -612,22 +674,16 @@ func (c *Consumer) leaveAfterDrain(ctx, gctx context.Context, gen *kafka.Generat
 	<-drained // bounded: the drains are capped at DrainTimeout once the generation ended
 	lctx, cancel := context.WithTimeout(context.Background(), c.cfg.CoordinatorTimeout)
 	defer cancel()
-	res, err := c.client.LeaveGroup(lctx, &kafka.LeaveGroupRequest{GroupID: c.cfg.GroupID, Members: []kafka.LeaveGroupRequestMember{{ID: gen.MemberID}}})
-	if err == nil {
-		err = res.Error
-		for _, m := range res.Members {
-			err = cmp.Or(err, m.Error)
-		}
-	}
+	err := gen.leave(lctx)
 	if err != nil {
-		c.log.Warn("leaving the group after a rebalance during the shutdown drain failed; it is left on close", "member", gen.MemberID, "error", err.Error())
+		c.log.Warn("leaving the group after a rebalance during the shutdown drain failed; it is left on close", "member", gen.member, "error", err.Error())
 		return
 	}
-	c.log.Info("left the group after a rebalance during the shutdown drain", "generation", gen.ID, "member", gen.MemberID)
+	c.log.Info("left the group after a rebalance during the shutdown drain", "generation", gen.id, "member", gen.member)
 }
 
 // commit commits the watermarks of parts that moved, in one request.
-func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, commitMu *sync.Mutex) {
+func (c *Consumer) commit(gen *generation, parts []*partition, commitMu *sync.Mutex) {
 	commitMu.Lock()
 	defer commitMu.Unlock()
 	offsets := map[int]int64{}
@@ -643,7 +699,7 @@ func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, commitMu *s
 	if len(offsets) == 0 {
 		return
 	}
-	err := gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: offsets})
+	err := gen.commit(map[string]map[int]int64{c.cfg.Topic: offsets})
 	for _, p := range parts {
 		w, ok := offsets[p.id]
 		if !ok {
@@ -657,7 +713,7 @@ func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, commitMu *s
 		}
 	}
 	if err != nil {
-		c.log.Warn("commit failed", "generation", gen.ID, "offsets", fmt.Sprint(offsets), "error", err.Error())
+		c.log.Warn("commit failed", "generation", gen.id, "offsets", fmt.Sprint(offsets), "error", err.Error())
 	}
 }
 
@@ -680,7 +736,7 @@ type PartitionStatus struct {
 // Status returns the member's current assignment and progress.
 func (c *Consumer) Status() Status {
 	c.mu.Lock()
-	st := Status{Joined: c.joined, Generation: c.generation}
+	st := Status{Joined: c.joined, Generation: c.genID}
 	parts := c.partitions
 	c.mu.Unlock()
 	for _, p := range parts {

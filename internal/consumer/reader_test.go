@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/segmentio/kafka-go/protocol"
@@ -89,8 +90,12 @@ func TestReaderReadCommitted(t *testing.T) {
 // (the protocol package does not give a batch's last offset).
 type stale struct{ fetches atomic.Int32 }
 
+var errSpinning = errors.New("1000 fetches without a pause: the reader spins")
+
 func (s *stale) RoundTrip(ctx context.Context, _ net.Addr, _ protocol.Message) (protocol.Message, error) {
-	s.fetches.Add(1)
+	if s.fetches.Add(1) > 1000 { // a reader spinning on synctest's clock would never see its deadline
+		return nil, errSpinning
+	}
 	return &fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{{
 		HighWatermark: 10, RecordSet: protocol.RecordSet{Records: &protocol.RecordStream{Records: []protocol.RecordReader{batch(-1, false, 3, 4)}}},
 	}}}}}, nil
@@ -98,25 +103,28 @@ func (s *stale) RoundTrip(ctx context.Context, _ net.Addr, _ protocol.Message) (
 
 // A response that moves nothing is not asked for again at once: the reader
 // waits a fetch's wait time between such fetches instead of spinning.
+// Time is the subject: on synctest's clock, 475 ms at one fetch per 50 ms
+// is exactly 10 fetches (at 0, 50, …, 450 ms); spinning does thousands.
 func TestReaderDoesNotSpinOnAStaleBatch(t *testing.T) {
-	tr := &stale{}
-	var warned atomic.Int32
-	r := &reader{tr: tr, topic: "t", next: 5, maxWait: 50 * time.Millisecond, warn: func(string, ...any) { warned.Add(1) }}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	if _, err := r.FetchMessage(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("FetchMessage: %v, want the context's deadline", err)
-	}
-	// 500 ms at one fetch per 50 ms: about 10; spinning does thousands.
-	if n := tr.fetches.Load(); n < 3 || n > 15 {
-		t.Errorf("%d fetches in 500 ms, want about 10", n)
-	}
-	if warned.Load() != 1 {
-		t.Errorf("warned %d times, want once", warned.Load())
-	}
-	if r.next != 5 {
-		t.Errorf("next offset %d, want 5", r.next)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tr := &stale{}
+		var warned atomic.Int32
+		r := &reader{tr: tr, topic: "t", next: 5, maxWait: 50 * time.Millisecond, warn: func(string, ...any) { warned.Add(1) }}
+		ctx, cancel := context.WithTimeout(t.Context(), 475*time.Millisecond)
+		defer cancel()
+		if _, err := r.FetchMessage(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("FetchMessage: %v, want the context's deadline", err)
+		}
+		if n := tr.fetches.Load(); n != 10 {
+			t.Errorf("%d fetches in 475 ms, want 10", n)
+		}
+		if warned.Load() != 1 {
+			t.Errorf("warned %d times, want once", warned.Load())
+		}
+		if r.next != 5 {
+			t.Errorf("next offset %d, want 5", r.next)
+		}
+	})
 }
 
 // sequential serves a partition of 10 records a response: the response to
@@ -146,25 +154,29 @@ func (s *sequential) RoundTrip(ctx context.Context, _ net.Addr, m protocol.Messa
 // brokers, and the chaos suite's bad-records scenario at full size 3 min
 // instead of 48 s on Apache Kafka.
 func TestReaderFetchesTheNextResponseAtOnce(t *testing.T) {
-	tr := &sequential{}
-	var warned atomic.Int32
-	r := &reader{tr: tr, topic: "t", next: 0, maxWait: time.Hour, warn: func(string, ...any) { warned.Add(1) },
-		skipped: func(int64) {}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for want := range int64(200) {
-		msg, err := r.FetchMessage(ctx)
-		if err != nil {
-			t.Fatalf("record %d: %v (after %d fetches): the reader waited between responses", want, err, tr.fetches.Load())
+	synctest.Test(t, func(t *testing.T) {
+		tr := &sequential{}
+		var warned atomic.Int32
+		r := &reader{tr: tr, topic: "t", next: 0, maxWait: time.Hour, warn: func(string, ...any) { warned.Add(1) },
+			skipped: func(int64) {}}
+		start := time.Now()
+		for want := range int64(200) {
+			msg, err := r.FetchMessage(t.Context())
+			if err != nil {
+				t.Fatalf("record %d: %v (after %d fetches)", want, err, tr.fetches.Load())
+			}
+			if msg.Offset != want {
+				t.Fatalf("record at %d, want %d", msg.Offset, want)
+			}
 		}
-		if msg.Offset != want {
-			t.Fatalf("record at %d, want %d", msg.Offset, want)
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("200 records took %v on the bubble's clock: the reader waited between responses", waited)
 		}
-	}
-	if n := tr.fetches.Load(); n != 20 {
-		t.Errorf("%d fetches for 200 records of 10 a response, want 20", n)
-	}
-	if warned.Load() != 0 {
-		t.Errorf("warned %d times of fetches that move nothing, want none", warned.Load())
-	}
+		if n := tr.fetches.Load(); n != 20 {
+			t.Errorf("%d fetches for 200 records of 10 a response, want 20", n)
+		}
+		if warned.Load() != 0 {
+			t.Errorf("warned %d times of fetches that move nothing, want none", warned.Load())
+		}
+	})
 }

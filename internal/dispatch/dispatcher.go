@@ -1,22 +1,18 @@
-// Package dispatch holds the two pieces of pure policy between fetching a
-// record and committing its offset:
-//
-//   - [Dispatcher] runs one job per record with the configured ordering
-//     (design invariant 3: per key, per partition or none) and holds at most
-//     max_in_flight jobs and max_in_flight_bytes of records, blocking Submit
-//     while it is full; one ordering lane (a key, or a partition in partition
-//     mode) may be limited to a share of the slots (invariant 4).
-//   - [Tracker] follows, per partition, which fetched records are settled
-//     and yields the contiguous watermark that may be committed, never
-//     moving it backwards (invariants 1 and 2).
+// Package dispatch is the policy between fetching a record and settling
+// it: [Dispatcher] runs one job per record with the configured ordering
+// (design invariant 3: per key, per partition or none) and holds at most
+// max_in_flight jobs and max_in_flight_bytes of records, blocking Submit
+// while it is full; one ordering lane (a key, or a partition in partition
+// mode) may be limited to a share of the slots (invariant 4).
 //
 // What it does not do: no Kafka, no network, no clock of its own, no
 // retries, no commits and no metrics. It does not decode, publish or
-// dead-letter records, and it does not settle them: a job's Run must
-// settle its record in the partition's Tracker (accepted or dead-lettered).
-// Generation scoping — discarding a revoked partition's Tracker and not
-// committing for it — belongs to the consumer; Dispatcher.Drop and
-// Dispatcher.WaitPartition are its tools for draining a revoked partition.
+// dead-letter records, and it does not settle them: a job's Run settles
+// its record with the consumer, which tracks the settled offsets of each
+// partition and commits them (invariants 1 and 2). Generation scoping —
+// discarding a revoked partition's records and not committing for it —
+// belongs to the consumer; Dispatcher.Drop and Dispatcher.WaitPartition
+// are its tools for draining a revoked partition.
 package dispatch
 
 import (

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
+	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/sim"
 )
@@ -166,9 +167,9 @@ func TestBrokerRefusingAnAPIVersionStopsStartup(t *testing.T) {
 	start := time.Now()
 	r := s.startWorker(func(st *bridge.Settings) { st.Kafka.Brokers = b.Addrs[0] })
 	err = waitRun(t, r, 15*time.Second)
-	var setup *bridge.KafkaSetupError
+	var setup *consumer.KafkaSetupError
 	if !errors.As(err, &setup) {
-		t.Fatalf("Run returned %v (%T), want a *bridge.KafkaSetupError", err, err)
+		t.Fatalf("Run returned %v (%T), want a *consumer.KafkaSetupError", err, err)
 	}
 	for _, want := range []string{"does not support JoinGroup v1–v2", "the broker supports v0", b.Addrs[0]} {
 		if !strings.Contains(err.Error(), want) {

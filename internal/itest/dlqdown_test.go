@@ -51,7 +51,7 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 	// Every sample: no committed offset passes a bad record that is not in
 	// the DLQ. The DLQ is read after the offsets, so it holds at least what
 	// it held when they were committed.
-	watch := s.watchOffsets(50*time.Millisecond, func(o consumer.Offsets) []string {
+	watch := s.watchOffsets(50*time.Millisecond, func(o consumer.GroupLag) []string {
 		inDLQ := map[string]bool{}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -81,7 +81,7 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 	// cannot be dead-lettered, and each partition commits up to its first
 	// bad record, no further.
 	s.waitAccepted(int64(len(good)), time.Minute)
-	var o consumer.Offsets
+	var o consumer.GroupLag
 	waitFor(t, 10*time.Second, "every partition committed up to its first bad record", func() bool {
 		o = s.offsets()
 		for p, end := range o.End {

@@ -41,7 +41,7 @@ func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
 
 	r := s.startWorker(func(st *bridge.Settings) { st.Kafka.InputTopic = topic })
 	waitFor(t, 30*time.Second, "both records settled", func() bool {
-		o, err := consumer.ReadOffsets(ctx, s.client, s.group, topic)
+		o, err := consumer.ReadGroupLag(ctx, s.client, s.group, topic)
 		return err == nil && o.Committed[0] == 2
 	})
 	r.stop(t)

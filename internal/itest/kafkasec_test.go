@@ -19,6 +19,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/certs"
 	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
@@ -277,9 +278,9 @@ func TestKafkaSASLWrongCredentials(t *testing.T) {
 			r := s.startWorker(s.withKafka(tc.mutate))
 			err := waitRun(t, r, 5*time.Second)
 			took := time.Since(start)
-			var setup *bridge.KafkaSetupError
+			var setup *consumer.KafkaSetupError
 			if !errors.As(err, &setup) {
-				t.Fatalf("Run returned %v (%T), want a *bridge.KafkaSetupError", err, err)
+				t.Fatalf("Run returned %v (%T), want a *consumer.KafkaSetupError", err, err)
 			}
 			if !errors.Is(err, kafka.SASLAuthenticationFailed) {
 				t.Errorf("error does not wrap kafka.SASLAuthenticationFailed: %v", err)
@@ -338,9 +339,9 @@ func TestKafkaTLSMisconfigured(t *testing.T) {
 			start := time.Now()
 			r := s.startWorker(s.withKafka(tc.mutate))
 			err := waitRun(t, r, tc.d)
-			var setup *bridge.KafkaSetupError
+			var setup *consumer.KafkaSetupError
 			if !errors.As(err, &setup) {
-				t.Fatalf("Run returned %v (%T), want a *bridge.KafkaSetupError", err, err)
+				t.Fatalf("Run returned %v (%T), want a *consumer.KafkaSetupError", err, err)
 			}
 			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
@@ -412,9 +413,9 @@ func TestKafkaTLSClientOnPlaintextListener(t *testing.T) {
 	s.broker.Addrs = []string{ln.Addr().String()}
 	r := s.startWorker(s.withKafka(func(k *config.Kafka) { k.TLS = true }))
 	err = waitRun(t, r, 10*time.Second)
-	var setup *bridge.KafkaSetupError
+	var setup *consumer.KafkaSetupError
 	if !errors.As(err, &setup) {
-		t.Fatalf("Run returned %v (%T), want a *bridge.KafkaSetupError", err, err)
+		t.Fatalf("Run returned %v (%T), want a *consumer.KafkaSetupError", err, err)
 	}
 	for _, want := range []string{"closed the connection during the TLS handshake", "on 3 attempts", "--kafka-tls"} {
 		if !strings.Contains(err.Error(), want) {

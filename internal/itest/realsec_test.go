@@ -10,6 +10,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/config"
+	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
 )
@@ -102,9 +103,9 @@ func TestRealBrokerRefusesBadSecurity(t *testing.T) {
 			start := time.Now()
 			r := s.startWorker(func(st *bridge.Settings) { tc.mutate(&st.Kafka) })
 			err := waitRun(t, r, 10*time.Second)
-			var setup *bridge.KafkaSetupError
+			var setup *consumer.KafkaSetupError
 			if !errors.As(err, &setup) {
-				t.Fatalf("Run returned %v (%T), want a *bridge.KafkaSetupError", err, err)
+				t.Fatalf("Run returned %v (%T), want a *consumer.KafkaSetupError", err, err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

@@ -190,12 +190,12 @@ func (s *stack) write(msgs []kafka.Message) {
 	}
 }
 
-func (s *stack) offsets() consumer.Offsets {
+func (s *stack) offsets() consumer.GroupLag {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {
-		o, err := consumer.ReadOffsets(ctx, s.client, s.group, s.input)
+		o, err := consumer.ReadGroupLag(ctx, s.client, s.group, s.input)
 		if err == nil {
 			return o
 		}
@@ -225,9 +225,9 @@ func (s *stack) dlqRecords() []kafka.Message {
 }
 
 // waitCommitted waits until the group has committed every end offset.
-func (s *stack) waitCommitted(timeout time.Duration) consumer.Offsets {
+func (s *stack) waitCommitted(timeout time.Duration) consumer.GroupLag {
 	s.t.Helper()
-	var o consumer.Offsets
+	var o consumer.GroupLag
 	waitFor(s.t, timeout, "every offset committed", func() bool {
 		o = s.offsets()
 		return o.TotalLag() == 0
@@ -369,15 +369,15 @@ type offsetWatch struct {
 	last    map[int]int64
 	moves   map[int]int // times a partition's committed offset moved forward
 	regress []string    // every backward move seen
-	check   func(consumer.Offsets) []string
+	check   func(consumer.GroupLag) []string
 	bad     []string // what check reported
 }
 
 // watchHeld watches that no committed offset moves from held until just
 // before end (an outage's end): a commit during an outage would be one of
 // a record CXone never took.
-func (s *stack) watchHeld(every time.Duration, held consumer.Offsets, end time.Time) *offsetWatch {
-	return s.watchOffsets(every, func(o consumer.Offsets) []string {
+func (s *stack) watchHeld(every time.Duration, held consumer.GroupLag, end time.Time) *offsetWatch {
+	return s.watchOffsets(every, func(o consumer.GroupLag) []string {
 		if time.Until(end) < 100*time.Millisecond {
 			return nil
 		}
@@ -392,7 +392,7 @@ func (s *stack) watchHeld(every time.Duration, held consumer.Offsets, end time.T
 
 // watchOffsets samples the committed offsets every interval until stop;
 // check, when set, is called with every sample and returns violations.
-func (s *stack) watchOffsets(every time.Duration, check func(consumer.Offsets) []string) *offsetWatch {
+func (s *stack) watchOffsets(every time.Duration, check func(consumer.GroupLag) []string) *offsetWatch {
 	w := &offsetWatch{stop: make(chan struct{}), done: make(chan struct{}), last: map[int]int64{}, moves: map[int]int{}, check: check}
 	client := &kafka.Client{Addr: kafka.TCP(s.broker.Addrs...), Timeout: 5 * time.Second}
 	go func() {
@@ -401,7 +401,7 @@ func (s *stack) watchOffsets(every time.Duration, check func(consumer.Offsets) [
 		defer t.Stop()
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			o, err := consumer.ReadOffsets(ctx, client, s.group, s.input)
+			o, err := consumer.ReadGroupLag(ctx, client, s.group, s.input)
 			cancel()
 			w.mu.Lock()
 			if err != nil {

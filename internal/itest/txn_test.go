@@ -83,7 +83,7 @@ func TestAbortedTransactionsAreNeverPublished(t *testing.T) {
 	// offset after each partition's last (abort) marker. Apache Kafka's
 	// transaction coordinator writes the markers after EndTransaction has
 	// returned, so the high watermark may still move: wait for it.
-	var o consumer.Offsets
+	var o consumer.GroupLag
 	var hwm map[int]int64
 	waitFor(t, 30*time.Second, "every partition committed up to its high watermark, past the last abort marker", func() bool {
 		o, hwm = s.offsets(), s.highWatermarks(partitions)

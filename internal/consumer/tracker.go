@@ -1,4 +1,4 @@
-package dispatch
+package consumer
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"time"
 )
 
-// Tracker tracks the records fetched from one partition and which of them
+// tracker tracks the records fetched from one partition and which of them
 // are settled, and yields the offset that may be committed (design
-// invariant 1): every fetched offset below [Tracker.Watermark] is settled.
+// invariant 1): every fetched offset below [tracker.Watermark] is settled.
+// It is the consumer's alone: made when a partition is assigned, filled by
+// its fetch loop, settled by the records' jobs and read by the commits.
 //
-// One Tracker serves one assignment of one partition; build a new one
+// One tracker serves one assignment of one partition; build a new one
 // (from the committed offset) when the partition is assigned again. It is
 // safe for concurrent use: records are added by the fetch loop and settled
 // from the goroutines that deliver them.
@@ -20,7 +22,7 @@ import (
 // costs O(1) amortised, plus an O(log n) search (n = records pending) when
 // gaps in the offsets defeat the direct offset arithmetic. Memory is one
 // small entry per pending record; the buffer shrinks again after a burst.
-type Tracker struct {
+type tracker struct {
 	mu      sync.Mutex
 	buf     []entry       // ring; len(buf) is 0 or a power of two
 	head    int           // index in buf of the oldest record
@@ -40,11 +42,11 @@ type entry struct {
 
 const minRing = 16
 
-// NewTracker returns a tracker for a partition whose next fetched offset
+// newTracker returns a tracker for a partition whose next fetched offset
 // will be next (the committed offset the fetch starts from). Its watermark
 // starts at next.
-func NewTracker(next int64) *Tracker {
-	return &Tracker{last: next - 1, wm: next}
+func newTracker(next int64) *tracker {
+	return &tracker{last: next - 1, wm: next}
 }
 
 // Add records a fetched record with the time it was fetched (or produced).
@@ -53,7 +55,7 @@ func NewTracker(next int64) *Tracker {
 // the tracker's starting offset, is ignored: it is either already covered
 // by the watermark or a caller bug, and tracking it could only move the
 // watermark backwards.
-func (t *Tracker) Add(offset int64, at time.Time) {
+func (t *tracker) Add(offset int64, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if offset <= t.last {
@@ -71,7 +73,7 @@ func (t *Tracker) Add(offset int64, at time.Time) {
 // Settle marks a record settled: accepted by CXone or durably held by the
 // DLQ topic. Settling an offset twice, or one that was never added (or is
 // already below the watermark), is a no-op.
-func (t *Tracker) Settle(offset int64) {
+func (t *tracker) Settle(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i, ok := t.find(offset)
@@ -108,14 +110,14 @@ func (t *Tracker) Settle(offset int64) {
 // never moves backwards. With gaps, once every fetched offset up to X is
 // settled the watermark is X+1 (committing X+1 when X+1 does not exist is
 // harmless: the next fetch resumes at the next offset that does).
-func (t *Tracker) Watermark() int64 {
+func (t *tracker) Watermark() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.wm
 }
 
 // Pending returns the number of records added and not yet settled.
-func (t *Tracker) Pending() int {
+func (t *tracker) Pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pending
@@ -125,7 +127,7 @@ func (t *Tracker) Pending() int {
 // unsettled one to the last added, settled or not. None of them can be
 // committed before the oldest settles, and all of them would be fetched
 // again after a crash.
-func (t *Tracker) Len() int {
+func (t *tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.n
@@ -135,7 +137,7 @@ func (t *Tracker) Len() int {
 // returns ctx.Err() if ctx ends first. Records leave only when the oldest
 // unsettled one settles, so one record that never settles makes WaitRoom
 // wait as long. One waiter at a time.
-func (t *Tracker) WaitRoom(ctx context.Context, limit int) error {
+func (t *tracker) WaitRoom(ctx context.Context, limit int) error {
 	t.mu.Lock()
 	if t.n < limit {
 		t.mu.Unlock()
@@ -147,13 +149,18 @@ func (t *Tracker) WaitRoom(ctx context.Context, limit int) error {
 	t.roomAt = limit
 	ch := t.room
 	t.mu.Unlock()
-	return wait(ctx, ch)
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Oldest returns the oldest unsettled record and the time given to Add for
 // it; ok is false when nothing is pending. It is the record that holds the
 // watermark back.
-func (t *Tracker) Oldest() (offset int64, at time.Time, ok bool) {
+func (t *tracker) Oldest() (offset int64, at time.Time, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.n == 0 {
@@ -164,7 +171,7 @@ func (t *Tracker) Oldest() (offset int64, at time.Time, ok bool) {
 }
 
 // find returns the position (0 = oldest) of offset in the ring.
-func (t *Tracker) find(offset int64) (int, bool) {
+func (t *tracker) find(offset int64) (int, bool) {
 	if t.n == 0 || offset > t.last {
 		return 0, false
 	}
@@ -200,7 +207,7 @@ func (t *Tracker) find(offset int64) (int, bool) {
 }
 
 // resize moves the ring into a buffer of size (a power of two ≥ t.n).
-func (t *Tracker) resize(size int) {
+func (t *tracker) resize(size int) {
 	nb := make([]entry, size)
 	if t.n > 0 {
 		k := copy(nb, t.buf[t.head:min(t.head+t.n, len(t.buf))])

@@ -8,21 +8,21 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Offsets are a group's committed offsets and a topic's end offsets, by
-// partition; Lag is end − committed (end when nothing is committed). The
+// GroupLag is a group's lag on a topic: its committed offsets and the
+// topic's end offsets, by partition; Lag is end − committed (end when nothing is committed). The
 // end offset is the last stable offset, the end at read_committed
 // isolation, which is how the consumer reads: records of a transaction
 // still open are not due yet. Once no transaction is open it is the high
 // watermark, a transaction marker's offset + 1 when the last thing written
 // was a commit or an abort; the consumer's watermark passes markers, so
 // the lag still reaches 0.
-type Offsets struct {
+type GroupLag struct {
 	Committed map[int]int64 // -1 when the group has committed nothing
 	End       map[int]int64
 }
 
 // Lag returns the records not yet committed by the group on partition p.
-func (o Offsets) Lag(p int) int64 {
+func (o GroupLag) Lag(p int) int64 {
 	c := o.Committed[p]
 	if c < 0 {
 		c = 0
@@ -31,7 +31,7 @@ func (o Offsets) Lag(p int) int64 {
 }
 
 // TotalLag sums Lag over every partition.
-func (o Offsets) TotalLag() int64 {
+func (o GroupLag) TotalLag() int64 {
 	var n int64
 	for p := range o.End {
 		n += o.Lag(p)
@@ -39,13 +39,13 @@ func (o Offsets) TotalLag() int64 {
 	return n
 }
 
-// ReadOffsets asks the brokers for group's committed offsets and topic's
+// ReadGroupLag asks the brokers for group's committed offsets and topic's
 // end offsets (not Reader.Stats().Lag, which is wrong with several
 // partitions).
-func ReadOffsets(ctx context.Context, c *kafka.Client, group, topic string) (Offsets, error) {
+func ReadGroupLag(ctx context.Context, c *kafka.Client, group, topic string) (GroupLag, error) {
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return Offsets{}, fmt.Errorf("metadata of %s: %w", topic, err)
+		return GroupLag{}, fmt.Errorf("metadata of %s: %w", topic, err)
 	}
 	var parts []int
 	for _, t := range md.Topics {
@@ -53,7 +53,7 @@ func ReadOffsets(ctx context.Context, c *kafka.Client, group, topic string) (Off
 			continue
 		}
 		if t.Error != nil {
-			return Offsets{}, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+			return GroupLag{}, fmt.Errorf("metadata of %s: %w", topic, t.Error)
 		}
 		for _, p := range t.Partitions {
 			parts = append(parts, p.ID)
@@ -65,18 +65,18 @@ func ReadOffsets(ctx context.Context, c *kafka.Client, group, topic string) (Off
 	}
 	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}, IsolationLevel: kafka.ReadCommitted})
 	if err != nil {
-		return Offsets{}, fmt.Errorf("end offsets of %s: %w", topic, err)
+		return GroupLag{}, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
-	o := Offsets{Committed: map[int]int64{}, End: map[int]int64{}}
+	o := GroupLag{Committed: map[int]int64{}, End: map[int]int64{}}
 	for _, p := range lo.Topics[topic] {
 		if p.Error != nil {
-			return Offsets{}, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, p.Error)
+			return GroupLag{}, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, p.Error)
 		}
 		o.End[p.Partition] = p.LastOffset
 	}
 	of, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
-		return Offsets{}, fmt.Errorf("committed offsets of %s: %w", group, err)
+		return GroupLag{}, fmt.Errorf("committed offsets of %s: %w", group, err)
 	}
 	for _, p := range parts {
 		o.Committed[p] = -1
@@ -85,7 +85,7 @@ func ReadOffsets(ctx context.Context, c *kafka.Client, group, topic string) (Off
 		return o, nil // nothing committed yet
 	}
 	if of.Error != nil {
-		return Offsets{}, fmt.Errorf("committed offsets of %s: %w", group, of.Error)
+		return GroupLag{}, fmt.Errorf("committed offsets of %s: %w", group, of.Error)
 	}
 	for _, p := range of.Topics[topic] {
 		if p.Error == nil {

@@ -1,4 +1,4 @@
-package dispatch
+package consumer
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -74,7 +75,7 @@ func TestTrackerSequences(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := NewTracker(tc.next)
+			tr := newTracker(tc.next)
 			if got := tr.Watermark(); got != tc.next {
 				t.Fatalf("initial watermark %d, want %d", got, tc.next)
 			}
@@ -99,7 +100,7 @@ func TestTrackerSequences(t *testing.T) {
 }
 
 func TestTrackerOldest(t *testing.T) {
-	tr := NewTracker(0)
+	tr := newTracker(0)
 	for _, o := range []int64{0, 1, 4, 9} {
 		tr.Add(o, at(o))
 	}
@@ -150,7 +151,7 @@ func TestTrackerProperty(t *testing.T) {
 		t.Run("", func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, seed*7919))
 			next := r.Int64N(1000)
-			tr := NewTracker(next)
+			tr := newTracker(next)
 			m := model{settled: map[int64]bool{}, wm: next}
 			var open []int64 // fetched, unsettled, in offset order
 			off, prev := next, next
@@ -211,7 +212,7 @@ func TestTrackerProperty(t *testing.T) {
 // last+1.
 func TestTrackerConcurrent(t *testing.T) {
 	const n, workers = 20000, 8
-	tr := NewTracker(0)
+	tr := newTracker(0)
 	work := make(chan int64, 256)
 	var wg sync.WaitGroup
 	for range workers {
@@ -261,7 +262,7 @@ func TestTrackerConcurrent(t *testing.T) {
 
 // TestTrackerShrinks checks the ring gives memory back after a burst.
 func TestTrackerShrinks(t *testing.T) {
-	tr := NewTracker(0)
+	tr := newTracker(0)
 	for o := range int64(10000) {
 		tr.Add(o, t0)
 	}
@@ -281,7 +282,7 @@ func TestTrackerShrinks(t *testing.T) {
 
 func BenchmarkTrackerAddSettle(b *testing.B) {
 	b.Run("in order", func(b *testing.B) {
-		tr := NewTracker(0)
+		tr := newTracker(0)
 		b.ReportAllocs()
 		var o int64
 		for b.Loop() {
@@ -291,7 +292,7 @@ func BenchmarkTrackerAddSettle(b *testing.B) {
 		}
 	})
 	b.Run("window 1024 shuffled with gaps", func(b *testing.B) {
-		tr := NewTracker(0)
+		tr := newTracker(0)
 		r := rand.New(rand.NewPCG(1, 2))
 		const w = 1024
 		var win [w]int64
@@ -313,40 +314,51 @@ func BenchmarkTrackerAddSettle(b *testing.B) {
 }
 
 // TestTrackerWaitRoom: Len counts every record from the oldest unsettled
-// one on, settled or not; WaitRoom waits while it is at the cap and returns
-// as soon as the oldest record settles and the settled ones behind it go.
+// one on, settled or not; WaitRoom waits while it is at the cap, ends with
+// its context, and returns as soon as the oldest record settles and the
+// settled ones behind it go. Time is the subject: synctest's clock.
 func TestTrackerWaitRoom(t *testing.T) {
-	tr := NewTracker(100)
-	now := time.Now()
-	for o := int64(100); o < 110; o++ {
-		tr.Add(o, now)
-	}
-	for o := int64(101); o < 110; o++ {
-		tr.Settle(o)
-	}
-	if got, pending := tr.Len(), tr.Pending(); got != 10 || pending != 1 {
-		t.Fatalf("Len %d, Pending %d; want 10 and 1", got, pending)
-	}
-	if err := tr.WaitRoom(testCtx(t), 11); err != nil {
-		t.Fatalf("WaitRoom below the cap: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-	defer cancel()
-	if err := tr.WaitRoom(ctx, 10); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitRoom at the cap: %v, want deadline exceeded", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tr.WaitRoom(testCtx(t), 10) }()
-	select {
-	case err := <-done:
-		t.Fatalf("WaitRoom returned (%v) with the oldest record unsettled", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	tr.Settle(100)
-	if err := recv(t, done, "WaitRoom after the oldest record settled"); err != nil {
-		t.Fatal(err)
-	}
-	if got, wm := tr.Len(), tr.Watermark(); got != 0 || wm != 110 {
-		t.Fatalf("Len %d, watermark %d; want 0 and 110", got, wm)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTracker(100)
+		now := time.Now()
+		for o := int64(100); o < 110; o++ {
+			tr.Add(o, now)
+		}
+		for o := int64(101); o < 110; o++ {
+			tr.Settle(o)
+		}
+		if got, pending := tr.Len(), tr.Pending(); got != 10 || pending != 1 {
+			t.Fatalf("Len %d, Pending %d; want 10 and 1", got, pending)
+		}
+		if err := tr.WaitRoom(t.Context(), 11); err != nil {
+			t.Fatalf("WaitRoom below the cap: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		start := time.Now()
+		if err := tr.WaitRoom(ctx, 10); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Hour {
+			t.Fatalf("WaitRoom at the cap: %v after %v, want deadline exceeded after 1h", err, time.Since(start))
+		}
+		done := make(chan error, 1)
+		go func() { done <- tr.WaitRoom(t.Context(), 10) }()
+		synctest.Wait() // the waiter is blocked for good unless WaitRoom returned
+		select {
+		case err := <-done:
+			t.Fatalf("WaitRoom returned (%v) with the oldest record unsettled", err)
+		default:
+		}
+		tr.Settle(100)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("WaitRoom still waits after the oldest record settled")
+		}
+		if got, wm := tr.Len(), tr.Watermark(); got != 0 || wm != 110 {
+			t.Fatalf("Len %d, watermark %d; want 0 and 110", got, wm)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package bridge
+package consumer
 
 import (
 	"context"
@@ -46,21 +46,21 @@ const closedLimit = 3
 // Steps at which a broker closing the connection hints at a mismatch of
 // the settings, and what to check then.
 var (
-	stepTLS = step{"during the TLS handshake without a byte of answer",
+	stepTLS = probeStep{"during the TLS handshake without a byte of answer",
 		"check that the brokers' listener uses TLS (unset --kafka-tls for a plaintext one) and the port in --kafka-brokers"}
-	stepPlain = step{"before answering the first request (the connection has no TLS)",
+	stepPlain = probeStep{"before answering the first request (the connection has no TLS)",
 		"the listener likely requires TLS: set --kafka-tls (and --kafka-tls-ca-file), and check the port in --kafka-brokers"}
-	stepMetadata = step{"on a metadata request after answering ApiVersions (the connection has no SASL)",
+	stepMetadata = probeStep{"on a metadata request after answering ApiVersions (the connection has no SASL)",
 		"the brokers likely require SASL authentication: set --kafka-sasl-mechanism, --kafka-sasl-username and --kafka-sasl-password (" +
 			config.EnvVar("kafka-sasl-password") + ")"}
 )
 
-type step struct{ what, hint string }
+type probeStep struct{ what, hint string }
 
 // closedEarly is a broker that accepted the TCP connection, then closed it
 // at step.
 type closedEarly struct {
-	step step
+	step probeStep
 	err  error
 }
 
@@ -70,55 +70,61 @@ func (e *closedEarly) Error() string {
 
 func (e *closedEarly) Unwrap() error { return e.err }
 
-// checkKafka connects to the brokers with the worker's TLS and SASL
+// CheckKafka connects to the brokers with the worker's TLS and SASL
 // settings (dial, TLS handshake, SASL exchange, ApiVersions, metadata)
 // until one answers. A broker that cannot be reached is retried, with a
-// backoff up to maxWait, for as long as ctx lasts: brokers come up late
-// (the consumer, trying to join the group alongside, logs each attempt).
-// A *KafkaSetupError (SASL refused, TLS certificate not trusted…) is
-// returned at once; brokers closing the connection at the same early step
-// closedLimit times in a row give one too. It returns nil once connected,
-// else the error or ctx's error. onErr, when set, sees every failed
-// attempt's error, and nil at the end.
-func checkKafka(ctx context.Context, k *config.Kafka, dialer *kafka.Dialer, log *slog.Logger, maxWait time.Duration, onErr func(error)) error {
+// backoff from 250ms up to maxWait, for as long as ctx lasts: brokers come
+// up late (the consumer, trying to join the group alongside, logs each
+// attempt). A *KafkaSetupError (SASL refused, TLS certificate not
+// trusted…) is returned at once; brokers closing the connection at the
+// same early step closedLimit times in a row give one too. It returns nil
+// once connected, else the error or ctx's error. onErr, when set, sees
+// every failed attempt's error, and nil at the end.
+func CheckKafka(ctx context.Context, k *config.Kafka, dialer *kafka.Dialer, log *slog.Logger, maxWait time.Duration, onErr func(error)) error {
 	if onErr == nil {
 		onErr = func(error) {}
 	}
-	wait := min(250*time.Millisecond, maxWait)
-	var lastStep step
+	var lastStep probeStep
 	same := 0
-	for attempt := 1; ; attempt++ {
+	policy := retry.Policy{Base: min(250*time.Millisecond, maxWait), Max: maxWait,
+		OnRetry: func(attempt int, err error, wait time.Duration) {
+			onErr(err)
+			log.Debug("Kafka connection check failed; retrying", "brokers", k.Brokers, "attempt", attempt, "retry_in", wait.String(), "error", err.Error())
+		}}
+	err := retry.Do(ctx, policy, func(int) error {
 		err := probeKafka(ctx, k, dialer)
 		if err == nil {
-			onErr(nil)
 			return nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return retry.Permanent(ctx.Err())
 		}
 		if setup, ok := errors.AsType[*KafkaSetupError](err); ok {
-			return setup
+			return retry.Permanent(setup)
 		}
 		closed, ok := errors.AsType[*closedEarly](err)
 		switch {
 		case !ok:
-			lastStep, same = step{}, 0
+			lastStep, same = probeStep{}, 0
 		case closed.step == lastStep:
 			same++
 		default:
 			lastStep, same = closed.step, 1
 		}
 		if same >= closedLimit {
-			return &KafkaSetupError{Err: err, msg: fmt.Sprintf("kafka: the brokers (%s) closed the connection %s on %d attempts in a row: %s",
-				k.Brokers, closed.step.what, same, closed.step.hint)}
+			return retry.Permanent(&KafkaSetupError{Err: err, msg: fmt.Sprintf("kafka: the brokers (%s) closed the connection %s on %d attempts in a row: %s",
+				k.Brokers, closed.step.what, same, closed.step.hint)})
 		}
-		onErr(err)
-		log.Debug("Kafka connection check failed; retrying", "brokers", k.Brokers, "attempt", attempt, "retry_in", wait.String(), "error", err.Error())
-		if err := retry.Sleep(ctx, wait); err != nil {
-			return err
-		}
-		wait = min(2*wait, maxWait)
+		return err
+	})
+	if err == nil {
+		onErr(nil)
+		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // probeKafka tries each broker once; nil as soon as one answers. A setup
