@@ -29,35 +29,46 @@ type Summary struct {
 // called with each record and its entry (ok false when its headers are not
 // a DLQ record's). It joins no group and commits nothing.
 func Inspect(ctx context.Context, cfg ReaderConfig, show func(m kafka.Message, e Entry, ok bool)) (Summary, error) {
-	s := Summary{Topic: cfg.Topic, ByReason: map[string]int64{}, ByStatus: map[int]int64{}, ByHour: map[string]int64{}}
+	s := NewSummary(cfg.Topic)
 	err := Scan(ctx, cfg, func(m kafka.Message) error {
-		s.Records++
-		if s.First.IsZero() || m.Time.Before(s.First) {
-			s.First = m.Time
-		}
-		if m.Time.After(s.Last) {
-			s.Last = m.Time
-		}
 		e, ok, err := Parse(m.Headers)
 		ok = ok && err == nil
-		if !ok {
-			s.Unreadable++
-		} else {
-			s.ByReason[e.Reason]++
-			s.ByStatus[e.Status]++
-			if e.Replays > 0 {
-				s.Replayed++
-			}
-		}
-		if !m.Time.IsZero() {
-			s.ByHour[m.Time.UTC().Format("2006-01-02T15")]++
-		}
+		s.Add(m, e, ok)
 		if show != nil {
 			show(m, e, ok)
 		}
 		return nil
 	})
 	return s, err
+}
+
+// NewSummary returns the empty Summary of topic.
+func NewSummary(topic string) Summary {
+	return Summary{Topic: topic, ByReason: map[string]int64{}, ByStatus: map[int]int64{}, ByHour: map[string]int64{}}
+}
+
+// Add counts the record m with its entry e (ok false when m is not a
+// readable DLQ record).
+func (s *Summary) Add(m kafka.Message, e Entry, ok bool) {
+	s.Records++
+	if s.First.IsZero() || m.Time.Before(s.First) {
+		s.First = m.Time
+	}
+	if m.Time.After(s.Last) {
+		s.Last = m.Time
+	}
+	if !ok {
+		s.Unreadable++
+	} else {
+		s.ByReason[string(e.Reason)]++
+		s.ByStatus[e.Status]++
+		if e.Replays > 0 {
+			s.Replayed++
+		}
+	}
+	if !m.Time.IsZero() {
+		s.ByHour[m.Time.UTC().Format("2006-01-02T15")]++
+	}
 }
 
 // ListConfig configures List.
