@@ -159,6 +159,10 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 		return st, fmt.Errorf("dlq: replay target: %w", err)
 	}
 	st.TopicPartitions = len(targetParts)
+	if cfg.Partitions > len(targetParts) {
+		return st, fmt.Errorf("dlq: replay target %s has %d partitions, fewer than the %d it is said to have had (Kafka never removes partitions)",
+			cfg.To, len(targetParts), cfg.Partitions)
+	}
 	place := Placement{Now: len(targetParts), Then: cfg.Partitions}
 	// Each record's partition is chosen by place before it is written; the
 	// Writer's balancer only reads it back.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -272,6 +273,12 @@ func TestReplayKeepsKeyPartition(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 40 keys moved with 3 → 8 partitions", moved)
+
+	bad := cfg
+	bad.Group, bad.Partitions = "g-bad", 9
+	if _, err := Replay(ctx, bad); err == nil || !strings.Contains(err.Error(), "fewer than the 9") {
+		t.Fatalf("a count above the current one: %v", err)
+	}
 }
 
 // ReplayGroups lists the groups with a position in the DLQ topic, and
@@ -341,5 +348,27 @@ func TestReplayGroups(t *testing.T) {
 	}
 	if _, err := ResetReplayGroup(ctx, rc, "no-such-group", false); err == nil {
 		t.Fatal("resetting an unknown group succeeded")
+	}
+}
+
+// A filter without the fields added later keeps the key (and so the replay
+// group and its position) it had before them: the values were computed
+// with Key as it was before OriginalPartitions and RecordSince/Until.
+func TestFilterKeyStable(t *testing.T) {
+	f := Filter{Reasons: []string{"rejected"}, Statuses: []int{422}, Partition: 2, FromOffset: 10, ToOffset: 20,
+		Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
+	if got := f.Key("cxone.events"); got != "i3tqrr" {
+		t.Errorf("Key = %s, was i3tqrr", got)
+	}
+	if got := AllRecords().Key("cxone.events"); got != "dnb5kb" {
+		t.Errorf("AllRecords().Key = %s, was dnb5kb", got)
+	}
+	keys := map[string]bool{}
+	for _, g := range []Filter{AllRecords(), {Partition: -1, FromOffset: -1, ToOffset: -1, OriginalPartitions: []int{1}},
+		{Partition: -1, FromOffset: -1, ToOffset: -1, RecordSince: f.Since}, {Partition: -1, FromOffset: -1, ToOffset: -1, RecordUntil: f.Until}} {
+		keys[g.Key("cxone.events")] = true
+	}
+	if len(keys) != 4 {
+		t.Errorf("the new filter fields do not all change the key: %v", keys)
 	}
 }
