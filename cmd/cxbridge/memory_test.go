@@ -355,7 +355,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 				if prev, dup := got[string(h.Value)]; dup {
 					return fmt.Errorf("%s settled twice: %s and %s", h.Value, prev, entry.Reason)
 				}
-				got[string(h.Value)] = entry.Reason
+				got[string(h.Value)] = string(entry.Reason)
 			}
 		}
 		return nil

@@ -20,9 +20,10 @@ type EventPublisher interface {
 }
 
 // DLQWriter writes dead letters durably, retrying until it succeeds or ctx
-// ends. *dlq.Writer is one.
+// ends, and settles records too large for the DLQ topic (see
+// dlq.Writer.DeadLetter). *dlq.Writer is one.
 type DLQWriter interface {
-	Write(ctx context.Context, msgs ...kafka.Message) error
+	DeadLetter(ctx context.Context, orig kafka.Message, e dlq.Entry) error
 }
 
 var (
@@ -38,7 +39,7 @@ type ProcessorHooks struct {
 }
 
 // Processor settles records: decode and validate, publish, dead-letter what
-// can never be delivered. It is the consumer.Processor of the worker.
+// can never be delivered. Its Process is the worker's consumer.Processor.
 type Processor struct {
 	pub   EventPublisher
 	dlq   DLQWriter
@@ -54,10 +55,6 @@ func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks Proce
 	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks}
 }
 
-// ReasonInternalError is the DLQ reason of a record whose processing
-// panicked: a bug, but the partition must not stall on it (invariant 7).
-const ReasonInternalError = "internal_error"
-
 // Process settles msg. It returns false only when ctx ended first: the
 // record then stays unsettled (and uncommitted).
 func (p *Processor) Process(ctx context.Context, msg kafka.Message) (settled bool) {
@@ -69,7 +66,7 @@ func (p *Processor) Process(ctx context.Context, msg kafka.Message) (settled boo
 			p.log.Error("processing a record panicked; dead-lettering it", "panic", fmt.Sprint(v),
 				"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
 			corr, trace := event.RecordIDs(recordOf(msg))
-			settled = p.deadLetter(ctx, msg, dlq.Entry{Reason: ReasonInternalError, Error: fmt.Sprint("panic: ", v), CorrelationID: corr, TraceID: trace})
+			settled = p.deadLetter(ctx, msg, dlq.Entry{Reason: event.ReasonInternalError, Error: fmt.Sprint("panic: ", v), CorrelationID: corr, TraceID: trace})
 		}
 	}()
 	return p.process(ctx, msg)
@@ -84,9 +81,9 @@ func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 	ev, err := event.Decode(msg.Value, rec)
 	if err != nil {
 		var verr *event.Error
-		reason := string(event.ReasonInvalidJSON)
+		reason := event.ReasonInvalidJSON
 		if errors.As(err, &verr) {
-			reason = string(verr.Reason)
+			reason = verr.Reason
 		}
 		corr, trace := event.BadRecordIDs(msg.Value, rec)
 		return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: err.Error(), CorrelationID: corr, TraceID: trace})
@@ -103,7 +100,7 @@ func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 		return false
 	}
 	e := dlq.Entry{
-		Reason: string(out.Result), Status: out.Status, Body: out.Body, Attempts: out.Attempts,
+		Reason: out.Reason, Status: out.Status, Body: out.Body, Attempts: out.Attempts,
 		FirstAttempt: out.FirstAttempt, LastAttempt: out.LastAttempt,
 		CorrelationID: ev.CorrelationID, TraceID: ev.TraceID,
 	}
@@ -117,30 +114,18 @@ func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Entry) bool {
 	e.Topic, e.Partition, e.Offset, e.Timestamp = msg.Topic, msg.Partition, msg.Offset, msg.Time
 	e.Replays = dlq.Replays(msg.Headers)
-	rec := dlq.Record(msg, e)
-	err := p.dlq.Write(ctx, rec)
-	if errors.Is(err, dlq.ErrTooLarge) {
-		p.log.Warn("record too large for the DLQ topic: dead-lettering it without its value",
-			"bytes", len(msg.Value), "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
-		err = p.dlq.Write(ctx, dlq.WithoutValue(rec))
-	}
-	if errors.Is(err, dlq.ErrTooLarge) {
-		p.log.Warn("record key and headers too large for the DLQ topic: dead-lettering its coordinates only",
-			"headers", len(msg.Headers), "key_bytes", len(msg.Key), "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
-		err = p.dlq.Write(ctx, dlq.WithoutOriginal(rec))
-	}
-	if err != nil {
+	if err := p.dlq.DeadLetter(ctx, msg, e); err != nil {
 		return false // ctx ended during the retries: unsettled, fetched again later
 	}
 	p.log.Warn("record dead-lettered",
-		"reason", e.Reason, "error", e.Error, "status_code", e.Status,
+		"reason", string(e.Reason), "error", e.Error, "status_code", e.Status,
 		"correlation_id", e.CorrelationID, "trace_id", e.TraceID,
 		"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
 	if h := p.hooks.DeadLettered; h != nil {
-		h(e.Reason)
+		h(string(e.Reason))
 	}
 	if h := p.hooks.Settled; h != nil {
-		h(e.Reason, msg.Time)
+		h(string(e.Reason), msg.Time)
 	}
 	return true
 }

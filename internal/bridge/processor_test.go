@@ -31,24 +31,21 @@ func (f *fakePublisher) Publish(_ context.Context, ev *event.Event, _ ...slog.At
 	return f.publish(ev)
 }
 
-// fakeDLQ records writes; write, when set, decides each write's error.
+// fakeDLQ records dead letters as the DLQ records dlq.Record makes of
+// them; err, when set, fails every write.
 type fakeDLQ struct {
-	mu    sync.Mutex
-	msgs  []kafka.Message
-	write func(m kafka.Message) error
+	mu   sync.Mutex
+	msgs []kafka.Message
+	err  error
 }
 
-func (f *fakeDLQ) Write(_ context.Context, msgs ...kafka.Message) error {
+func (f *fakeDLQ) DeadLetter(_ context.Context, orig kafka.Message, e dlq.Entry) error {
+	if f.err != nil {
+		return f.err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, m := range msgs {
-		if f.write != nil {
-			if err := f.write(m); err != nil {
-				return err
-			}
-		}
-		f.msgs = append(f.msgs, m)
-	}
+	f.msgs = append(f.msgs, dlq.Record(orig, e))
 	return nil
 }
 
@@ -68,14 +65,14 @@ func TestProcessorOutcomes(t *testing.T) {
 		value    []byte
 		outcome  delivery.Outcome
 		settled  bool
-		reason   string
+		reason   event.Reason
 		status   int
 		wantBody string
 	}{
 		{"accepted", validValue, delivery.Outcome{Result: delivery.Accepted, Status: 200}, true, "", 0, ""},
-		{"rejected", validValue, delivery.Outcome{Result: delivery.Rejected, Status: 422, Body: "bad field", Attempts: 1}, true, "rejected", 422, "bad field"},
-		{"forbidden", validValue, delivery.Outcome{Result: delivery.Forbidden, Status: 403, Attempts: 1}, true, "forbidden", 403, ""},
-		{"retries exhausted", validValue, delivery.Outcome{Result: delivery.RetriesExhausted, Status: 503, Attempts: 4}, true, "retries_exhausted", 503, ""},
+		{"rejected", validValue, delivery.Outcome{Result: delivery.DeadLettered, Reason: event.ReasonRejected, Status: 422, Body: "bad field", Attempts: 1}, true, "rejected", 422, "bad field"},
+		{"forbidden", validValue, delivery.Outcome{Result: delivery.DeadLettered, Reason: event.ReasonForbidden, Status: 403, Attempts: 1}, true, "forbidden", 403, ""},
+		{"retries exhausted", validValue, delivery.Outcome{Result: delivery.DeadLettered, Reason: event.ReasonRetriesExhausted, Status: 503, Attempts: 4}, true, "retries_exhausted", 503, ""},
 		{"canceled", validValue, delivery.Outcome{Result: delivery.Canceled}, false, "", 0, ""},
 		{"not json", []byte("nope"), delivery.Outcome{}, true, "invalid_json", 0, ""},
 		{"invalid event", []byte(`{"eventType":""}`), delivery.Outcome{}, true, "invalid_event", 0, ""},
@@ -118,36 +115,10 @@ func TestProcessorOutcomes(t *testing.T) {
 	}
 }
 
-// A record too large for the DLQ topic is dead-lettered without its value
-// instead of stalling the partition.
-func TestProcessorDLQTooLargeFallsBack(t *testing.T) {
-	t.Parallel()
-	w := &fakeDLQ{write: func(m kafka.Message) error {
-		if m.Value != nil {
-			return dlq.ErrTooLarge
-		}
-		return nil
-	}}
-	p := NewProcessor(&fakePublisher{t: t}, w, nil, ProcessorHooks{})
-	if !p.Process(context.Background(), record([]byte("not json at all"))) {
-		t.Fatal("not settled")
-	}
-	if len(w.msgs) != 1 || w.msgs[0].Value != nil {
-		t.Fatalf("writes %+v", w.msgs)
-	}
-	found := false
-	for _, h := range w.msgs[0].Headers {
-		found = found || (h.Key == dlq.HeaderValueOmitted && string(h.Value) == "15")
-	}
-	if !found {
-		t.Fatal("no value.omitted header with the original size")
-	}
-}
-
 // A DLQ write that fails until ctx ends leaves the record unsettled.
 func TestProcessorDLQFailureLeavesUnsettled(t *testing.T) {
 	t.Parallel()
-	w := &fakeDLQ{write: func(kafka.Message) error { return errors.Join(context.Canceled, errors.New("broker down")) }}
+	w := &fakeDLQ{err: errors.Join(context.Canceled, errors.New("broker down"))}
 	p := NewProcessor(&fakePublisher{t: t}, w, nil, ProcessorHooks{})
 	if p.Process(context.Background(), record([]byte("{"))) {
 		t.Fatal("settled although the DLQ write failed")
@@ -165,7 +136,7 @@ func TestProcessorPanicDeadLetters(t *testing.T) {
 		t.Fatal("not settled")
 	}
 	e, _, _ := dlq.Parse(w.msgs[0].Headers)
-	if e.Reason != ReasonInternalError || e.Error != "panic: boom" {
+	if e.Reason != event.ReasonInternalError || e.Error != "panic: boom" {
 		t.Fatalf("entry %+v", e)
 	}
 }
@@ -181,9 +152,6 @@ func TestProcessorKeepsHeaderCorrelationID(t *testing.T) {
 	e, _, _ := dlq.Parse(w.msgs[0].Headers)
 	if e.CorrelationID != "order-77" {
 		t.Fatalf("correlation id %q", e.CorrelationID)
-	}
-	if dlq.HeaderCorrelationID != event.HeaderDLQCorrelationID || dlq.HeaderTraceID != event.HeaderDLQTraceID {
-		t.Fatal("the DLQ id headers and the ones event reads back on replay differ")
 	}
 }
 
@@ -236,7 +204,7 @@ func TestProcessorKeepsTheRecordsOwnIDs(t *testing.T) {
 				t.Fatal("not settled")
 			}
 			e, _, _ := dlq.Parse(w.msgs[0].Headers)
-			if e.Reason != c.reason {
+			if string(e.Reason) != c.reason {
 				t.Errorf("reason %q, want %q", e.Reason, c.reason)
 			}
 			if e.CorrelationID != c.corr {

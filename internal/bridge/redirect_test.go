@@ -17,7 +17,7 @@ func TestProcessorRedirectLocationInDLQ(t *testing.T) {
 	t.Parallel()
 	const loc = "https://elsewhere.example/api/v2/events/publish"
 	pub := &fakePublisher{t: t, publish: func(*event.Event) delivery.Outcome {
-		return delivery.Outcome{Result: delivery.RetriesExhausted, Status: 302, Attempts: 4,
+		return delivery.Outcome{Result: delivery.DeadLettered, Reason: event.ReasonRetriesExhausted, Status: 302, Attempts: 4,
 			Err: &cxone.RedirectError{Status: 302, Location: loc}}
 	}}
 	w := &fakeDLQ{}
@@ -31,7 +31,7 @@ func TestProcessorRedirectLocationInDLQ(t *testing.T) {
 	if !ok || err != nil {
 		t.Fatalf("parse DLQ headers: %v %v", ok, err)
 	}
-	if e.Reason != dlq.ReasonRetriesExhausted || e.Status != 302 || !strings.Contains(e.Error, "Location "+loc) {
+	if e.Reason != event.ReasonRetriesExhausted || e.Status != 302 || !strings.Contains(e.Error, "Location "+loc) {
 		t.Fatalf("entry reason %q status %d error %q: want retries_exhausted, 302 and the Location", e.Reason, e.Status, e.Error)
 	}
 }

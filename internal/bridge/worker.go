@@ -40,7 +40,7 @@ type Worker struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	metrics  *telemetry.Metrics
-	pub      *Publisher
+	pub      *CXone
 	dlq      *dlq.Writer
 	disp     *dispatch.Dispatcher
 	consumer *consumer.Consumer
@@ -75,7 +75,7 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	m := w.metrics
 	progress := telemetry.NewProgress(w.reg, time.Now())
 
-	pub, err := NewPublisher(s.CXone, log, delivery.Hooks{
+	pub, err := NewCXone(s.CXone, log, delivery.Hooks{
 		Attempt:      m.ObserveAttempt,
 		Retry:        m.Retries.Inc,
 		Resend:       m.Resends.Inc,

@@ -243,7 +243,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		case e.Topic != h.input || !bad:
 			res.DLQWrong++
 			res.problem("DLQ record %d/%d: %s/%d/%d is not a bad record (reason %s: %s)", m.Partition, m.Offset, e.Topic, e.Partition, e.Offset, e.Reason, e.Error)
-		case e.Reason != kinds[kind]:
+		case string(e.Reason) != kinds[kind]:
 			res.DLQWrong++
 			res.problem("DLQ record of %d/%d (%s): reason %s, want %s", e.Partition, e.Offset, kind, e.Reason, kinds[kind])
 		default:

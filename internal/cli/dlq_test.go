@@ -13,6 +13,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
+	"github.com/cxbridge/cxbridge/internal/event"
 )
 
 // dlqFixture is an embedded broker with the shipped topic names (6
@@ -49,7 +50,7 @@ func (fx *dlqFixture) deadLetter(i int, reason string) {
 	}
 	defer w.Close()
 	orig := kafka.Message{Topic: "cxone.events", Partition: 0, Offset: int64(i), Key: []byte{'k', byte('0' + i)}, Value: []byte("v")}
-	e := dlq.NewEntry(orig, reason)
+	e := dlq.NewEntry(orig, event.Reason(reason))
 	e.CorrelationID = "corr-" + string(rune('0'+i))
 	if reason == "rejected" {
 		e.Status = 422

@@ -9,7 +9,8 @@ import (
 )
 
 // Class is what one publish attempt's answer means. The names are the
-// outcome label of the attempt metrics.
+// outcome label of the attempt metrics. What a publish does with each
+// class is the outcome policy of package delivery (its decide function).
 type Class string
 
 // Attempt classes.

@@ -89,7 +89,7 @@ func TestBreakerOpenPeriodJittered(t *testing.T) {
 
 		for i, out := range outs {
 			if out.Result != delivery.Canceled {
-				t.Errorf("r%d: %s after %d attempts, want it still waiting (canceled)", i, out.Result, out.Attempts)
+				t.Errorf("r%d: %s after %d attempts, want it still waiting (canceled)", i, out.Label(), out.Attempts)
 			}
 		}
 		// The open periods: each opening to the next change, which must be
@@ -220,7 +220,7 @@ func TestBreakerProbesDoNotLockWithFlapping(t *testing.T) {
 				end := f.start.Add(flapFor)
 				for i, out := range outs {
 					if out.Result != delivery.Accepted {
-						t.Fatalf("f%d: %s after %d attempts, want accepted", i, out.Result, out.Attempts)
+						t.Fatalf("f%d: %s after %d attempts, want accepted", i, out.Label(), out.Attempts)
 					}
 					if i < early && out.LastAttempt.Before(end) {
 						during++

@@ -177,7 +177,7 @@ func TestConnectionResetsRiddenThroughAtDefaults(t *testing.T) {
 				ev := newEvent()
 				ids[p] = append(ids[p], ev.CorrelationID)
 				if out := pub.Publish(ctx, ev); out.Result != delivery.Accepted {
-					t.Errorf("%s: %s after %d attempts (%v)", ev.CorrelationID, out.Result, out.Attempts, out.Err)
+					t.Errorf("%s: %s after %d attempts (%v)", ev.CorrelationID, out.Label(), out.Attempts, out.Err)
 					return
 				}
 				published.Add(1)
@@ -271,7 +271,7 @@ func TestConnectionLostTwiceCounts(t *testing.T) {
 	for i, out := range outs {
 		id := evs[i].CorrelationID
 		if out.Result != delivery.Canceled {
-			t.Errorf("%s: %s, want canceled (an outage is never a dead letter)", id, out.Result)
+			t.Errorf("%s: %s, want canceled (an outage is never a dead letter)", id, out.Label())
 		}
 		as := log.attempts(id)
 		if len(as) != 2 || !as[0].lost || !as[1].lost {

@@ -9,19 +9,20 @@ import (
 // Result is how a Publish call ended.
 type Result string
 
-// Results. Every one but Accepted and Canceled is a DLQ reason.
+// Results.
 const (
-	Accepted         Result = "accepted"
-	Rejected         Result = "rejected"          // a 4xx other than 401/403/429
-	Forbidden        Result = "forbidden"         // 403
-	RetriesExhausted Result = "retries_exhausted" // server errors past the retry budget
-	TooLarge         Result = Result(event.ReasonTooLarge)
-	Canceled         Result = "canceled" // ctx ended first: not settled, to be published again
+	Accepted     Result = "accepted"
+	DeadLettered Result = "dead_lettered" // to go to the DLQ: Outcome.Reason says why
+	Canceled     Result = "canceled"      // ctx ended first: not settled, to be published again
 )
 
 // Outcome is the settled (or interrupted) result of publishing one event.
 type Outcome struct {
-	Result   Result
+	Result Result
+	// Reason is why the event goes to the DLQ (event.ReasonRejected,
+	// ReasonForbidden, ReasonRetriesExhausted, ReasonTooLarge) when Result
+	// is DeadLettered; empty otherwise.
+	Reason   event.Reason
 	Status   int    // the last HTTP status, 0 when there was none
 	Body     string // the last error answer's body, truncated
 	Err      error  // the last transport or encoding error
@@ -36,4 +37,13 @@ type Outcome struct {
 func (o Outcome) Settled() bool { return o.Result != Canceled }
 
 // DeadLetter reports whether the event must go to the DLQ.
-func (o Outcome) DeadLetter() bool { return o.Result != Accepted && o.Result != Canceled }
+func (o Outcome) DeadLetter() bool { return o.Result == DeadLettered }
+
+// Label names the outcome in logs and metrics: "accepted", "canceled", or
+// the DLQ reason.
+func (o Outcome) Label() string {
+	if o.Result == DeadLettered {
+		return string(o.Reason)
+	}
+	return string(o.Result)
+}

@@ -121,10 +121,11 @@ func down(class cxone.Class, d time.Duration, only ...string) func(time.Duration
 func TestPolicyAtDefaults(t *testing.T) {
 	t.Parallel()
 	const outage = 10 * time.Minute
+	accepted, canceled, retriesExhausted := string(delivery.Accepted), string(delivery.Canceled), string(event.ReasonRetriesExhausted)
 	type rec struct {
 		id   string
 		at   time.Duration // when it arrives
-		want delivery.Result
+		want string        // the outcome's Label: accepted, canceled or the DLQ reason
 		// minAttempts: at least this many attempts (more than the retry
 		// budget shows that waiting out an outage spent nothing).
 		minAttempts, exactAttempts int
@@ -141,7 +142,7 @@ func TestPolicyAtDefaults(t *testing.T) {
 	flowing := func(every time.Duration) []rec { // records arriving all through the minute and after
 		var rs []rec
 		for i := range int(70 * time.Second / every) {
-			rs = append(rs, rec{id: fmt.Sprint("f", i), at: time.Duration(i) * every, want: delivery.Accepted})
+			rs = append(rs, rec{id: fmt.Sprint("f", i), at: time.Duration(i) * every, want: accepted})
 		}
 		return rs
 	}
@@ -162,30 +163,30 @@ func TestPolicyAtDefaults(t *testing.T) {
 		deadline time.Duration // Publish's context
 	}{
 		{name: "503 outage, one record", answer: down(cxone.ServerError, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
+			recs: []rec{{id: "r1", want: accepted, minAttempts: 6}}},
 		{name: "503 outage, three records", answer: down(cxone.ServerError, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted}, {id: "r2", want: delivery.Accepted}, {id: "r3", want: delivery.Accepted}}},
+			recs: []rec{{id: "r1", want: accepted}, {id: "r2", want: accepted}, {id: "r3", want: accepted}}},
 		{name: "timeouts", answer: down(cxone.Timeout, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
+			recs: []rec{{id: "r1", want: accepted, minAttempts: 6}}},
 		{name: "network errors", answer: down(cxone.NetworkError, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
+			recs: []rec{{id: "r1", want: accepted, minAttempts: 6}}},
 		{name: "redirects", answer: down(cxone.Redirect, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
+			recs: []rec{{id: "r1", want: accepted, minAttempts: 6}}},
 		{name: "429 storm", answer: down(cxone.RateLimited, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
+			recs: []rec{{id: "r1", want: accepted, minAttempts: 6}}},
 		{name: "401 with every token", answer: down(cxone.Unauthorized, outage),
-			recs: []rec{{id: "r1", want: delivery.Accepted, minAttempts: 6}}},
+			recs: []rec{{id: "r1", want: accepted, minAttempts: 6}}},
 		{name: "flapping 5 s down, 5 s up, for a minute", answer: flap(5*time.Second, 5*time.Second), recs: flowing(100 * time.Millisecond)},
 		// Its period is not the breaker's open timeout: the breaker closes
 		// in up phases and records are in flight when CXone goes down.
 		{name: "flapping 5 s down, 8 s up, for a minute", answer: flap(5*time.Second, 8*time.Second), recs: flowing(100 * time.Millisecond)},
 		{name: "flapping 3 s down, 2 s up, for a minute", answer: flap(3*time.Second, 2*time.Second), recs: flowing(100 * time.Millisecond)},
 		{name: "poison record while others are accepted", answer: poison, traffic: true,
-			recs: []rec{{id: "poison", want: delivery.RetriesExhausted, exactAttempts: 4}}},
+			recs: []rec{{id: "poison", want: retriesExhausted, exactAttempts: 4}}},
 		{name: "record redirected while others are accepted", answer: poisonWith(cxone.Redirect), traffic: true,
-			recs: []rec{{id: "poison", want: delivery.RetriesExhausted, exactAttempts: 4, errHas: "Location https://elsewhere.example/"}}},
+			recs: []rec{{id: "poison", want: retriesExhausted, exactAttempts: 4, errHas: "Location https://elsewhere.example/"}}},
 		{name: "poison record alone waits (the trade-off)", answer: poison, deadline: time.Hour,
-			recs: []rec{{id: "poison", want: delivery.Canceled, minAttempts: 6}}},
+			recs: []rec{{id: "poison", want: canceled, minAttempts: 6}}},
 		{name: "outage, then a poison record among others", traffic: true,
 			answer: func(at time.Duration, id string) cxone.Class {
 				if at < outage || id == "poison" {
@@ -193,7 +194,7 @@ func TestPolicyAtDefaults(t *testing.T) {
 				}
 				return cxone.Accepted
 			},
-			recs: []rec{{id: "poison", want: delivery.RetriesExhausted, minAttempts: 6}}},
+			recs: []rec{{id: "poison", want: retriesExhausted, minAttempts: 6}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,7 +227,7 @@ func TestPolicyAtDefaults(t *testing.T) {
 							case <-time.After(50 * time.Millisecond):
 							}
 							if out := pub.Publish(ctx, &event.Event{CorrelationID: fmt.Sprint("healthy-", n)}); out.Result != delivery.Accepted {
-								t.Errorf("healthy record %d: %s", n, out.Result)
+								t.Errorf("healthy record %d: %s", n, out.Label())
 							}
 						}
 					})
@@ -236,8 +237,8 @@ func TestPolicyAtDefaults(t *testing.T) {
 				traffic.Wait()
 				for i, r := range tc.recs {
 					out := outs[i]
-					if out.Result != r.want {
-						t.Errorf("%s: %s after %d attempts (status %d, err %v), want %s", r.id, out.Result, out.Attempts, out.Status, out.Err, r.want)
+					if out.Label() != r.want {
+						t.Errorf("%s: %s after %d attempts (status %d, err %v), want %s", r.id, out.Label(), out.Attempts, out.Status, out.Err, r.want)
 					}
 					if out.Attempts != f.count(r.id) {
 						t.Errorf("%s: outcome says %d attempts, CXone saw %d", r.id, out.Attempts, f.count(r.id))
@@ -360,9 +361,12 @@ func TestEvidenceRule(t *testing.T) {
 		// healthyUntilP keeps CXone visibly working (a publish accepted
 		// every 500 ms) until P's next attempt is out.
 		healthyUntilP := func() {
-			for !s.inFlight("P") {
+			t.Helper()
+			for start := time.Now(); !s.inFlight("P"); time.Sleep(500 * time.Millisecond) {
+				if time.Since(start) > time.Hour {
+					t.Fatal("no attempt of P within an hour")
+				}
 				s.answer(t, publish(), cxone.Accepted, 200)
-				time.Sleep(500 * time.Millisecond)
 			}
 		}
 		pDone := make(chan delivery.Outcome, 1)
@@ -370,7 +374,7 @@ func TestEvidenceRule(t *testing.T) {
 			t.Helper()
 			select {
 			case out := <-pDone:
-				t.Fatalf("%s: P settled early: %s after %d attempts", step, out.Result, out.Attempts)
+				t.Fatalf("%s: P settled early: %s after %d attempts", step, out.Label(), out.Attempts)
 			default:
 			}
 		}
@@ -423,8 +427,8 @@ func TestEvidenceRule(t *testing.T) {
 			s.answer(t, "P", cxone.ServerError, 500)
 		}
 		out := <-pDone
-		if out.Result != delivery.RetriesExhausted || out.Attempts != 7 || out.Status != 500 {
-			t.Fatalf("P: %s after %d attempts, status %d; want retries_exhausted after 7 (3 without evidence, 4 with)", out.Result, out.Attempts, out.Status)
+		if out.Reason != event.ReasonRetriesExhausted || out.Attempts != 7 || out.Status != 500 {
+			t.Fatalf("P: %s after %d attempts, status %d; want retries_exhausted after 7 (3 without evidence, 4 with)", out.Label(), out.Attempts, out.Status)
 		}
 	})
 }
@@ -455,28 +459,33 @@ func TestEvidenceIgnoresThrottlingAndAuth(t *testing.T) {
 				pDone := make(chan delivery.Outcome, 1)
 				go func() { pDone <- pub.Publish(ctx, &event.Event{CorrelationID: "P"}) }()
 				for i := range 8 { // twice the budget
-					for !s.inFlight("P") { // P's next attempt, unless P settled
+					for start := time.Now(); !s.inFlight("P"); { // P's next attempt, unless P settled
+						if time.Since(start) > time.Hour {
+							t.Fatalf("no attempt %d of P within an hour", i+1)
+						}
 						select {
 						case out := <-pDone:
-							t.Fatalf("P settled after %d failures: %s after %d attempts", i, out.Result, out.Attempts)
+							t.Fatalf("P settled after %d failures: %s after %d attempts", i, out.Label(), out.Attempts)
 						case <-time.After(50 * time.Millisecond):
 						}
 					}
 					id := fmt.Sprint("Q", i)
 					wg.Go(func() { pub.Publish(ctx, &event.Event{CorrelationID: id}) }) // keeps trying until canceled
-					for s.count(id) == 0 {
-						time.Sleep(10 * time.Millisecond)
+					for start := time.Now(); s.count(id) == 0; time.Sleep(10 * time.Millisecond) {
+						if time.Since(start) > time.Hour {
+							t.Fatalf("no attempt of %s within an hour", id)
+						}
 					}
 					s.answer(t, "P", cxone.ServerError, 503)
 				}
 				select {
 				case out := <-pDone:
-					t.Fatalf("P settled: %s after %d attempts", out.Result, out.Attempts)
+					t.Fatalf("P settled: %s after %d attempts", out.Label(), out.Attempts)
 				default:
 				}
 				cancel()
 				if out := <-pDone; out.Result != delivery.Canceled || out.Attempts != 8 {
-					t.Fatalf("P: %s after %d attempts, want canceled after 8", out.Result, out.Attempts)
+					t.Fatalf("P: %s after %d attempts, want canceled after 8", out.Label(), out.Attempts)
 				}
 				wg.Wait()
 			})

@@ -11,13 +11,13 @@ import (
 	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
-// Publish delivers ev and returns its outcome: Accepted; a DLQ result
-// (Rejected, Forbidden, RetriesExhausted, TooLarge); or Canceled when ctx
-// ended first. It waits, without spending the retry budget, while the
-// breaker is open, the 429 gate is closed or no token can be had; a failed
-// attempt spends the budget only on evidence against the event (see
-// evidence). attrs are added to the outcome's log line (the record's
-// coordinates).
+// Publish delivers ev and returns its outcome: Accepted; DeadLettered, with
+// the reason (rejected, forbidden, retries_exhausted, too_large); or
+// Canceled when ctx ended first. It waits, without spending the retry
+// budget, while the breaker is open, the 429 gate is closed or no token can
+// be had; a failed attempt spends the budget only on evidence against the
+// event (see evidence). attrs are added to the outcome's log line (the
+// record's coordinates).
 func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.Attr) Outcome {
 	start := time.Now()
 	out := p.publish(ctx, ev)
@@ -26,153 +26,162 @@ func (p *Publisher) Publish(ctx context.Context, ev *event.Event, attrs ...slog.
 	return out
 }
 
+// publish attempts ev until the outcome policy (decide, spend) settles it
+// or ctx ends, and carries out each of the policy's actions.
 func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 	var out Outcome
 	body, err := ev.Body()
 	if err != nil {
-		out.Result, out.Err = TooLarge, err
+		out.Result, out.Reason, out.Err = DeadLettered, event.ReasonTooLarge, err
 		return out
 	}
-	// retries is the budget spent (failures with evidence against ev);
-	// failures counts every failed attempt, for the backoff. resent tells
-	// that this attempt is the retry at once of one whose connection was
-	// lost.
-	retries, failures, authFailures := 0, 0, 0
-	resent := false
+	var st state
+	for {
+		token, done, probe, err := p.acquire(ctx, &out)
+		if err != nil {
+			return canceled(out, err)
+		}
+		st.probe = probe
+		res, sent := p.attempt(ctx, &out, token, ev, body, st.resent)
+		act, next := decide(answer{class: res.Class, connLost: res.ConnLost}, st)
+		st = next
+		if act.invalidate {
+			p.tokens.Invalidate(token) // only if no one has replaced it yet
+		}
+		done(act.breaker)
+		if act.normal {
+			p.evidence.answeredNormally(sent)
+		}
+		switch act.step {
+		case settle:
+			if act.raise {
+				p.limiter.up()
+			}
+			out.Result, out.Reason = act.result, act.reason
+			if act.result == Accepted {
+				out.Body, out.Err = "", nil
+			}
+			return out
+		case interrupt:
+			return canceled(out, ctx.Err())
+		case again:
+			if h := p.cfg.Hooks.Resend; h != nil && act.newConn {
+				h()
+			}
+		case authBackoff:
+			if err := retry.Sleep(ctx, retry.Backoff(st.authFailures-1, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
+				return canceled(out, err)
+			}
+		case rateLimited:
+			p.rateLimited(res, out.LastAttempt)
+		case failed:
+			var exhausted bool
+			st, exhausted, err = p.backOff(ctx, st, sent)
+			switch {
+			case err != nil:
+				return canceled(out, err)
+			case exhausted:
+				out.Result, out.Reason = DeadLettered, event.ReasonRetriesExhausted
+				return out
+			}
+		}
+	}
+}
+
+// acquire waits for a turn to attempt — at the 429 gate and the rate
+// limit, for the breaker to let an attempt through, for a token — without
+// spending the retry budget. done takes the attempt's result for the
+// breaker; probe tells that the attempt is a half-open probe. A token that
+// cannot be had is out.Err until one can. err is ctx's when it ended.
+func (p *Publisher) acquire(ctx context.Context, out *Outcome) (token string, done func(error), probe bool, err error) {
 	for {
 		if err := p.waitTurn(ctx); err != nil {
-			return canceled(out, err)
+			return "", nil, false, err
 		}
 		done, probe, wait, changed := p.breaker.allow()
 		if done == nil { // open, or half-open with its probes taken: wait, spend nothing
 			if err := sleepUntilChange(ctx, wait, changed); err != nil {
-				return canceled(out, err)
+				return "", nil, false, err
 			}
 			continue
 		}
 		token, err := p.tokens.Token(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				done(errAttemptExcluded)
-				return canceled(out, ctx.Err())
-			}
-			if cxone.IsConfigError(err) {
-				done(errAttemptExcluded) // CXone is not at fault: our settings are
-			} else {
-				done(errAttemptFailed)
-			}
-			out.Err = err
-			if err := retry.Sleep(ctx, max(time.Until(p.tokens.NextTry()), p.breaker.poll)); err != nil {
-				return canceled(out, err)
-			}
-			continue
+		if err == nil {
+			return token, done, probe, nil
 		}
-
-		now := time.Now()
-		if out.Attempts == 0 {
-			out.FirstAttempt = now
-		}
-		out.LastAttempt = now
-		out.Attempts++
-		sent := p.evidence.send()
-		actx := ctx
-		if resent {
-			actx = cxone.NewConnection(ctx) // not another kept-alive one, maybe broken by the same event
-		}
-		res := p.send.Attempt(actx, token, ev, body)
-		if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
-			h(res.Class, res.Latency)
-		}
-		out.Status, out.Body, out.Err = res.Status, res.Body, res.Err
-		wasResent := resent
-		resent = false
-
-		switch res.Class {
-		case cxone.Accepted:
-			done(nil)
-			p.evidence.answeredNormally(sent)
-			p.limiter.up()
-			out.Result, out.Body, out.Err = Accepted, "", nil
-			return out
-		case cxone.Rejected:
-			done(nil) // CXone is healthy; the event is at fault
-			p.evidence.answeredNormally(sent)
-			out.Result = Rejected
-			return out
-		case cxone.Forbidden:
-			done(nil)
-			p.evidence.answeredNormally(sent)
-			out.Result = Forbidden
-			return out
-		case cxone.Canceled:
+		if ctx.Err() != nil {
 			done(errAttemptExcluded)
-			return canceled(out, ctx.Err())
-		case cxone.Unauthorized:
-			p.tokens.Invalidate(token) // only if no one has replaced it yet
-			authFailures++
-			if authFailures == 1 {
-				done(errAttemptExcluded) // a stale token: refresh and go again at once
-				continue
-			}
-			done(errAttemptFailed) // a fresh token refused too: an auth outage trips the breaker
-			if err := retry.Sleep(ctx, retry.Backoff(authFailures-1, p.cfg.BackoffBase, p.cfg.MaxBackoff)); err != nil {
-				return canceled(out, err)
-			}
-		case cxone.RateLimited:
-			done(errAttemptExcluded)
-			wait := p.cfg.DefaultRetryAfter
-			if res.HasRetryAfter {
-				wait = res.RetryAfter
-			}
-			p.gate.Close(time.Now().Add(retry.Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
-			p.limiter.down(out.LastAttempt)
-		default: // server error, redirect, timeout, network error
-			if res.ConnLost && !wasResent {
-				// The connection broke under the request (a reset, a close):
-				// one event of the network, not an answer of CXone. Send it
-				// again at once, on a new connection, counting nothing —
-				// neither for the breaker, nor the backoff, nor the budget;
-				// only a second loss in a row counts. The request may have
-				// reached CXone: delivery is at least once, and the event
-				// goes again with the same correlation id.
-				done(errAttemptExcluded)
-				resent = true
-				if h := p.cfg.Hooks.Resend; h != nil {
-					h()
-				}
-				continue
-			}
+			return "", nil, false, ctx.Err()
+		}
+		if cxone.IsConfigError(err) {
+			done(errAttemptExcluded) // CXone is not at fault: our settings are
+		} else {
 			done(errAttemptFailed)
-			if probe {
-				continue // a failed half-open probe spends nothing: the breaker holds us
-			}
-			failures++
-			wait := retry.Backoff(failures, p.cfg.BackoffBase, p.cfg.MaxBackoff)
-			against := p.evidence.after(sent) // CXone answered others normally while this attempt was out
-			if !against && p.evidence.before(sent) {
-				// CXone worked just before: see whether it does just after.
-				first := min(wait, evidenceMargin)
-				if err := retry.Sleep(ctx, first); err != nil {
-					return canceled(out, err)
-				}
-				wait -= first
-				against = p.evidence.after(sent)
-			}
-			if against { // the event's fault, not CXone's: spend the budget
-				retries++
-				if retries > p.cfg.MaxRetries {
-					out.Result = RetriesExhausted
-					return out
-				}
-			}
-			if h := p.cfg.Hooks.Retry; h != nil {
-				h()
-			}
-			if err := retry.Sleep(ctx, wait); err != nil {
-				return canceled(out, err)
-			}
+		}
+		out.Err = err
+		if err := retry.Sleep(ctx, max(time.Until(p.tokens.NextTry()), p.breaker.poll)); err != nil {
+			return "", nil, false, err
 		}
 	}
+}
+
+// attempt sends ev once (on a new connection when resent: not another
+// kept-alive one, maybe broken by the same event), notes it in out and
+// returns its result and its mark in the order of sending.
+func (p *Publisher) attempt(ctx context.Context, out *Outcome, token string, ev *event.Event, body []byte, resent bool) (cxone.Result, mark) {
+	now := time.Now()
+	if out.Attempts == 0 {
+		out.FirstAttempt = now
+	}
+	out.LastAttempt = now
+	out.Attempts++
+	sent := p.evidence.send()
+	actx := ctx
+	if resent {
+		actx = cxone.NewConnection(ctx)
+	}
+	res := p.send.Attempt(actx, token, ev, body)
+	if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
+		h(res.Class, res.Latency)
+	}
+	out.Status, out.Body, out.Err = res.Status, res.Body, res.Err
+	return res, sent
+}
+
+// rateLimited closes the 429 gate for everyone for the Retry-After of res
+// (capped, jittered) and lowers the rate limit; sent is when the attempt
+// that drew the 429 started.
+func (p *Publisher) rateLimited(res cxone.Result, sent time.Time) {
+	wait := p.cfg.DefaultRetryAfter
+	if res.HasRetryAfter {
+		wait = res.RetryAfter
+	}
+	p.gate.Close(time.Now().Add(retry.Jitter(min(wait, p.cfg.MaxBackoff), 0.1)))
+	p.limiter.down(sent)
+}
+
+// backOff waits after a counted failure of the attempt sent, and spends
+// the retry budget when CXone answered others normally around it (spend).
+// It returns exhausted, without waiting more, once the budget is spent.
+func (p *Publisher) backOff(ctx context.Context, st state, sent mark) (next state, exhausted bool, err error) {
+	wait := retry.Backoff(st.failures, p.cfg.BackoffBase, p.cfg.MaxBackoff)
+	against := p.evidence.after(sent) // CXone answered others normally while this attempt was out
+	if !against && p.evidence.before(sent) {
+		// CXone worked just before: see whether it does just after.
+		first := min(wait, evidenceMargin)
+		if err := retry.Sleep(ctx, first); err != nil {
+			return st, false, err
+		}
+		wait -= first
+		against = p.evidence.after(sent)
+	}
+	if st, exhausted = spend(st, against, p.cfg.MaxRetries); exhausted {
+		return st, true, nil
+	}
+	if h := p.cfg.Hooks.Retry; h != nil {
+		h()
+	}
+	return st, false, retry.Sleep(ctx, wait)
 }
 
 // waitTurn waits at the 429 gate and for the client-side rate limit, and
@@ -233,7 +242,7 @@ func (p *Publisher) logOutcome(ctx context.Context, ev *event.Event, out Outcome
 	switch {
 	case out.Result == Canceled:
 		msg = "publish interrupted"
-	case out.Result == RetriesExhausted:
+	case out.Reason == event.ReasonRetriesExhausted:
 		level, msg = slog.LevelError, "event dead-lettered"
 	case out.DeadLetter():
 		level, msg = slog.LevelWarn, "event dead-lettered"
@@ -247,7 +256,7 @@ func (p *Publisher) logOutcome(ctx context.Context, ev *event.Event, out Outcome
 		slog.String("correlation_id", ev.CorrelationID),
 		slog.String("trace_id", ev.TraceID),
 		slog.String("event_type", ev.EventType),
-		slog.String("outcome", string(out.Result)),
+		slog.String("outcome", out.Label()),
 		slog.Int("status_code", out.Status),
 		slog.Float64("latency_ms", float64(out.Latency.Microseconds())/1000),
 		slog.Int("attempts", out.Attempts),

@@ -31,6 +31,7 @@ type harness struct {
 	mu          sync.Mutex
 	attempts    [][2]time.Time // start and end of each HTTP attempt
 	transitions []string
+	changedAt   []time.Time // when each transition happened
 }
 
 type syncBuffer struct {
@@ -77,6 +78,7 @@ func newHarness(t *testing.T, simCfg sim.Config, cfg delivery.Config) *harness {
 	cfg.Hooks.BreakerState = func(from, to gobreaker.State) {
 		h.mu.Lock()
 		h.transitions = append(h.transitions, to.String())
+		h.changedAt = append(h.changedAt, time.Now())
 		h.mu.Unlock()
 	}
 	h.pub = delivery.New(cfg, &timedSender{Sender: cxone.NewClient(hc, srv.URL, 5*time.Second), h: h}, h.tokens)
@@ -96,6 +98,44 @@ func (s *timedSender) Attempt(ctx context.Context, token string, ev *event.Event
 	s.h.attempts = append(s.h.attempts, [2]time.Time{start, time.Now()})
 	s.h.mu.Unlock()
 	return res
+}
+
+// attemptsStarted returns how many HTTP attempts (finished ones) started in
+// [from, to).
+func (h *harness) attemptsStarted(from, to time.Time) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, a := range h.attempts {
+		if !a[0].Before(from) && a[0].Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitUntil polls cond until it holds; the test fails after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// await returns the outcome done delivers; the test fails after d.
+func await(t *testing.T, done <-chan delivery.Outcome, d time.Duration) delivery.Outcome {
+	t.Helper()
+	select {
+	case out := <-done:
+		return out
+	case <-time.After(d):
+		t.Fatalf("Publish did not return within %v", d)
+		return delivery.Outcome{}
+	}
 }
 
 func (h *harness) states() string {
@@ -119,7 +159,7 @@ func newEvent() *event.Event {
 func mustAccept(t *testing.T, out delivery.Outcome) {
 	t.Helper()
 	if out.Result != delivery.Accepted {
-		t.Fatalf("outcome %s (status %d, body %q, err %v), want accepted", out.Result, out.Status, out.Body, out.Err)
+		t.Fatalf("outcome %s (status %d, body %q, err %v), want accepted", out.Label(), out.Status, out.Body, out.Err)
 	}
 }
 
@@ -237,7 +277,7 @@ func TestPublishPersistent401OpensBreaker(t *testing.T) {
 	wg.Wait()
 	for _, out := range outs {
 		if out.DeadLetter() || out.Result != delivery.Canceled {
-			t.Fatalf("outcome %s: an auth outage must not dead-letter", out.Result)
+			t.Fatalf("outcome %s: an auth outage must not dead-letter", out.Label())
 		}
 	}
 	if s := h.pub.BreakerState(); s != gobreaker.StateOpen {
@@ -253,7 +293,7 @@ func TestPublishForbidden(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, sim.Config{Faults: sim.Faults{ForbidEventType: "custom.user.action"}}, delivery.Config{})
 	out := h.pub.Publish(context.Background(), newEvent())
-	if out.Result != delivery.Forbidden || out.Status != 403 || out.Attempts != 1 {
+	if out.Reason != event.ReasonForbidden || out.Status != 403 || out.Attempts != 1 {
 		t.Fatalf("outcome %+v", out)
 	}
 	if n := h.sim.Stats().Requests; n != 1 {
@@ -268,7 +308,7 @@ func TestPublishRejectedWithBody(t *testing.T) {
 	ev := newEvent()
 	ev.EventType = "" // breaks the contract: the simulator answers 400 naming the field
 	out := h.pub.Publish(context.Background(), ev)
-	if out.Result != delivery.Rejected || out.Status != 400 || out.Attempts != 1 {
+	if out.Reason != event.ReasonRejected || out.Status != 400 || out.Attempts != 1 {
 		t.Fatalf("outcome %+v", out)
 	}
 	if !strings.Contains(out.Body, "eventType") {
@@ -276,8 +316,8 @@ func TestPublishRejectedWithBody(t *testing.T) {
 	}
 	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 422, Body: strings.Repeat("x", 5000)}}})
 	out = h.pub.Publish(context.Background(), newEvent())
-	if out.Result != delivery.Rejected || out.Status != 422 || len(out.Body) > cxone.MaxErrorBody+len("…") {
-		t.Fatalf("422: result %s status %d body %d bytes", out.Result, out.Status, len(out.Body))
+	if out.Reason != event.ReasonRejected || out.Status != 422 || len(out.Body) > cxone.MaxErrorBody+len("…") {
+		t.Fatalf("422: result %s status %d body %d bytes", out.Label(), out.Status, len(out.Body))
 	}
 	if s := h.pub.BreakerState(); s != gobreaker.StateClosed {
 		t.Fatalf("breaker %s", s)
@@ -323,20 +363,17 @@ func TestPublish429GateIsShared(t *testing.T) {
 	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "1"}}})
 	first := make(chan delivery.Outcome, 1)
 	go func() { first <- h.pub.Publish(context.Background(), newEvent()) }()
-	for !h.pub.GateClosedUntil().After(time.Now()) {
-		time.Sleep(time.Millisecond)
-	}
-	before := h.sim.Stats().Requests
+	waitUntil(t, 10*time.Second, "the 429 closes the gate", func() bool { return h.pub.GateClosedUntil().After(time.Now()) })
+	closedAt, until := time.Now(), h.pub.GateClosedUntil()
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() { mustAccept(t, h.pub.Publish(context.Background(), newEvent())) })
 	}
-	time.Sleep(500 * time.Millisecond) // half the Retry-After: nobody may have sent
-	if n := h.sim.Stats().Requests; n != before {
-		t.Fatalf("%d requests reached CXone while the 429 gate was closed", n-before)
-	}
 	wg.Wait()
-	mustAccept(t, <-first)
+	mustAccept(t, await(t, first, 10*time.Second))
+	if n := h.attemptsStarted(closedAt, until); n != 0 {
+		t.Fatalf("%d requests reached CXone while the 429 gate was closed (until %v)", n, until.Sub(closedAt))
+	}
 	if n := h.sim.Stats().Accepted; n != 12 {
 		t.Fatalf("accepted %d, want 12", n)
 	}
@@ -419,7 +456,7 @@ func TestPublishPoisonAmongOthersExhausts(t *testing.T) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if out := h.pub.Publish(ctx, newEvent()); out.Result != delivery.Accepted && out.Result != delivery.Canceled {
-					t.Errorf("healthy record: %s", out.Result)
+					t.Errorf("healthy record: %s", out.Label())
 				}
 			}
 		})
@@ -431,8 +468,8 @@ func TestPublishPoisonAmongOthersExhausts(t *testing.T) {
 	out := h.pub.Publish(pctx, ev)
 	cancel()
 	wg.Wait()
-	if out.Result != delivery.RetriesExhausted || out.Status != 500 || out.Attempts < 4 {
-		t.Fatalf("outcome %s after %d attempts (status %d), want retries_exhausted after at least 4", out.Result, out.Attempts, out.Status)
+	if out.Reason != event.ReasonRetriesExhausted || out.Status != 500 || out.Attempts < 4 {
+		t.Fatalf("outcome %s after %d attempts (status %d), want retries_exhausted after at least 4", out.Label(), out.Attempts, out.Status)
 	}
 	t.Logf("poison: %d attempts in %v", out.Attempts, out.LastAttempt.Sub(out.FirstAttempt))
 	if n := h.sim.Stats().ByStatus[500]; n != int64(out.Attempts) {
@@ -451,15 +488,19 @@ func TestPublish5xxForeverIsNotExhausted(t *testing.T) {
 		delivery.Config{MaxRetries: 3, MaxBackoff: 50 * time.Millisecond, Breaker: delivery.BreakerConfig{Failures: 100}})
 	done := make(chan delivery.Outcome, 1)
 	go func() { done <- h.pub.Publish(context.Background(), newEvent()) }()
+	deadline := time.Now().Add(30 * time.Second)
 	for h.sim.Stats().ByStatus[503] < 10 { // 10 attempts: more than 3 retries
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attempts within 30 s", h.sim.Stats().ByStatus[503])
+		}
 		select {
 		case out := <-done:
-			t.Fatalf("outcome %s after %d attempts during an outage", out.Result, out.Attempts)
+			t.Fatalf("outcome %s after %d attempts during an outage", out.Label(), out.Attempts)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	h.sim.SetFaults(sim.Faults{})
-	out := <-done
+	out := await(t, done, 30*time.Second)
 	mustAccept(t, out)
 	if out.Attempts < 11 {
 		t.Fatalf("%d attempts, want at least 11", out.Attempts)
@@ -474,21 +515,21 @@ func TestPublishBreakerOpensAndRecovers(t *testing.T) {
 		delivery.Config{MaxRetries: 2, Breaker: delivery.BreakerConfig{Failures: 3, OpenTimeout: time.Second}})
 	done := make(chan delivery.Outcome, 1)
 	go func() { done <- h.pub.Publish(context.Background(), newEvent()) }()
-	for h.pub.BreakerState() != gobreaker.StateOpen {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the breaker opens", func() bool { return h.pub.BreakerState() == gobreaker.StateOpen })
 	if n := h.sim.Stats().Requests; n != 3 {
 		t.Fatalf("%d requests before the breaker opened, want 3", n)
 	}
-	time.Sleep(100 * time.Millisecond) // within the open timeout
-	if n := h.sim.Stats().Requests; n != 3 {
-		t.Fatalf("%d requests while the breaker was open", n)
-	}
 	h.sim.SetFaults(sim.Faults{})
-	out := <-done
+	out := await(t, done, 10*time.Second)
 	mustAccept(t, out)
 	if got := h.states(); !strings.HasPrefix(got, "open,") || !strings.HasSuffix(got, "half-open,closed") {
 		t.Fatalf("transitions %q, want open … half-open,closed", got)
+	}
+	h.mu.Lock()
+	opened, halfOpened := h.changedAt[0], h.changedAt[1]
+	h.mu.Unlock()
+	if n := h.attemptsStarted(opened, halfOpened); n != 0 {
+		t.Fatalf("%d requests while the breaker was open", n)
 	}
 }
 
@@ -499,11 +540,17 @@ func TestPublishCancelStopsWaits(t *testing.T) {
 		name   string
 		faults sim.Faults
 		cfg    delivery.Config
+		// waiting tells that the publish is in (or about to enter) the wait.
+		waiting func(h *harness) bool
 	}{
-		{"backoff", sim.Faults{ForceStatus: 503}, delivery.Config{BackoffBase: time.Hour, MaxBackoff: time.Hour, Breaker: delivery.BreakerConfig{Failures: 100}}},
-		{"429 gate", sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "30"}}}, delivery.Config{}},
-		{"open breaker", sim.Faults{ForceStatus: 503}, delivery.Config{Breaker: delivery.BreakerConfig{Failures: 1, OpenTimeout: time.Hour}}},
-		{"slow answer", sim.Faults{Latency: sim.Duration(time.Hour)}, delivery.Config{}},
+		{"backoff", sim.Faults{ForceStatus: 503}, delivery.Config{BackoffBase: time.Hour, MaxBackoff: time.Hour, Breaker: delivery.BreakerConfig{Failures: 100}},
+			func(h *harness) bool { return h.sim.Stats().ByStatus[503] > 0 }},
+		{"429 gate", sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "30"}}}, delivery.Config{},
+			func(h *harness) bool { return h.pub.GateClosedUntil().After(time.Now()) }},
+		{"open breaker", sim.Faults{ForceStatus: 503}, delivery.Config{Breaker: delivery.BreakerConfig{Failures: 1, OpenTimeout: time.Hour}},
+			func(h *harness) bool { return h.pub.BreakerState() == gobreaker.StateOpen }},
+		{"slow answer", sim.Faults{Latency: sim.Duration(time.Hour)}, delivery.Config{},
+			func(h *harness) bool { return h.sim.Stats().Requests > 0 }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -512,15 +559,14 @@ func TestPublishCancelStopsWaits(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan delivery.Outcome, 1)
 			go func() { done <- h.pub.Publish(ctx, newEvent()) }()
-			for h.sim.Stats().Requests == 0 && h.sim.Stats().TokenRequests == 0 {
-				time.Sleep(time.Millisecond)
-			}
-			time.Sleep(50 * time.Millisecond) // into the wait
+			// Each wait is an hour long: cancelling as soon as the publish
+			// gets there proves that the cancel ends it.
+			waitUntil(t, 10*time.Second, "the publish waits", func() bool { return tc.waiting(h) })
 			cancel()
 			select {
 			case out := <-done:
 				if out.Result != delivery.Canceled || out.Settled() {
-					t.Fatalf("outcome %s after %d attempts, status %d, err %v", out.Result, out.Attempts, out.Status, out.Err)
+					t.Fatalf("outcome %s after %d attempts, status %d, err %v", out.Label(), out.Attempts, out.Status, out.Err)
 				}
 			case <-time.After(time.Second):
 				t.Fatal("Publish did not return within 1s of the cancel")

@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/event"
 )
 
 // Prefix starts the key of every header this package writes.
@@ -25,7 +27,7 @@ const Prefix = "cxbridge.dlq."
 // The headers of a DLQ record. Integers are decimal; times are RFC 3339 in UTC
 // with milliseconds (TimeFormat).
 const (
-	HeaderReason            = Prefix + "reason"             // always present: one of the Reason* values
+	HeaderReason            = Prefix + "reason"             // always present: an event.Reason
 	HeaderError             = Prefix + "error"              // optional, ≤ MaxTextBytes
 	HeaderHTTPStatus        = Prefix + "http.status"        // optional: CXone's HTTP status
 	HeaderHTTPBody          = Prefix + "http.body"          // optional: CXone's answer, ≤ MaxTextBytes
@@ -36,8 +38,8 @@ const (
 	HeaderOriginalPartition = Prefix + "original.partition" // always present
 	HeaderOriginalOffset    = Prefix + "original.offset"    // always present
 	HeaderOriginalTimestamp = Prefix + "original.timestamp" // optional
-	HeaderCorrelationID     = Prefix + "correlation.id"     // optional (empty is omitted)
-	HeaderTraceID           = Prefix + "trace.id"           // optional
+	HeaderCorrelationID     = event.HeaderDLQCorrelationID  // optional (empty is omitted); Decode reads it back on replay
+	HeaderTraceID           = event.HeaderDLQTraceID        // optional; Decode reads it back on replay
 	HeaderReplays           = Prefix + "replays"            // always present: times the record was replayed
 	// HeaderValueOmitted is set (to the original value's size in bytes)
 	// when the value itself was too large for the DLQ topic and was left
@@ -47,18 +49,6 @@ const (
 	// without its value the record was too large: its key and original
 	// headers were left out too, and only the cxbridge.dlq.* headers remain.
 	HeaderOriginalOmitted = Prefix + "original.omitted"
-)
-
-// The reasons a record is dead-lettered (design: outcome policy).
-const (
-	ReasonInvalidJSON      = "invalid_json"
-	ReasonInvalidEvent     = "invalid_event"
-	ReasonTooLarge         = "too_large"
-	ReasonRejected         = "rejected"
-	ReasonForbidden        = "forbidden"
-	ReasonRetriesExhausted = "retries_exhausted"
-	// ReasonUnknown is written when Record is given an empty reason.
-	ReasonUnknown = "unknown"
 )
 
 // MaxTextBytes bounds the error and http.body headers. Longer texts are cut
@@ -71,7 +61,7 @@ const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 // Entry is what a DLQ record says about why and where a record was
 // dead-lettered.
 type Entry struct {
-	Reason string // one of the Reason* values
+	Reason event.Reason // event.ReasonUnknown when empty
 	// Error is a short description of the failure. It is written to a header
 	// as given (cut to MaxTextBytes), so callers must pass only texts that
 	// carry no secret: no token, client secret or Authorization header. The
@@ -97,7 +87,7 @@ type Entry struct {
 
 // NewEntry returns an Entry for orig with the given reason, its origin
 // (topic, partition, offset, timestamp) and the replay count it carries.
-func NewEntry(orig kafka.Message, reason string) Entry {
+func NewEntry(orig kafka.Message, reason event.Reason) Entry {
 	return Entry{
 		Reason:    reason,
 		Topic:     orig.Topic,
@@ -130,9 +120,9 @@ func Record(orig kafka.Message, e Entry) kafka.Message {
 	}
 	reason := e.Reason
 	if reason == "" {
-		reason = ReasonUnknown
+		reason = event.ReasonUnknown
 	}
-	add(HeaderReason, reason)
+	add(HeaderReason, string(reason))
 	if e.Error != "" {
 		add(HeaderError, Truncate(e.Error, MaxTextBytes))
 	}
@@ -196,7 +186,7 @@ func Parse(headers []kafka.Header) (Entry, bool, error) {
 		switch h.Key {
 		case HeaderReason:
 			ok = true
-			e.Reason = string(h.Value)
+			e.Reason = event.Reason(h.Value)
 		case HeaderError:
 			e.Error = string(h.Value)
 		case HeaderHTTPStatus:

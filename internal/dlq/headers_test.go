@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/event"
 )
 
 var allHeaders = []string{
@@ -24,7 +26,7 @@ var allHeaders = []string{
 func fullEntry() Entry {
 	loc := time.FixedZone("CEST", 2*3600)
 	return Entry{
-		Reason: ReasonRejected, Error: "cxone: 422 Unprocessable Entity", Status: 422,
+		Reason: event.ReasonRejected, Error: "cxone: 422 Unprocessable Entity", Status: 422,
 		Body: `{"error":"bad field"}`, Attempts: 3,
 		FirstAttempt: time.Date(2026, 3, 1, 12, 0, 0, 123_456_789, loc),
 		LastAttempt:  time.Date(2026, 3, 1, 12, 0, 5, 987_000_000, time.UTC),
@@ -108,7 +110,7 @@ func TestRecordKeepsBytesAndHeaders(t *testing.T) {
 }
 
 func TestRecordOmitsEmptyOptionalFields(t *testing.T) {
-	got := Record(kafka.Message{}, Entry{Reason: ReasonInvalidJSON, Topic: "events"})
+	got := Record(kafka.Message{}, Entry{Reason: event.ReasonInvalidJSON, Topic: "events"})
 	var keys []string
 	for _, h := range got.Headers {
 		keys = append(keys, h.Key)
@@ -120,14 +122,14 @@ func TestRecordOmitsEmptyOptionalFields(t *testing.T) {
 	if got.Key != nil || got.Value != nil {
 		t.Errorf("null key/value became %v/%v", got.Key, got.Value)
 	}
-	if v, _ := header(Record(kafka.Message{}, Entry{}).Headers, HeaderReason); v != ReasonUnknown {
+	if v, _ := header(Record(kafka.Message{}, Entry{}).Headers, HeaderReason); v != string(event.ReasonUnknown) {
 		t.Errorf("empty reason written as %q", v)
 	}
 }
 
 func TestRecordTruncatesTexts(t *testing.T) {
 	long := strings.Repeat("a", MaxTextBytes-1) + "€" + strings.Repeat("b", 100) // € is 3 bytes
-	got := Record(kafka.Message{}, Entry{Reason: ReasonRejected, Error: long, Body: long})
+	got := Record(kafka.Message{}, Entry{Reason: event.ReasonRejected, Error: long, Body: long})
 	for _, k := range []string{HeaderError, HeaderHTTPBody} {
 		v, _ := header(got.Headers, k)
 		if v != strings.Repeat("a", MaxTextBytes-1) {
@@ -225,8 +227,8 @@ func TestNewEntry(t *testing.T) {
 	ts := time.UnixMilli(1_772_000_000_000)
 	m := kafka.Message{Topic: "events", Partition: 2, Offset: 7, Time: ts,
 		Headers: []kafka.Header{{Key: HeaderReplays, Value: []byte("1")}}}
-	want := Entry{Reason: ReasonTooLarge, Topic: "events", Partition: 2, Offset: 7, Timestamp: ts, Replays: 1}
-	if got := NewEntry(m, ReasonTooLarge); !reflect.DeepEqual(got, want) {
+	want := Entry{Reason: event.ReasonTooLarge, Topic: "events", Partition: 2, Offset: 7, Timestamp: ts, Replays: 1}
+	if got := NewEntry(m, event.ReasonTooLarge); !reflect.DeepEqual(got, want) {
 		t.Errorf("NewEntry = %+v, want %+v", got, want)
 	}
 }
@@ -240,7 +242,7 @@ func normalize(e Entry) Entry {
 		return t.UTC().Truncate(time.Millisecond)
 	}
 	if e.Reason == "" {
-		e.Reason = ReasonUnknown
+		e.Reason = event.ReasonUnknown
 	}
 	e.Error, e.Body = Truncate(e.Error, MaxTextBytes), Truncate(e.Body, MaxTextBytes)
 	e.FirstAttempt, e.LastAttempt, e.Timestamp = tm(e.FirstAttempt), tm(e.LastAttempt), tm(e.Timestamp)
@@ -275,7 +277,7 @@ func FuzzParse(f *testing.F) {
 			ms = -ms
 		}
 		at := time.UnixMilli(ms).Add(time.Duration(attempts%1000) * time.Microsecond)
-		e := Entry{Reason: reason, Error: errText, Status: status, Body: body, Attempts: attempts,
+		e := Entry{Reason: event.Reason(reason), Error: errText, Status: status, Body: body, Attempts: attempts,
 			FirstAttempt: at, LastAttempt: at.Add(time.Second), Topic: topic, Partition: partition,
 			Offset: offset, Timestamp: time.UnixMilli(ms), CorrelationID: cid, TraceID: tid, Replays: replays}
 		if at.Add(time.Second).Year() > 9999 {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 )
@@ -82,7 +84,7 @@ func dlqRecord(i int) kafka.Message {
 	default:
 		orig.Key = []byte("key-" + strconv.Itoa(i%7))
 	}
-	e := NewEntry(orig, ReasonRetriesExhausted)
+	e := NewEntry(orig, event.ReasonRetriesExhausted)
 	e.Error, e.Status, e.Body, e.Attempts = "cxone: 503", 503, "unavailable", 4
 	e.FirstAttempt = time.UnixMilli(1_772_000_100_000 + int64(i))
 	e.LastAttempt = e.FirstAttempt.Add(time.Second)

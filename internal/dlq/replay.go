@@ -26,7 +26,7 @@ import (
 // record's own timestamp (its cxbridge.dlq.original.timestamp header), and a
 // record without one is not selected by such a bound.
 type Filter struct {
-	Reasons            []string
+	Reasons            []string // event.Reason values, as an operator types them
 	Statuses           []int
 	Partition          int   // DLQ partition; -1 for all
 	FromOffset         int64 // DLQ offsets, inclusive; -1 for no bound

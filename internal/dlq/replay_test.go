@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -22,10 +24,10 @@ func seedDLQ(t *testing.T, brokers []string) {
 	for i := range 20 {
 		orig := kafka.Message{Topic: "events", Partition: i % 3, Offset: int64(i), Key: []byte("k" + strconv.Itoa(i)),
 			Value: []byte(`{"n":` + strconv.Itoa(i) + `}`), Headers: []kafka.Header{{Key: "app", Value: []byte("x")}}}
-		e := NewEntry(orig, ReasonRejected)
+		e := NewEntry(orig, event.ReasonRejected)
 		e.Status, e.CorrelationID, e.TraceID = 400, "corr-"+strconv.Itoa(i), "trace-"+strconv.Itoa(i)
 		if i%2 == 1 {
-			e.Reason, e.Status = ReasonRetriesExhausted, 503
+			e.Reason, e.Status = event.ReasonRetriesExhausted, 503
 		}
 		if i == 4 {
 			e.Replays = 3
@@ -48,7 +50,7 @@ func TestReplay(t *testing.T) {
 	seedDLQ(t, brokers)
 	cfg := ReplayConfig{
 		Reader: ReaderConfig{Brokers: brokers, Topic: dlqTopic}, Group: "replay-test", To: "events",
-		Filter: Filter{Reasons: []string{ReasonRejected}, Partition: -1, FromOffset: -1, ToOffset: -1}, MaxReplays: 3,
+		Filter: Filter{Reasons: []string{string(event.ReasonRejected)}, Partition: -1, FromOffset: -1, ToOffset: -1}, MaxReplays: 3,
 	}
 	dry := cfg
 	dry.DryRun = true
@@ -126,7 +128,7 @@ func TestInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Records != 20 || shown != 20 || s.ByReason[ReasonRejected] != 10 || s.ByReason[ReasonRetriesExhausted] != 10 ||
+	if s.Records != 20 || shown != 20 || s.ByReason[string(event.ReasonRejected)] != 10 || s.ByReason[string(event.ReasonRetriesExhausted)] != 10 ||
 		s.ByStatus[400] != 10 || s.ByStatus[503] != 10 || s.Replayed != 1 || s.Unreadable != 0 || len(s.ByHour) == 0 {
 		t.Fatalf("summary %+v", s)
 	}

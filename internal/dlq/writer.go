@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // ErrTooLarge marks a write that can never succeed because a record exceeds
@@ -39,8 +40,9 @@ type WriterConfig struct {
 	// sends it. DLQ writes are synchronous, so keep it short. Default 5ms.
 	BatchTimeout time.Duration
 
-	// RetryMin and RetryMax bound the exponential backoff (with jitter)
-	// between failed writes. Defaults 100ms and 10s.
+	// RetryMin and RetryMax bound the exponential backoff between failed
+	// writes (retry.Backoff: RetryMin doubling, plus up to RetryMin of
+	// jitter, capped at RetryMax). Defaults 100ms and 10s.
 	RetryMin, RetryMax time.Duration
 
 	// MaxMessageBytes is the largest record (as kafka-go counts key, value
@@ -74,7 +76,8 @@ type Writer struct {
 	onFailure func(error)
 
 	closeOnce sync.Once
-	closed    chan struct{}
+	life      context.Context // ends with Close
+	stop      context.CancelFunc
 
 	mu         sync.Mutex
 	refused    int    // Writes whose record the topic refuses for good
@@ -114,8 +117,8 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		retryMax:  cfg.RetryMax,
 		log:       cfg.Logger,
 		onFailure: cfg.OnFailure,
-		closed:    make(chan struct{}),
 	}
+	w.life, w.stop = context.WithCancel(context.Background())
 	if w.transport == nil {
 		w.transport, w.own = &kafka.Transport{}, true
 	}
@@ -162,121 +165,185 @@ func (w *Writer) Topic() string { return w.topic }
 // the messages' byte slices after Write returns early, since kafka-go may
 // still be sending them.
 func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
-	pending := make([]kafka.Message, len(msgs))
+	wr := &writing{w: w, pending: make([]kafka.Message, len(msgs))}
 	for i, m := range msgs {
 		m.Topic = "" // the kafka.Writer's Topic applies; both set is an error
-		pending[i] = m
+		wr.pending[i] = m
 	}
-	delay := w.retryMin
-	var (
-		last     error // the last failure not caused by ctx
-		big      error // the last record too large by itself
-		tooLarge int   // how many were
-		alone    bool  // write each record on its own from now on
-		refused  bool  // counted in w.refused
-	)
 	defer func() {
-		if refused {
-			w.endRefusal(ctx, len(pending) == 0)
+		if wr.refused {
+			w.endRefusal(ctx, len(wr.pending) == 0)
 		}
 	}()
-	for attempt := 1; len(pending) > 0; attempt++ {
-		select {
-		case <-w.closed:
-			return ErrClosed
-		default:
+	// The waits between rounds end with ctx, or with Close.
+	waits, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(w.life, cancel)()
+	policy := retry.Policy{Base: w.retryMin, Max: w.retryMax, OnRetry: func(attempt int, err error, wait time.Duration) {
+		w.retrying(ctx, attempt, len(wr.pending), err, wait)
+	}}
+	if err := retry.Do(waits, policy, func(int) error { return wr.round(ctx) }); err != nil {
+		switch {
+		case wr.final != nil:
+			return wr.final
+		case ctx.Err() != nil:
+			return w.ctxErr(ctx, wr.last)
+		default: // closed during a wait
+			return errors.Join(ErrClosed, wr.last)
 		}
-		kw := w.kw
-		if alone {
-			kw = w.solo
-		}
-		err := kw.WriteMessages(ctx, pending...)
-		if err == nil {
-			pending = nil
-			break
-		}
-		if errors.Is(err, io.ErrClosedPipe) {
-			return ErrClosed
-		}
-		if mtl, ok := errors.AsType[kafka.MessageTooLargeError](err); ok {
-			// Over MaxMessageBytes, found before sending: too large by itself.
-			tooLarge, big = tooLarge+1, mtl
-			pending = mtl.Remaining
-			continue
-		}
-		var errs []error
-		pending, errs = failed(pending, err)
-		if ctx.Err() != nil {
-			if err = flatten(err); last == nil || !errors.Is(err, ctx.Err()) {
-				last = err
-			}
-			return w.ctxErr(ctx, last)
-		}
-		// A verdict on a batch may not be the record's own: each record
-		// refused as too large or for good is written again on its own
-		// before the verdict is believed (once it was alone, it is).
-		var retry []kafka.Message
-		var retryErrs []error
-		for i, m := range pending {
-			e := errs[i]
-			if (isTooLarge(e) || Permanent(e)) && !alone {
-				e = w.solo.WriteMessages(ctx, m)
-				switch {
-				case e == nil:
-					continue
-				case errors.Is(e, io.ErrClosedPipe):
-					return ErrClosed
-				case ctx.Err() != nil:
-					return w.ctxErr(ctx, flatten(e))
-				}
-				e = flatten(e)
-			}
-			if isTooLarge(e) {
-				tooLarge, big = tooLarge+1, e
-				continue
-			}
-			retry, retryErrs = append(retry, m), append(retryErrs, e)
-		}
-		pending = retry
-		if len(pending) == 0 {
-			break
-		}
-		err = joinDistinct(retryErrs)
-		last = err
-		permanent := slices.ContainsFunc(retryErrs, Permanent)
-		if permanent {
-			alone = true // never again in a batch with the records of others
-			if !refused {
-				refused = true
-				w.startRefusal(ctx, err, len(pending))
-			}
-		}
-		wait := jitter(delay)
-		if w.onFailure != nil {
-			w.onFailure(err)
-		}
-		if w.log != nil && !permanent {
-			w.log.LogAttrs(ctx, slog.LevelWarn, "dlq write failed, retrying",
-				slog.String("topic", w.topic), slog.Int("attempt", attempt),
-				slog.Int("records", len(pending)), slog.Duration("backoff", wait),
-				slog.String("error", err.Error()))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return w.ctxErr(ctx, last)
-		case <-w.closed:
-			t.Stop()
-			return errors.Join(ErrClosed, err)
-		}
-		delay = min(2*delay, w.retryMax)
 	}
-	if tooLarge > 0 {
-		return fmt.Errorf("%w: %s: %d record(s): %w", ErrTooLarge, w.topic, tooLarge, big)
+	if wr.tooLarge > 0 {
+		return fmt.Errorf("%w: %s: %d record(s): %w", ErrTooLarge, w.topic, wr.tooLarge, wr.big)
 	}
 	return nil
+}
+
+// writing is one Write in progress.
+type writing struct {
+	w        *Writer
+	pending  []kafka.Message // the records not written yet
+	last     error           // the last failure not caused by ctx
+	final    error           // what Write returns without retrying: ErrClosed, ctx's error
+	big      error           // the last record too large by itself
+	tooLarge int             // how many were
+	alone    bool            // write each record on its own from now on
+	refused  bool            // counted in w.refused
+}
+
+// round is one attempt of a Write: it writes the pending records (again at
+// once without those found too large before sending) and returns nil when
+// none is left, the error to retry the rest after a wait, or
+// retry.Permanent(wr.final).
+func (wr *writing) round(ctx context.Context) error {
+	w := wr.w
+	for len(wr.pending) > 0 {
+		if w.life.Err() != nil {
+			return wr.end(ErrClosed)
+		}
+		kw := w.kw
+		if wr.alone {
+			kw = w.solo
+		}
+		err := kw.WriteMessages(ctx, wr.pending...)
+		switch mtl, ok := errors.AsType[kafka.MessageTooLargeError](err); {
+		case err == nil:
+			wr.pending = nil
+		case errors.Is(err, io.ErrClosedPipe):
+			return wr.end(ErrClosed)
+		case ok: // over MaxMessageBytes, found before sending: too large by itself
+			wr.tooLarge, wr.big = wr.tooLarge+1, mtl
+			wr.pending = mtl.Remaining
+		default:
+			return wr.failed(ctx, err)
+		}
+	}
+	return nil
+}
+
+// failed sorts out a failed write of the pending records: each record
+// refused as too large or for good is written again on its own before the
+// verdict is believed (a verdict on a batch may not be the record's own;
+// once alone, it is). It returns nil when none is left to retry, else as
+// round does.
+func (wr *writing) failed(ctx context.Context, err error) error {
+	w := wr.w
+	var errs []error
+	wr.pending, errs = failed(wr.pending, err)
+	if ctx.Err() != nil {
+		if err = flatten(err); wr.last == nil || !errors.Is(err, ctx.Err()) {
+			wr.last = err
+		}
+		return wr.end(w.ctxErr(ctx, wr.last))
+	}
+	var again []kafka.Message
+	var againErrs []error
+	for i, m := range wr.pending {
+		e := errs[i]
+		if (isTooLarge(e) || Permanent(e)) && !wr.alone {
+			e = w.solo.WriteMessages(ctx, m)
+			switch {
+			case e == nil:
+				continue
+			case errors.Is(e, io.ErrClosedPipe):
+				return wr.end(ErrClosed)
+			case ctx.Err() != nil:
+				return wr.end(w.ctxErr(ctx, flatten(e)))
+			}
+			e = flatten(e)
+		}
+		if isTooLarge(e) {
+			wr.tooLarge, wr.big = wr.tooLarge+1, e
+			continue
+		}
+		again, againErrs = append(again, m), append(againErrs, e)
+	}
+	wr.pending = again
+	if len(wr.pending) == 0 {
+		return nil
+	}
+	err = joinDistinct(againErrs)
+	wr.last = err
+	if slices.ContainsFunc(againErrs, Permanent) {
+		wr.alone = true // never again in a batch with the records of others
+		if !wr.refused {
+			wr.refused = true
+			w.startRefusal(ctx, err, len(wr.pending))
+		}
+	}
+	return err
+}
+
+// end ends the Write with err, without a retry.
+func (wr *writing) end(err error) error {
+	wr.final = err
+	return retry.Permanent(err)
+}
+
+// retrying reports a failed write that will be retried after wait: to
+// OnFailure, and to the log unless it is a refusal for good (logged once,
+// by startRefusal).
+func (w *Writer) retrying(ctx context.Context, attempt, records int, err error, wait time.Duration) {
+	if w.onFailure != nil {
+		w.onFailure(err)
+	}
+	if w.log != nil && !Permanent(err) {
+		w.log.LogAttrs(ctx, slog.LevelWarn, "dlq write failed, retrying",
+			slog.String("topic", w.topic), slog.Int("attempt", attempt),
+			slog.Int("records", records), slog.Duration("backoff", wait),
+			slog.String("error", err.Error()))
+	}
+}
+
+// DeadLetter writes the DLQ record of orig (Record(orig, e)) like Write,
+// and settles orig even when the DLQ topic cannot take that record whole,
+// instead of stalling its partition: a record too large for the topic is
+// written without its value (WithoutValue), and one whose key or headers
+// alone are too large with nothing of orig but its coordinates
+// (WithoutOriginal). Each fallback is logged at Warn. It returns nil once
+// the topic holds one of them, else Write's error (ctx ended, ErrClosed).
+func (w *Writer) DeadLetter(ctx context.Context, orig kafka.Message, e Entry) error {
+	rec := Record(orig, e)
+	err := w.Write(ctx, rec)
+	if errors.Is(err, ErrTooLarge) {
+		w.warn(ctx, "record too large for the DLQ topic: dead-lettering it without its value", orig,
+			slog.Int("bytes", len(orig.Value)))
+		err = w.Write(ctx, WithoutValue(rec))
+	}
+	if errors.Is(err, ErrTooLarge) {
+		w.warn(ctx, "record key and headers too large for the DLQ topic: dead-lettering its coordinates only", orig,
+			slog.Int("headers", len(orig.Headers)), slog.Int("key_bytes", len(orig.Key)))
+		err = w.Write(ctx, WithoutOriginal(rec))
+	}
+	return err
+}
+
+// warn logs msg about the original record orig, with its coordinates.
+func (w *Writer) warn(ctx context.Context, msg string, orig kafka.Message, attrs ...slog.Attr) {
+	if w.log == nil {
+		return
+	}
+	attrs = append(attrs, slog.String("topic", orig.Topic), slog.Int("partition", orig.Partition), slog.Int64("offset", orig.Offset))
+	w.log.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
 }
 
 // joinDistinct joins errs, each distinct message once.
@@ -415,14 +482,6 @@ func isTooLarge(err error) bool {
 	return errors.As(err, &mtl) || errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
 }
 
-// jitter returns a duration in [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
 // Check reports whether the DLQ topic exists and each of its partitions has a
 // leader, with a fresh metadata request (kafka-go's Transport serves metadata
 // from a cache that keeps the last good answer through an outage, so Check
@@ -482,7 +541,7 @@ func topicPartitions(ctx context.Context, addr net.Addr, base *kafka.Transport, 
 func (w *Writer) Close() error {
 	var err error
 	w.closeOnce.Do(func() {
-		close(w.closed)
+		w.stop()
 		err = errors.Join(w.kw.Close(), w.solo.Close())
 		if w.own {
 			w.transport.CloseIdleConnections()

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/cxbridge/cxbridge/internal/event"
 )
 
 func TestWriterWritesWithAcksAll(t *testing.T) {
@@ -199,7 +204,7 @@ func TestWriteReturnsWhenCtxEnds(t *testing.T) {
 		w := newWriter(t, brokers, nil)
 		done := make(chan error, 1)
 		go func() { done <- w.Write(ctx, dlqRecord(1)) }()
-		<-arrived
+		awaitSignal(t, arrived, "the produce request")
 		cancel()
 		select {
 		case err := <-done:
@@ -213,6 +218,16 @@ func TestWriteReturnsWhenCtxEnds(t *testing.T) {
 	})
 }
 
+// awaitSignal waits for a value on ch; the test fails after 10 s.
+func awaitSignal(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s within 10 s", what)
+	}
+}
+
 func TestWriterClose(t *testing.T) {
 	c, brokers := newCluster(t)
 	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.NotEnoughReplicas, Count: -1})
@@ -223,12 +238,17 @@ func TestWriterClose(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() { done <- w.Write(testCtx(t), dlqRecord(1)) }()
-	<-failed
+	awaitSignal(t, failed, "a failed write")
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := <-done; !errors.Is(err, ErrClosed) {
-		t.Errorf("Write during Close = %v, want ErrClosed", err)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Write during Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write did not return within 10 s of Close")
 	}
 	if err := w.Write(testCtx(t), dlqRecord(2)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Write after Close = %v, want ErrClosed", err)
@@ -262,6 +282,75 @@ func TestWriteTooLarge(t *testing.T) {
 				t.Errorf("%d retries of a write that cannot succeed", failures.Load())
 			}
 		})
+	}
+}
+
+// DeadLetter settles a record the DLQ topic cannot take whole instead of
+// stalling its partition: one too large for the topic is written without
+// its value, marked with its size; one whose key or headers alone are too
+// large keeps only its coordinates; one that fits is written whole. (It
+// was the worker's processor's fallback before it moved here.)
+func TestDeadLetterFallsBack(t *testing.T) {
+	c, brokers := newCluster(t)
+	if err := c.CreateTopic("small", 1, map[string]string{"max.message.bytes": "2000"}); err != nil {
+		t.Fatal(err)
+	}
+	orig := func(offset int64) kafka.Message {
+		return kafka.Message{Topic: "events", Partition: 3, Offset: offset, Key: []byte("k"), Value: []byte("{not json"),
+			Headers: []kafka.Header{{Key: "h", Value: []byte("v")}}}
+	}
+	fits := orig(0)
+	bigValue := orig(1)
+	bigValue.Value = bytes.Repeat([]byte("x"), 4000)
+	bigHeaders := orig(2)
+	bigHeaders.Headers = append(bigHeaders.Headers, kafka.Header{Key: "blob", Value: bytes.Repeat([]byte("b"), 3000)})
+
+	var logs syncBuf
+	w := newWriter(t, brokers, func(cfg *WriterConfig) {
+		cfg.Topic = "small"
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	for _, m := range []kafka.Message{fits, bigValue, bigHeaders} {
+		if err := w.DeadLetter(testCtx(t), m, NewEntry(m, event.ReasonInvalidJSON)); err != nil {
+			t.Fatalf("DeadLetter of offset %d: %v", m.Offset, err)
+		}
+	}
+	got, n := byOrigin(t, readTopic(t, brokers, "small"))
+	for off := range int64(3) {
+		if n[off] != 1 {
+			t.Fatalf("offset %d: %d DLQ records, want 1", off, n[off])
+		}
+		e, _, _ := Parse(got[off].Headers)
+		if e.Reason != event.ReasonInvalidJSON || e.Topic != "events" || e.Partition != 3 {
+			t.Errorf("offset %d: entry %+v", off, e)
+		}
+	}
+	if m := got[0]; string(m.Key) != "k" || string(m.Value) != "{not json" || hasHeader(m.Headers, HeaderValueOmitted) {
+		t.Errorf("the record that fits: key %q value %q headers %s", m.Key, m.Value, showHeaders(m.Headers))
+	}
+	if m := got[1]; string(m.Key) != "k" || m.Value != nil {
+		t.Errorf("without value: key %q value %d bytes", m.Key, len(m.Value))
+	}
+	if v, _ := header(got[1].Headers, HeaderValueOmitted); v != "4000" {
+		t.Errorf("without value: value.omitted %q, want 4000", v)
+	}
+	if v, _ := header(got[1].Headers, "h"); v != "v" {
+		t.Errorf("without value: the original header h is %q, want kept", v)
+	}
+	m := got[2]
+	if m.Key != nil || m.Value != nil {
+		t.Errorf("coordinates only: key %q value %q", m.Key, m.Value)
+	}
+	if v, _ := header(m.Headers, HeaderOriginalOmitted); v != strconv.Itoa(len("k")+len("h")+len("v")+len("blob")+3000) {
+		t.Errorf("coordinates only: original.omitted %q; headers %s", v, showHeaders(m.Headers))
+	}
+	for _, h := range m.Headers {
+		if !strings.HasPrefix(h.Key, Prefix) {
+			t.Errorf("coordinates only: original header %s kept", h.Key)
+		}
+	}
+	if logs.count("without its value") != 2 || logs.count("coordinates only") != 1 {
+		t.Errorf("fallback logs:\n%s", logs.b.String())
 	}
 }
 

@@ -43,7 +43,7 @@ func TestDeadLetterKeepsTheProducersCorrelationID(t *testing.T) {
 		if want := string(m.Key); e.CorrelationID != want || e.TraceID != "t-"+want {
 			t.Errorf("%s (%s): correlation id %q, trace id %q", m.Key, e.Reason, e.CorrelationID, e.TraceID)
 		}
-		if !strings.HasPrefix(string(m.Key), "order-"+e.Reason) {
+		if !strings.HasPrefix(string(m.Key), "order-"+string(e.Reason)) {
 			t.Errorf("%s: reason %s", m.Key, e.Reason)
 		}
 	}

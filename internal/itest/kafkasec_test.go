@@ -169,7 +169,7 @@ func (s *secStack) dlqSecure() map[string]string {
 		if err != nil || !ok {
 			s.t.Errorf("DLQ record %s without valid headers: %v", m.Key, err)
 		}
-		out[string(m.Key)] = e.Reason
+		out[string(m.Key)] = string(e.Reason)
 		return nil
 	})
 	if err != nil {

@@ -41,7 +41,7 @@ func TestPipelineSettlesEverything(t *testing.T) {
 		}
 		key := string(m.Key)
 		seen[key]++
-		if e.Reason != want[key] {
+		if string(e.Reason) != want[key] {
 			t.Errorf("%s: reason %q, want %q", key, e.Reason, want[key])
 		}
 		if e.Topic != s.input || e.CorrelationID == "" || e.TraceID == "" {

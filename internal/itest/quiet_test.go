@@ -294,7 +294,7 @@ func TestPoisonAmongFlowingRecords(t *testing.T) {
 		t.Fatalf("DLQ headers: %v %v", ok, err)
 	}
 	t.Logf("DLQ entry: reason %s status %d attempts %d", e.Reason, e.Status, e.Attempts)
-	if string(recs[0].Key) != "poison" || e.Reason != dlq.ReasonRetriesExhausted || e.Status != 500 || e.Attempts < 4 || e.CorrelationID != "poison-1" {
+	if string(recs[0].Key) != "poison" || e.Reason != "retries_exhausted" || e.Status != 500 || e.Attempts < 4 || e.CorrelationID != "poison-1" {
 		t.Errorf("DLQ record %s: %+v; want the poison record, retries_exhausted, status 500, at least 4 attempts", recs[0].Key, e)
 	}
 	if st := s.sim.Stats(); st.Distinct != int64(len(warm)+written) || st.ByStatus[500] != int64(e.Attempts) {

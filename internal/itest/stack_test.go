@@ -528,7 +528,7 @@ func (s *stack) dlqByKey(want map[string]string) map[string]int {
 			continue
 		}
 		key := string(m.Key)
-		if r, ok := want[key]; !ok || e.Reason != r {
+		if r, ok := want[key]; !ok || string(e.Reason) != r {
 			s.t.Errorf("DLQ record %s: reason %q, want %q", key, e.Reason, r)
 		}
 		seen[key]++

@@ -20,7 +20,7 @@ import (
 // CXone over HTTPS: the publisher trusts the simulator's certificate
 // through --cxone-ca-file, and refuses it without (and never dead-letters
 // for that: a TLS failure is a network error, retried).
-func TestPublisherTLSWithCAFile(t *testing.T) {
+func TestCXoneTLSWithCAFile(t *testing.T) {
 	srv := httptest.NewTLSServer(sim.New(sim.Config{}).Handler())
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -43,15 +43,15 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 	ev := &event.Event{EventType: "custom.user.action", Source: "svc", Timestamp: "2026-11-28T10:00:00Z",
 		CorrelationID: "tls-1", TraceID: "trace-1", Data: []byte(`{}`)}
 
-	pub, err := NewPublisher(settings(ca), nil, delivery.Hooks{}, nil)
+	pub, err := NewCXone(settings(ca), nil, delivery.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out := pub.Publish(context.Background(), ev); out.Result != delivery.Accepted {
-		t.Fatalf("with the CA file: %s %v", out.Result, out.Err)
+		t.Fatalf("with the CA file: %s %v", out.Label(), out.Err)
 	}
 
-	untrusting, err := NewPublisher(settings(""), nil, delivery.Hooks{}, nil)
+	untrusting, err := NewCXone(settings(""), nil, delivery.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,14 +59,14 @@ func TestPublisherTLSWithCAFile(t *testing.T) {
 	defer cancel()
 	out := untrusting.Publish(ctx, ev)
 	if out.Result == delivery.Accepted || out.DeadLetter() {
-		t.Fatalf("without the CA file: %s", out.Result)
+		t.Fatalf("without the CA file: %s", out.Label())
 	}
 	var uerr x509.UnknownAuthorityError
 	if !errors.As(out.Err, &uerr) {
 		t.Fatalf("want an unknown-authority error, got %v", out.Err)
 	}
 
-	if _, err := NewPublisher(settings(filepath.Join(t.TempDir(), "missing.pem")), nil, delivery.Hooks{}, nil); err == nil {
+	if _, err := NewCXone(settings(filepath.Join(t.TempDir(), "missing.pem")), nil, delivery.Hooks{}, nil); err == nil {
 		t.Fatal("a missing CA file must fail start-up")
 	}
 }

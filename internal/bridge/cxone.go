@@ -1,5 +1,6 @@
 // Package bridge wires cxbridge's parts together from validated settings:
-// today the CXone publisher (HTTP client, token cache, delivery policy).
+// the way to CXone (HTTP client, token cache, delivery policy), the
+// Processor that settles each record, the worker.
 package bridge
 
 import (
@@ -17,14 +18,16 @@ import (
 	"github.com/cxbridge/cxbridge/internal/delivery"
 )
 
-// Publisher is a ready CXone publisher and the token cache behind it.
-type Publisher struct {
+// CXone is the worker's way to CXone, built from settings: the
+// delivery.Publisher (the outcome policy around the HTTP client) and the
+// token cache behind it.
+type CXone struct {
 	*delivery.Publisher
 	Tokens *cxone.Tokens
 }
 
-// NewPublisher builds the publisher of validated settings c.
-func NewPublisher(c config.CXone, log *slog.Logger, hooks delivery.Hooks, onRefresh func(expiresAt int64, err error)) (*Publisher, error) {
+// NewCXone builds the way to CXone of validated settings c.
+func NewCXone(c config.CXone, log *slog.Logger, hooks delivery.Hooks, onRefresh func(expiresAt int64, err error)) (*CXone, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -62,7 +65,7 @@ func NewPublisher(c config.CXone, log *slog.Logger, hooks delivery.Hooks, onRefr
 		Hooks:     hooks,
 		Logger:    log,
 	}, cxone.NewClient(hc, c.BaseURL, c.Timeout), tokens)
-	return &Publisher{Publisher: pub, Tokens: tokens}, nil
+	return &CXone{Publisher: pub, Tokens: tokens}, nil
 }
 
 func tokenHook(f func(expiresAt int64, err error)) func(*oauth2.Token, error) {
