@@ -137,7 +137,10 @@ var errMaxReached = errors.New("max reached")
 // incremented. It starts where cfg.Group's committed offsets say and commits
 // after each written batch, so a second run does not replay the same
 // records again. Records replayed MaxReplays times already, or dead-lettered
-// without their value, are refused.
+// without their value, are refused. Each record goes to the partition of
+// cfg.To that Placement chooses (its original one while the partition count
+// is unchanged, else the Java default partitioner's for its key). A dry run
+// (DryRun) reads and counts the same, and writes and commits nothing.
 func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 	st := ReplayStats{Refused: map[string]int64{}, Topic: cfg.To, ByPartition: map[int]int64{}, ByPlacement: map[string]int64{}}
 	if len(cfg.Reader.Brokers) == 0 || cfg.Reader.Topic == "" || cfg.To == "" {
