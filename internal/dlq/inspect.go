@@ -25,30 +25,14 @@ type Summary struct {
 	Last       time.Time        `json:"last,omitzero"`
 }
 
-// Inspect reads the whole DLQ topic and summarises it. show, when set, is
-// called with each record and its entry (ok false when its headers are not
-// a DLQ record's). It joins no group and commits nothing.
-func Inspect(ctx context.Context, cfg ReaderConfig, show func(m kafka.Message, e Entry, ok bool)) (Summary, error) {
-	s := NewSummary(cfg.Topic)
-	err := Scan(ctx, cfg, func(m kafka.Message) error {
-		e, ok, err := Parse(m.Headers)
-		ok = ok && err == nil
-		s.Add(m, e, ok)
-		if show != nil {
-			show(m, e, ok)
-		}
-		return nil
-	})
-	return s, err
-}
-
 // NewSummary returns the empty Summary of topic.
 func NewSummary(topic string) Summary {
 	return Summary{Topic: topic, ByReason: map[string]int64{}, ByStatus: map[int]int64{}, ByHour: map[string]int64{}}
 }
 
 // Add counts the record m with its entry e (ok false when m is not a
-// readable DLQ record).
+// readable DLQ record): List(ctx, cfg, …s.Add…) summarises what a filter
+// selects.
 func (s *Summary) Add(m kafka.Message, e Entry, ok bool) {
 	s.Records++
 	if s.First.IsZero() || m.Time.Before(s.First) {

@@ -119,12 +119,17 @@ func TestReplayMax(t *testing.T) {
 	}
 }
 
-// Inspect summarises by reason, status and hour.
+// A Summary counts by reason, status and hour.
 func TestInspect(t *testing.T) {
 	_, brokers := newCluster(t)
 	seedDLQ(t, brokers)
 	shown := 0
-	s, err := Inspect(testCtx(t), ReaderConfig{Brokers: brokers, Topic: dlqTopic}, func(kafka.Message, Entry, bool) { shown++ })
+	s := NewSummary(dlqTopic)
+	err := List(testCtx(t), ListConfig{Reader: ReaderConfig{Brokers: brokers, Topic: dlqTopic}, Filter: AllRecords()}, func(m kafka.Message, e Entry, ok bool) error {
+		shown++
+		s.Add(m, e, ok)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
