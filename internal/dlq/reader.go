@@ -197,3 +197,57 @@ func clone(b []byte) []byte {
 	}
 	return append([]byte{}, b...)
 }
+
+// EndOffsets returns the end offset of each partition of cfg.Topic: where a
+// Follow that shows only new records starts.
+func EndOffsets(ctx context.Context, cfg ReaderConfig) (map[int]int64, error) {
+	c, t, done := newClient(cfg)
+	defer done()
+	parts, err := topicPartitions(ctx, c.Addr, t, cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	return listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
+}
+
+// Follow is Scan that does not stop at the end: it calls fn with the records
+// from cfg.From (each partition's first offset where From has none) up to
+// the end, then polls every poll (default 500 ms) for records written since,
+// partitions added since included, until ctx ends. The end of ctx is the
+// normal way out and returns nil; an error from fn or from the broker
+// returns it.
+func Follow(ctx context.Context, cfg ReaderConfig, poll time.Duration, fn func(kafka.Message) error) error {
+	if poll <= 0 {
+		poll = 500 * time.Millisecond
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = &kafka.Transport{}
+		defer cfg.Transport.CloseIdleConnections()
+	}
+	from := make(map[int]int64, len(cfg.From))
+	for p, o := range cfg.From {
+		from[p] = o
+	}
+	cfg.Plan = nil
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		cfg.From = from
+		err := Scan(ctx, cfg, func(m kafka.Message) error {
+			from[m.Partition] = m.Offset + 1
+			return fn(m)
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		timer.Reset(poll)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,16 +14,32 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Filter selects DLQ records to replay. Zero fields select everything.
+// Filter selects DLQ records (for dlq replay and dlq inspect). Partition,
+// FromOffset and ToOffset are -1 for no bound (AllRecords has them so); the
+// other zero fields select everything.
+//
+// Partition and the offsets are the DLQ topic's: a record's place in the DLQ,
+// which inspect prints and which the offset bounds only make sense with.
+// OriginalPartitions selects by the partition of the input topic the record
+// was dead-lettered from. Since/Until bound when a record was dead-lettered
+// (the DLQ record's time); RecordSince/RecordUntil bound the original
+// record's own timestamp (its cxbridge.dlq.original.timestamp header), and a
+// record without one is not selected by such a bound.
 type Filter struct {
-	Reasons    []string // event.Reason values, as an operator types them
-	Statuses   []int
-	Partition  int   // DLQ partition; -1 for all
-	FromOffset int64 // DLQ offsets, inclusive; -1 for no bound
-	ToOffset   int64
-	Since      time.Time // when dead-lettered (the DLQ record's time), inclusive
-	Until      time.Time // exclusive
+	Reasons            []string // event.Reason values, as an operator types them
+	Statuses           []int
+	Partition          int   // DLQ partition; -1 for all
+	FromOffset         int64 // DLQ offsets, inclusive; -1 for no bound
+	ToOffset           int64
+	Since              time.Time // when dead-lettered (the DLQ record's time), inclusive
+	Until              time.Time // exclusive
+	OriginalPartitions []int     // the input topic's partitions; empty for all
+	RecordSince        time.Time // the original record's timestamp, inclusive
+	RecordUntil        time.Time // exclusive
 }
+
+// AllRecords is the Filter that selects every record.
+func AllRecords() Filter { return Filter{Partition: -1, FromOffset: -1, ToOffset: -1} }
 
 // Match reports whether the record m with entry e is selected.
 func (f Filter) Match(m kafka.Message, e Entry) bool {
@@ -33,10 +50,21 @@ func (f Filter) Match(m kafka.Message, e Entry) bool {
 		f.FromOffset >= 0 && m.Offset < f.FromOffset,
 		f.ToOffset >= 0 && m.Offset > f.ToOffset,
 		!f.Since.IsZero() && m.Time.Before(f.Since),
-		!f.Until.IsZero() && !m.Time.Before(f.Until):
+		!f.Until.IsZero() && !m.Time.Before(f.Until),
+		len(f.OriginalPartitions) > 0 && !slices.Contains(f.OriginalPartitions, e.Partition),
+		!f.RecordSince.IsZero() && (e.Timestamp.IsZero() || e.Timestamp.Before(f.RecordSince)),
+		!f.RecordUntil.IsZero() && (e.Timestamp.IsZero() || !e.Timestamp.Before(f.RecordUntil)):
 		return false
 	}
 	return true
+}
+
+// needsEntry reports whether f selects by what only a DLQ record's headers
+// say: a record that is not a DLQ record (or whose headers are malformed)
+// is then not selected.
+func (f Filter) needsEntry() bool {
+	return len(f.Reasons) > 0 || len(f.Statuses) > 0 || len(f.OriginalPartitions) > 0 ||
+		!f.RecordSince.IsZero() || !f.RecordUntil.IsZero()
 }
 
 // Key is a short, stable name for the filter and target, used to name the
@@ -44,6 +72,14 @@ func (f Filter) Match(m kafka.Message, e Entry) bool {
 func (f Filter) Key(to string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "to=%s;r=%v;s=%v;p=%d;o=%d-%d;t=%d-%d", to, f.Reasons, f.Statuses, f.Partition, f.FromOffset, f.ToOffset, f.Since.Unix(), f.Until.Unix())
+	// Later fields only when set, so that the filters that existed before
+	// them keep their group (and their position) across an upgrade.
+	if len(f.OriginalPartitions) > 0 {
+		fmt.Fprintf(&b, ";op=%v", f.OriginalPartitions)
+	}
+	if !f.RecordSince.IsZero() || !f.RecordUntil.IsZero() {
+		fmt.Fprintf(&b, ";rt=%d-%d", f.RecordSince.Unix(), f.RecordUntil.Unix())
+	}
 	var h uint32 = 2166136261 // FNV-1a
 	for _, c := range []byte(b.String()) {
 		h = (h ^ uint32(c)) * 16777619
@@ -61,6 +97,10 @@ type ReplayConfig struct {
 	MaxReplays int     // records replayed this many times already are refused
 	DryRun     bool    // write nothing, commit nothing
 	Rate       float64 // records/s, 0 for no limit
+	// Partitions is the partition count the target topic had when the
+	// records were dead-lettered (a DLQ record does not carry it); 0 takes
+	// it as the current count. See Placement.
+	Partitions int
 	// Progress, when set, is called with the offsets scanned so far and
 	// the total to scan.
 	Progress func(done, total int64)
@@ -72,6 +112,21 @@ type ReplayStats struct {
 	Replayed int64            `json:"replayed"` // written to the target (or would be, in a dry run)
 	Skipped  int64            `json:"skipped"`  // not selected by the filter
 	Refused  map[string]int64 `json:"refused"`  // selected but not replayable, by why
+	// Topic is the target topic and TopicPartitions its partition count.
+	Topic           string `json:"topic"`
+	TopicPartitions int    `json:"topic_partitions"`
+	// ByPartition counts the replayed records by target partition, and
+	// ByPlacement by how the partition was chosen (the Placed* values).
+	ByPartition map[int]int64    `json:"by_partition"`
+	ByPlacement map[string]int64 `json:"by_placement"`
+	// Keyed counts the replayed records with a key, and AtJavaPartition
+	// those of them whose original partition is where Kafka's default
+	// partitioner puts their key at the current count. Fewer than all
+	// means the input topic's producers use another partitioner, or the
+	// count changed since they were dead-lettered (then say so with
+	// Partitions).
+	Keyed           int64 `json:"keyed"`
+	AtJavaPartition int64 `json:"at_java_partition"`
 }
 
 var errMaxReached = errors.New("max reached")
@@ -82,9 +137,15 @@ var errMaxReached = errors.New("max reached")
 // incremented. It starts where cfg.Group's committed offsets say and commits
 // after each written batch, so a second run does not replay the same
 // records again. Records replayed MaxReplays times already, or dead-lettered
-// without their value, are refused.
+// without their value, are refused. Each record goes to the partition of
+// cfg.To that Placement chooses (its original one while the partition count
+// is unchanged, else the Java default partitioner's for its key). A dry run
+// (DryRun) reads and counts the same, and writes and commits nothing.
 func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
-	st := ReplayStats{Refused: map[string]int64{}}
+	st := ReplayStats{Refused: map[string]int64{}, Topic: cfg.To, ByPartition: map[int]int64{}, ByPlacement: map[string]int64{}}
+	if len(cfg.Reader.Brokers) == 0 || cfg.Reader.Topic == "" || cfg.To == "" {
+		return st, errors.New("dlq: replay needs brokers, the DLQ topic and a target topic")
+	}
 	addr := kafka.TCP(cfg.Reader.Brokers...)
 	t := cfg.Reader.Transport
 	if t == nil {
@@ -96,8 +157,20 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 	if err != nil {
 		return st, err
 	}
-	w := &kafka.Writer{Addr: addr, Topic: cfg.To, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: 5 * time.Millisecond, Transport: t}
+	targetParts, err := topicPartitions(ctx, addr, t, cfg.To)
+	if err != nil {
+		return st, fmt.Errorf("dlq: replay target: %w", err)
+	}
+	st.TopicPartitions = len(targetParts)
+	if cfg.Partitions > len(targetParts) {
+		return st, fmt.Errorf("dlq: replay target %s has %d partitions, fewer than the %d it is said to have had (Kafka never removes partitions)",
+			cfg.To, len(targetParts), cfg.Partitions)
+	}
+	place := Placement{Now: len(targetParts), Then: cfg.Partitions}
+	// Each record's partition is chosen by place before it is written; the
+	// Writer's balancer only reads it back.
+	w := &kafka.Writer{Addr: addr, Topic: cfg.To, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, Transport: t,
+		Balancer: kafka.BalancerFunc(func(m kafka.Message, _ ...int) int { return m.Partition })}
 	defer w.Close()
 	var lim *rate.Limiter
 	if cfg.Rate > 0 {
@@ -139,12 +212,23 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 					return err
 				}
 			}
+			p, how := place.Partition(m.Key, e.Partition)
 			if !cfg.DryRun {
-				if err := w.WriteMessages(ctx, replayMessage(m, e)); err != nil {
-					return fmt.Errorf("replay to %s: %w", cfg.To, err)
+				out := replayMessage(m, e)
+				out.Partition = p
+				if err := w.WriteMessages(ctx, out); err != nil {
+					return fmt.Errorf("replay to %s partition %d: %w", cfg.To, p, err)
 				}
 			}
 			st.Replayed++
+			st.ByPartition[p]++
+			st.ByPlacement[how]++
+			if m.Key != nil {
+				st.Keyed++
+				if JavaPartition(m.Key, place.Now) == e.Partition {
+					st.AtJavaPartition++
+				}
+			}
 		}
 		next[m.Partition] = m.Offset + 1
 		if st.Scanned%100 == 0 {
@@ -229,4 +313,122 @@ func commit(ctx context.Context, c *kafka.Client, group, topic string, offsets m
 		}
 	}
 	return nil
+}
+
+// ReplayGroup is a consumer group's position in the DLQ topic: what a replay
+// run with that group has gone through.
+type ReplayGroup struct {
+	Group     string        `json:"group"`
+	Committed map[int]int64 `json:"committed"` // DLQ partition → the offset the next run starts at
+	// Remaining counts the DLQ records at or after the committed offsets
+	// (of the partitions the group has committed on): what its next run
+	// scans.
+	Remaining int64 `json:"remaining"`
+}
+
+// ReplayGroups lists the consumer groups that have committed offsets on the
+// DLQ topic cfg.Topic: the replay groups (named cxbridge-dlq-replay-… unless
+// --replay-group named them), sorted by name.
+func ReplayGroups(ctx context.Context, cfg ReaderConfig) ([]ReplayGroup, error) {
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" {
+		return nil, errors.New("dlq: listing replay groups needs brokers and the DLQ topic")
+	}
+	c, t, done := newClient(cfg)
+	defer done()
+	res, err := c.ListGroups(ctx, &kafka.ListGroupsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("dlq: list groups: %w", err)
+	}
+	if res.Error != nil {
+		return nil, fmt.Errorf("dlq: list groups: %w", res.Error)
+	}
+	parts, err := topicPartitions(ctx, c.Addr, t, cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	end, err := listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
+	if err != nil {
+		return nil, err
+	}
+	var out []ReplayGroup
+	for _, g := range res.Groups {
+		off, err := committed(ctx, c, t, g.GroupID, cfg.Topic)
+		if err != nil {
+			return nil, err
+		}
+		if len(off) == 0 {
+			continue
+		}
+		rg := ReplayGroup{Group: g.GroupID, Committed: off}
+		for p, o := range off {
+			rg.Remaining += max(end[p]-o, 0)
+		}
+		out = append(out, rg)
+	}
+	slices.SortFunc(out, func(a, b ReplayGroup) int { return strings.Compare(a.Group, b.Group) })
+	return out, nil
+}
+
+// ResetReplayGroup deletes group's committed offsets on the DLQ topic
+// cfg.Topic, so that the next replay with that group starts from the
+// beginning of the DLQ topic again. Its offsets on other topics are left
+// alone: resetting the worker's own group by mistake moves nothing of its
+// input. It returns the group's position before the reset; a group without
+// offsets on the DLQ topic is an error (a mistyped name resets nothing).
+// With dryRun it only returns the position.
+func ResetReplayGroup(ctx context.Context, cfg ReaderConfig, group string, dryRun bool) (ReplayGroup, error) {
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" || group == "" {
+		return ReplayGroup{}, errors.New("dlq: resetting a replay group needs brokers, the DLQ topic and the group")
+	}
+	c, t, done := newClient(cfg)
+	defer done()
+	off, err := committed(ctx, c, t, group, cfg.Topic)
+	if err != nil {
+		return ReplayGroup{}, err
+	}
+	rg := ReplayGroup{Group: group, Committed: off}
+	if len(off) == 0 {
+		return rg, fmt.Errorf("dlq: group %s has no committed offsets on topic %s", group, cfg.Topic)
+	}
+	parts, err := topicPartitions(ctx, c.Addr, t, cfg.Topic)
+	if err != nil {
+		return rg, err
+	}
+	end, err := listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
+	if err != nil {
+		return rg, err
+	}
+	for p, o := range off {
+		rg.Remaining += max(end[p]-o, 0)
+	}
+	if dryRun {
+		return rg, nil
+	}
+	res, err := c.OffsetDelete(ctx, &kafka.OffsetDeleteRequest{GroupID: group, Topics: map[string][]int{cfg.Topic: slices.Sorted(maps.Keys(off))}})
+	if err != nil {
+		return rg, fmt.Errorf("dlq: reset group %s: %w", group, err)
+	}
+	if res.Error != nil {
+		return rg, fmt.Errorf("dlq: reset group %s: %w", group, res.Error)
+	}
+	for _, ps := range res.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return rg, fmt.Errorf("dlq: reset group %s partition %d: %w", group, p.Partition, p.Error)
+			}
+		}
+	}
+	return rg, nil
+}
+
+// newClient returns a client for cfg's brokers and a function that releases
+// the Transport it made (none when cfg brings its own).
+func newClient(cfg ReaderConfig) (*kafka.Client, *kafka.Transport, func()) {
+	t := cfg.Transport
+	done := func() {}
+	if t == nil {
+		t = &kafka.Transport{}
+		done = t.CloseIdleConnections
+	}
+	return &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: t}, t, done
 }
