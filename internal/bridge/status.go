@@ -4,7 +4,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/cxbridge/cxbridge/internal/admin"
 	"github.com/cxbridge/cxbridge/internal/telemetry"
 	"github.com/cxbridge/cxbridge/internal/version"
 )
@@ -61,10 +60,4 @@ func (w *Worker) Status() Status {
 	}
 	sort.Slice(s.Partitions, func(i, j int) bool { return s.Partitions[i].Partition < s.Partitions[j].Partition })
 	return s
-}
-
-func (w *Worker) registerStatusPage() {
-	page, data := admin.StatusHandlers(func() any { return w.Status() })
-	w.admin.Handle("GET /{$}", page)
-	w.admin.Handle("GET /status.json", data)
 }
