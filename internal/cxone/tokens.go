@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // TokensConfig configures a token cache.
@@ -148,9 +150,10 @@ func (t *Tokens) startFetchLocked(ctx context.Context) {
 	}()
 }
 
+// backoff is the wait after the failures-th failed request in a row:
+// RetryMin doubling up to RetryMax (retry.Backoff, with its jitter).
 func (t *Tokens) backoff() time.Duration {
-	d := t.cfg.RetryMin << min(t.failures-1, 16)
-	return min(d, t.cfg.RetryMax)
+	return retry.Policy{Base: t.cfg.RetryMin, Max: t.cfg.RetryMax}.Wait(t.failures)
 }
 
 // Invalidate drops the cached token if it is still token, so that the next

@@ -196,3 +196,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// After failed token requests the next one waits retry.Backoff's schedule:
+// RetryMin doubling (plus jitter up to RetryMin) up to RetryMax; a success
+// starts it over.
+func TestTokensBackoffSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &countingFetcher{lifetime: time.Hour, err: errors.New("503")}
+		tokens := NewTokens(f, TokensConfig{RetryMin: 100 * time.Millisecond, RetryMax: 500 * time.Millisecond})
+		ctx := context.Background()
+		for i, low := range []time.Duration{100, 200, 400, 500, 500} {
+			low *= time.Millisecond
+			start := time.Now()
+			if _, err := tokens.Token(ctx); err == nil {
+				t.Fatal("a token from a failing endpoint")
+			}
+			wait := tokens.NextTry().Sub(start)
+			if high := min(low+100*time.Millisecond, 500*time.Millisecond); wait < low || wait > high {
+				t.Errorf("failure %d: next try after %v, want %v to %v", i+1, wait, low, high)
+			}
+			time.Sleep(wait) // the fake clock: the backoff passes
+		}
+		if n := f.n.Load(); n != 5 {
+			t.Errorf("%d token requests, want 5 (one per backoff)", n)
+		}
+		f.err = nil
+		if _, err := tokens.Token(ctx); err != nil || !tokens.NextTry().IsZero() {
+			t.Errorf("after a success: %v, next try %v, want no error and no backoff", err, tokens.NextTry())
+		}
+	})
+}
