@@ -19,8 +19,9 @@ type TokensConfig struct {
 	RefreshBefore time.Duration
 	// FetchTimeout bounds one token request. Optional; default 15s.
 	FetchTimeout time.Duration
-	// RetryMin and RetryMax bound the wait between failed token requests.
-	// Optional; defaults 500ms and 30s.
+	// RetryMin and RetryMax bound the wait between failed token requests:
+	// retry.Backoff's schedule, RetryMin doubling (plus jitter up to
+	// RetryMin) up to RetryMax. Optional; defaults 500ms and 30s.
 	RetryMin, RetryMax time.Duration
 	// OnRefresh is called after every token request with its result. Optional.
 	OnRefresh func(tok *oauth2.Token, err error)
