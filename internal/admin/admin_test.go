@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,11 +25,25 @@ func serve(t *testing.T, h http.Handler) string {
 	go func() {
 		done <- Serve(ctx, "127.0.0.1:0", h, slog.New(slog.DiscardHandler), func(a net.Addr) { addrc <- a })
 	}()
-	addr := <-addrc
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Serve returned before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("Serve did not listen within 10s")
+	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return within 10s of its context ending")
 		}
 	})
 	return "http://" + addr.String()
@@ -94,20 +110,36 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
-// /healthz is 200 while the loop beats and 503 once it stalls.
+// /healthz is 200 while the loop beats and 503 once it stalls. Runs on
+// synctest's fake clock: staleness is a matter of time.
 func TestHealthz(t *testing.T) {
-	s := New(prometheus.NewRegistry(), 50*time.Millisecond)
-	url := serve(t, s)
+	synctest.Test(t, func(t *testing.T) {
+		s := New(prometheus.NewRegistry(), 50*time.Millisecond)
+		healthz := func() (int, string) {
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+			return rec.Code, rec.Body.String()
+		}
+		if code, body := healthz(); code != 200 {
+			t.Fatalf("status %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond) // at the bound: not stalled yet
+		if code, body := healthz(); code != 200 {
+			t.Fatalf("at the bound: status %d %s", code, body)
+		}
+		time.Sleep(time.Millisecond) // no Beat past the bound: the loop looks stalled
+		if code, body := healthz(); code != 503 || !strings.Contains(body, "stalled") {
+			t.Fatalf("past the bound: status %d %s", code, body)
+		}
+		s.Beat()
+		if code, body := healthz(); code != 200 {
+			t.Fatalf("after a beat: status %d %s", code, body)
+		}
+	})
+	// And over HTTP, as the probes see it.
+	url := serve(t, New(prometheus.NewRegistry(), time.Hour))
 	if resp, _ := get(t, url+"/healthz"); resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	time.Sleep(80 * time.Millisecond) // no Beat: the loop looks stalled
-	if resp, body := get(t, url+"/healthz"); resp.StatusCode != 503 || !strings.Contains(body, "stalled") {
-		t.Fatalf("status %d %s", resp.StatusCode, body)
-	}
-	s.Beat()
-	if resp, _ := get(t, url+"/healthz"); resp.StatusCode != 200 {
-		t.Fatalf("after a beat: status %d", resp.StatusCode)
+		t.Fatalf("over HTTP: status %d", resp.StatusCode)
 	}
 }
 

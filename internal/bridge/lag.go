@@ -2,11 +2,7 @@ package bridge
 
 import (
 	"context"
-	"strconv"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
 )
@@ -82,7 +78,7 @@ const lagEvery = 5 * time.Second
 // from the group's committed offsets and the topic's end offsets (not
 // Reader.Stats().Lag, which is wrong with several partitions). Each
 // partition is reported by its owner only, so sums over replicas are right.
-func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client *kafka.Client) {
+func (w *Worker) watchLag(ctx context.Context) {
 	t := time.NewTicker(lagEvery)
 	defer t.Stop()
 	topic := w.s.Kafka.InputTopic
@@ -95,7 +91,7 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 		case <-w.lagNow:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
-		o, err := consumer.ReadGroupLag(rctx, client, w.s.Kafka.GroupID, topic)
+		o, err := consumer.ReadGroupLag(rctx, w.kafkaClient, w.s.Kafka.GroupID, topic)
 		cancel()
 		if err != nil {
 			w.log.Debug("reading the group's lag failed", "error", err.Error())
@@ -127,9 +123,10 @@ func (w *Worker) watchLag(ctx context.Context, lag *prometheus.GaugeVec, client 
 		}
 		reads = append(reads, offsetsRead{at: now, generation: gen, offsets: o})
 		w.watchGroup(now, o, st)
-		lag.Reset()
+		lag := make(map[int]int64, len(st.Partitions))
 		for _, p := range st.Partitions {
-			lag.WithLabelValues(topic, strconv.Itoa(p.Partition)).Set(float64(o.Lag(p.Partition)))
+			lag[p.Partition] = o.Lag(p.Partition)
 		}
+		w.metrics.ObserveLag(topic, lag)
 	}
 }

@@ -66,14 +66,6 @@ func (w *Worker) Status() Status {
 	return s
 }
 
-func (w *Worker) registerStatusPage() {
-	page, data := admin.StatusHandlers(func() any { return w.Status() })
-	w.admin.Handle("GET /{$}", page)
-	w.admin.Handle("GET /status.json", data)
-	w.history = admin.NewStatusHistory(w.statusSample)
-	w.admin.Handle("GET /history.json", w.history)
-}
-
 // statusSample reads what the status page charts, from the metrics (one
 // gathering of the registry).
 func (w *Worker) statusSample() admin.Sample {

@@ -126,7 +126,7 @@ func (w *Worker) watchGroup(now time.Time, o consumer.GroupLag, st consumer.Stat
 		v = w.verdict
 		v.Rejoin = false
 	}
-	w.unservedGauge.Set(float64(len(v.Unserved)))
+	w.metrics.UnservedPartitions.Set(float64(len(v.Unserved)))
 	w.verdict = v
 	logged := w.unservedLogged
 	w.unservedLogged = len(v.Unserved) > 0
@@ -140,7 +140,7 @@ func (w *Worker) watchGroup(now time.Time, o consumer.GroupLag, st consumer.Stat
 	}
 	if v.Rejoin {
 		if w.consumer.Rejoin() {
-			w.rejoins.Inc()
+			w.metrics.GroupRejoins.Inc()
 			w.log.Warn("leaving the consumer group and joining it again, so that it rebalances and drops the members that do not rejoin",
 				"partitions", describeUnserved(v.Unserved), "rejoins", w.groupWatch.rejoins, "next_not_before", w.groupWatch.nextRejoin.UTC().Format(time.RFC3339))
 		}

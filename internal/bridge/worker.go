@@ -15,8 +15,6 @@ import (
 	"github.com/cxbridge/cxbridge/internal/admin"
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/consumer"
-	"github.com/cxbridge/cxbridge/internal/cxone"
-	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dispatch"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/telemetry"
@@ -47,7 +45,6 @@ type Worker struct {
 	admin    *admin.Server
 	history  *admin.History // the status page's charts, sampled while Run runs
 
-	lag         *prometheus.GaugeVec
 	kafkaClient *kafka.Client
 	transport   *kafka.Transport  // the DLQ writer's and kafkaClient's; closed by Run
 	dialer      *kafka.Dialer     // TLS and SASL, for the start-up check
@@ -59,8 +56,6 @@ type Worker struct {
 	groupWatch     *groupWatch  // used by watchLag only
 	verdict        groupVerdict // its last; under mu
 	unservedLogged bool         // under mu
-	unservedGauge  prometheus.Gauge
-	rejoins        prometheus.Counter
 
 	mu       sync.Mutex
 	kafkaErr error // the start-up check's last failed attempt, until it connects
@@ -69,70 +64,79 @@ type Worker struct {
 	dlqAt    time.Time
 }
 
-// NewWorker builds a worker from validated settings.
+// NewWorker builds a worker from validated settings: one constructor per
+// component below, each wired to the metrics and to the worker's readiness.
 func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
-	w := &Worker{s: s, log: log, reg: prometheus.NewRegistry()}
-	w.metrics = telemetry.New(w.reg)
-	m := w.metrics
-	progress := telemetry.NewProgress(w.reg, time.Now())
+	w := &Worker{s: s, log: log, reg: prometheus.NewRegistry(),
+		groupWatch: newGroupWatch(unservedBound(s)), lagNow: make(chan struct{}, 1)}
+	w.metrics = telemetry.New(w.reg, attemptOutcomes...)
+	var err error
+	if w.pub, err = w.newPublisher(); err != nil {
+		return nil, err
+	}
+	if w.transport, err = s.Kafka.Transport(); err != nil {
+		return nil, err
+	}
+	if w.dialer, err = s.Kafka.Dialer(); err != nil {
+		return nil, err
+	}
+	w.kafkaClient = &kafka.Client{Addr: kafka.TCP(s.Kafka.BrokerList()...), Timeout: 10 * time.Second, Transport: w.transport}
+	if w.dlq, err = w.newDLQWriter(); err != nil {
+		return nil, err
+	}
+	if w.disp, err = w.newDispatcher(); err != nil {
+		return nil, err
+	}
+	hooks := processorHooks(w.metrics)
+	hooks.Settled = telemetry.NewProgress(w.reg, time.Now()).Settled(hooks.Settled)
+	proc := NewProcessor(w.pub, w.dlq, log, hooks)
+	if w.consumer, err = w.newConsumer(proc); err != nil {
+		return nil, err
+	}
+	w.watchGauges()
+	w.admin = w.newAdmin()
+	return w, nil
+}
 
-	pub, err := NewCXone(s.CXone, log, delivery.Hooks{
-		Attempt:      m.ObserveAttempt,
-		Retry:        m.Retries.Inc,
-		Resend:       m.Resends.Inc,
-		GateWait:     func(d time.Duration) { m.RateLimitWait.Add(d.Seconds()) },
-		BreakerState: m.ObserveBreaker,
-	}, func(expiresAt int64, err error) {
-		m.ObserveToken(expiresAt, err)
+// newPublisher builds the CXone publisher; its token requests feed the
+// metrics and /readyz's cxone_token.
+func (w *Worker) newPublisher() (*CXone, error) {
+	return NewCXone(w.s.CXone, w.log, publishHooks(w.metrics), func(expiresAt int64, err error) {
+		w.metrics.ObserveToken(tokenResult(err), expiresAt)
 		w.mu.Lock()
 		w.tokenErr = err
 		w.mu.Unlock()
 	})
-	if err != nil {
-		return nil, err
-	}
-	w.pub = pub
+}
 
-	transport, err := s.Kafka.Transport()
-	if err != nil {
-		return nil, err
-	}
-	w.transport = transport
-	dialer, err := s.Kafka.Dialer()
-	if err != nil {
-		return nil, err
-	}
-	w.dialer = dialer
-	w.dlq, err = dlq.NewWriter(dlq.WriterConfig{
-		Brokers: s.Kafka.BrokerList(), Topic: s.Kafka.DLQTopic, Transport: transport,
-		Logger: log, OnFailure: func(err error) {
-			kind := "transient"
-			if dlq.Permanent(err) {
-				kind = "permanent"
-			}
-			m.DLQWriteFailures.WithLabelValues(kind).Inc()
-		},
+// newDLQWriter builds the DLQ writer on the worker's Kafka transport.
+func (w *Worker) newDLQWriter() (*dlq.Writer, error) {
+	return dlq.NewWriter(dlq.WriterConfig{
+		Brokers: w.s.Kafka.BrokerList(), Topic: w.s.Kafka.DLQTopic, Transport: w.transport, Logger: w.log,
+		OnFailure: func(err error) { w.metrics.ObserveDLQWriteFailure(dlqFailureKind(err)) },
 	})
+}
+
+// newDispatcher builds the dispatcher of --ordering and the in-flight bounds.
+func (w *Worker) newDispatcher() (*dispatch.Dispatcher, error) {
+	mode, err := dispatch.ParseMode(w.s.Worker.Ordering)
 	if err != nil {
 		return nil, err
 	}
-	mode, err := dispatch.ParseMode(s.Worker.Ordering)
-	if err != nil {
-		return nil, err
-	}
-	w.disp = dispatch.New(mode, s.Worker.MaxInFlight,
-		dispatch.MaxBytes(s.Worker.MaxInFlightBytes), dispatch.LaneShare(config.LaneShare(s.Worker.MaxInFlight)))
-	w.disp.OnPanic(func(j dispatch.Job, v any) {
-		log.Error("record processing panicked; the record stays unsettled", "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
+	d := dispatch.New(mode, w.s.Worker.MaxInFlight,
+		dispatch.MaxBytes(w.s.Worker.MaxInFlightBytes), dispatch.LaneShare(config.LaneShare(w.s.Worker.MaxInFlight)))
+	d.OnPanic(func(j dispatch.Job, v any) {
+		w.log.Error("record processing panicked; the record stays unsettled", "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
 	})
-	proc := NewProcessor(pub, w.dlq, log, ProcessorHooks{
-		Consumed:     m.Consumed.Inc,
-		Settled:      progress.Settled(m.ObserveSettled),
-		DeadLettered: func(reason string) { m.DeadLetters.WithLabelValues(reason).Inc() },
-	})
-	topic := s.Kafka.InputTopic
-	w.consumer, err = consumer.New(consumer.Config{
-		Brokers: s.Kafka.BrokerList(), Topic: topic, GroupID: s.Kafka.GroupID, Dialer: dialer,
+	return d, nil
+}
+
+// newConsumer builds the group member that fetches into the dispatcher
+// and settles records with proc.
+func (w *Worker) newConsumer(proc *Processor) (*consumer.Consumer, error) {
+	s, topic := w.s, w.s.Kafka.InputTopic
+	return consumer.New(consumer.Config{
+		Brokers: s.Kafka.BrokerList(), Topic: topic, GroupID: s.Kafka.GroupID, Dialer: w.dialer,
 		StartOffset:    s.Kafka.StartOffsetValue(),
 		SessionTimeout: s.Kafka.SessionTimeout, RebalanceTimeout: s.Kafka.RebalanceTimeout,
 		HeartbeatInterval: s.Kafka.HeartbeatInterval, JoinBackoff: s.JoinBackoff,
@@ -141,20 +145,35 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		MaxUncommitted: s.Worker.MaxUncommittedPerPartition,
 		CommitInterval: s.Worker.CommitInterval,
 		DrainTimeout:   s.Worker.DrainTimeout, ShutdownTimeout: s.Worker.ShutdownTimeout,
-		Logger: log,
+		Logger: w.log,
 		Hooks: consumer.Hooks{
-			Commit:   func(p int, off int64, err error) { m.ObserveCommit(topic, p, off, err) },
+			Commit:   func(p int, off int64, err error) { w.metrics.ObserveCommit(topic, p, off, err) },
 			Assigned: func(_ int32, partitions []int) { w.assigned(context.Background(), partitions) },
 		},
 	}, w.disp, proc.Process)
-	if err != nil {
-		return nil, err
-	}
-	w.groupWatch = newGroupWatch(unservedBound(s))
-	w.lagNow = make(chan struct{}, 1)
-	w.kafkaClient = &kafka.Client{Addr: kafka.TCP(s.Kafka.BrokerList()...), Timeout: 10 * time.Second, Transport: transport}
-	w.registerGauges()
-	w.admin = admin.New(w.reg, 0,
+}
+
+// watchGauges registers the gauges read from the components at every scrape.
+func (w *Worker) watchGauges() {
+	w.metrics.Watch(telemetry.Gauges{
+		InFlightRecords: w.disp.InFlight,
+		InFlightBytes:   w.disp.InFlightBytes,
+		OldestUnsettledAge: func() time.Duration {
+			var oldest time.Duration
+			for _, p := range w.consumer.Status().Partitions {
+				oldest = max(oldest, p.OldestAge)
+			}
+			return oldest
+		},
+		DLQRefusedRecords:  func() int { n, _ := w.dlq.Refused(); return n },
+		RateLimitPerSecond: w.pub.RateLimit,
+	})
+}
+
+// newAdmin builds the admin server: /readyz's components, the status page
+// and, with --pprof, the profiles.
+func (w *Worker) newAdmin() *admin.Server {
+	a := admin.New(w.reg, 0,
 		admin.Component{Name: "consumer", Check: w.checkConsumer},
 		// CXone's state is every member's: reported, not a reason to be
 		// taken out of service (see admin.Component.Advisory).
@@ -163,37 +182,15 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 		admin.Component{Name: "cxone_token", Check: w.checkToken, Advisory: true},
 		admin.Component{Name: "dlq", Check: w.checkDLQ},
 	)
-	if s.Worker.Pprof {
-		w.admin.EnablePprof()
+	if w.s.Worker.Pprof {
+		a.EnablePprof()
 	}
-	w.registerStatusPage()
-	return w, nil
-}
-
-func (w *Worker) registerGauges() {
-	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_records", Help: "Records held: queued behind their key or being published."},
-		func() float64 { return float64(w.disp.InFlight()) }))
-	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_bytes", Help: "Bytes of the records held (key, value, headers), bounded by --max-in-flight-bytes."},
-		func() float64 { return float64(w.disp.InFlightBytes()) }))
-	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_oldest_unsettled_age_seconds", Help: "Age of the oldest fetched, unsettled record."},
-		func() float64 {
-			var oldest time.Duration
-			for _, p := range w.consumer.Status().Partitions {
-				oldest = max(oldest, p.OldestAge)
-			}
-			return oldest.Seconds()
-		}))
-	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_dlq_refused_records", Help: "DLQ writes in progress whose record the DLQ topic refuses for good (retried until it accepts it; their partitions are not committed past them)."},
-		func() float64 { n, _ := w.dlq.Refused(); return float64(n) }))
-	w.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_rate_limit_per_second", Help: "The client-side limit on publish attempts per second in force (adapted to CXone's 429s); 0 while there is none."},
-		func() float64 { return w.pub.RateLimit() }))
-	w.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
-		[]string{"topic", "partition"})
-	w.reg.MustRegister(w.lag)
-	w.unservedGauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_group_unserved_partitions", Help: "Partitions of the input topic with uncommitted records whose committed offset has not moved for the bound (see /readyz), that this member does not hold or holds without fetching: the group leaves them to nobody alive."})
-	w.rejoins = prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_group_rejoins_total", Help: "Times this member left the consumer group and joined it again because the group left partitions unserved."})
-	w.reg.MustRegister(w.unservedGauge, w.rejoins)
-	w.metrics.BreakerState.Set(telemetry.BreakerValue(gobreaker.StateClosed))
+	page, data := admin.StatusHandlers(func() any { return w.Status() })
+	a.Handle("GET /{$}", page)
+	a.Handle("GET /status.json", data)
+	w.history = admin.NewStatusHistory(w.statusSample)
+	a.Handle("GET /history.json", w.history)
+	return a
 }
 
 // Registry is the worker's metrics registry.
@@ -242,7 +239,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { w.beat(ctx) })
 	wg.Go(func() { w.watchDLQ(ctx) })
-	wg.Go(func() { w.watchLag(ctx, w.lag, w.kafkaClient) })
+	wg.Go(func() { w.watchLag(ctx) })
 	wg.Go(func() { w.history.Run(ctx) })
 	setupErr := make(chan error, 1)
 	wg.Go(func() {
@@ -308,71 +305,4 @@ func (w *Worker) watchDLQ(ctx context.Context) {
 		case <-time.After(10 * time.Second):
 		}
 	}
-}
-
-func (w *Worker) checkConsumer() (bool, string) {
-	st := w.consumer.Status()
-	w.mu.Lock()
-	v, kerr := w.verdict, w.kafkaErr
-	w.mu.Unlock()
-	var unserved string
-	if len(v.Unserved) > 0 {
-		unserved = "; the group leaves partitions unserved: " + describeUnserved(v.Unserved) + "; " + v.note()
-	}
-	if !st.Joined {
-		if kerr != nil {
-			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
-		}
-		return false, "not a member of group " + w.s.Kafka.GroupID + " yet" + unserved
-	}
-	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions)) + unserved
-}
-
-func (w *Worker) checkBreaker() (bool, string) {
-	switch s := w.pub.BreakerState(); s {
-	case gobreaker.StateOpen:
-		return false, "circuit breaker open: CXone is failing; consumption paused"
-	default:
-		return true, s.String()
-	}
-}
-
-func (w *Worker) checkGate() (bool, string) {
-	if until := w.pub.GateClosedUntil(); time.Now().Before(until) {
-		return false, "CXone answered 429: publishing paused until " + until.UTC().Format(time.RFC3339)
-	}
-	return true, "open"
-}
-
-func (w *Worker) checkToken() (bool, string) {
-	w.mu.Lock()
-	err := w.tokenErr
-	w.mu.Unlock()
-	switch {
-	case err == nil:
-		return true, "ok"
-	case cxone.IsRedirect(err):
-		return false, "token endpoint redirects, and redirects are not followed (check --cxone-token-url, --cxone-base-url): " + err.Error()
-	case cxone.IsConfigError(err):
-		return false, "token endpoint refuses the credentials (check --cxone-client-id/secret, --cxone-token-style): " + err.Error()
-	default:
-		return false, "token endpoint unavailable: " + err.Error()
-	}
-}
-
-func (w *Worker) checkDLQ() (bool, string) {
-	w.mu.Lock()
-	err, at := w.dlqErr, w.dlqAt
-	w.mu.Unlock()
-	if n, rerr := w.dlq.Refused(); n > 0 {
-		return false, fmt.Sprintf("DLQ topic %s refuses %d record(s) for good (check its ACLs, policy and cleanup.policy): retrying them until it accepts them; their partitions are not committed past them: %v",
-			w.s.Kafka.DLQTopic, n, rerr)
-	}
-	switch {
-	case at.IsZero():
-		return false, "not checked yet"
-	case err != nil:
-		return false, "DLQ topic " + w.s.Kafka.DLQTopic + " not writable: " + err.Error()
-	}
-	return true, "writable"
 }

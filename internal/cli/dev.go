@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/certs"
@@ -66,55 +69,8 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	if err := fs.Parse(args, env.Stdout); err != nil {
 		return err
 	}
-	parts := map[string]bool{}
-	var p config.Problems
-	for _, part := range strings.Split(s.only, ",") {
-		part = strings.TrimSpace(part)
-		if !slices.Contains(devParts, part) {
-			p.Add("only", "unknown part %q (want some of %s)", part, strings.Join(devParts, ", "))
-		}
-		parts[part] = true
-	}
-	if !fs.Changed("kafka-brokers") {
-		s.worker.Kafka.Brokers = s.brokerAddr
-	}
-	if !fs.Changed("cxone-base-url") {
-		s.worker.CXone.BaseURL = "http://" + s.simAddr
-	}
-	var brokerUsers []devstack.SASLUser
-	if s.brokerSASL != "" {
-		u, err := devstack.ParseSASLUser(s.brokerSASL)
-		if err != nil {
-			p.Add("broker-sasl-user", "%v", err)
-		} else {
-			brokerUsers = append(brokerUsers, u)
-			if parts["broker"] && !fs.Changed("kafka-sasl-mechanism") {
-				k := &s.worker.Kafka
-				k.SASLMechanism, k.SASLUsername, k.SASLPassword = strings.ToLower(u.Mechanism), u.User, config.NewSecret(u.Password)
-			}
-		}
-	}
-	var brokerTLS *tls.Config
-	if s.brokerTLSDir != "" && parts["broker"] {
-		bundle, err := certs.New(365*24*time.Hour, "127.0.0.1", "localhost")
-		if err != nil {
-			return err
-		}
-		files, err := bundle.WriteFiles(s.brokerTLSDir)
-		if err != nil {
-			return err
-		}
-		brokerTLS = bundle.ServerConfig()
-		if !fs.Changed("kafka-tls") {
-			s.worker.Kafka.TLS, s.worker.Kafka.TLSCAFile = true, files.CA
-		}
-	}
-	if parts["worker"] {
-		if err := validateWorker(&s.worker); err != nil {
-			return err
-		}
-	}
-	if err := p.Err(); err != nil {
+	parts, stack, err := s.resolve(fs)
+	if err != nil {
 		return err
 	}
 	level, _ := config.ParseLevel(s.worker.Worker.LogLevel)
@@ -126,31 +82,17 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	fail := func(err error) { cancel(err) }
 
 	if parts["broker"] {
-		b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: s.brokerAddr, Partitions: s.partitions,
-			Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second,
-			DataDir: s.dataDir, TLS: brokerTLS, SASLUsers: brokerUsers})
+		b, err := s.startBroker(env, stack)
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		fmt.Fprintf(env.Stdout, "dev: kafka broker on %s (topics %s and %s, %d partitions)\n",
-			strings.Join(b.Addrs, ","), s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic, s.partitions)
-		if brokerTLS != nil {
-			fmt.Fprintf(env.Stdout, "dev: the broker requires TLS: trust %s (--kafka-tls --kafka-tls-ca-file %s)\n",
-				filepath.Join(s.brokerTLSDir, "ca.pem"), filepath.Join(s.brokerTLSDir, "ca.pem"))
-		}
-		for _, u := range brokerUsers {
-			fmt.Fprintf(env.Stdout, "dev: the broker requires SASL: user %q, mechanism %s\n", u.User, strings.ToLower(u.Mechanism))
-		}
 	}
 	var simServer *sim.Server
 	if parts["sim"] {
-		srv, url, err := sim.Start(ctx, s.simAddr, sim.Config{Logger: log})
-		if err != nil {
+		if simServer, err = s.startSim(ctx, env, log); err != nil {
 			return err
 		}
-		simServer = srv
-		fmt.Fprintf(env.Stdout, "dev: CXone simulator on %s (stats: %s/sim/stats)\n", url, url)
 	}
 	var pst produce.Stats
 	if parts["producer"] {
@@ -160,9 +102,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		}
 		defer tr.CloseIdleConnections()
 		wg.Go(func() {
-			err := produce.Run(ctx, produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.InputTopic, Transport: tr,
-				Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50}, &pst, nil)
-			if err != nil {
+			if err := produce.Run(ctx, s.producer(tr), &pst, nil); err != nil {
 				fail(err)
 			}
 		})
@@ -170,7 +110,6 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	}
 	var w *bridge.Worker
 	if parts["worker"] {
-		var err error
 		if w, err = bridge.NewWorker(s.worker, log); err != nil {
 			return err
 		}
@@ -189,6 +128,105 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintln(env.Stdout, "dev: stopped")
 	return nil
+}
+
+// devBroker is how the embedded broker is secured: the users it requires
+// (SASL) and its TLS configuration (nil: plain).
+type devBroker struct {
+	users []devstack.SASLUser
+	tls   *tls.Config
+}
+
+// resolve checks the settings and derives the worker's from them: the
+// parts to start, and, unless given, the brokers and CXone at the embedded
+// ones, with their SASL user and CA. It generates the broker's certificate
+// (--broker-tls-dir).
+func (s *devSettings) resolve(fs *config.FlagSet) (map[string]bool, devBroker, error) {
+	parts := map[string]bool{}
+	var p config.Problems
+	var b devBroker
+	for _, part := range strings.Split(s.only, ",") {
+		part = strings.TrimSpace(part)
+		if !slices.Contains(devParts, part) {
+			p.Add("only", "unknown part %q (want some of %s)", part, strings.Join(devParts, ", "))
+		}
+		parts[part] = true
+	}
+	if !fs.Changed("kafka-brokers") {
+		s.worker.Kafka.Brokers = s.brokerAddr
+	}
+	if !fs.Changed("cxone-base-url") {
+		s.worker.CXone.BaseURL = "http://" + s.simAddr
+	}
+	if s.brokerSASL != "" {
+		u, err := devstack.ParseSASLUser(s.brokerSASL)
+		if err != nil {
+			p.Add("broker-sasl-user", "%v", err)
+		} else {
+			b.users = append(b.users, u)
+			if parts["broker"] && !fs.Changed("kafka-sasl-mechanism") {
+				k := &s.worker.Kafka
+				k.SASLMechanism, k.SASLUsername, k.SASLPassword = strings.ToLower(u.Mechanism), u.User, config.NewSecret(u.Password)
+			}
+		}
+	}
+	if s.brokerTLSDir != "" && parts["broker"] {
+		bundle, err := certs.New(365*24*time.Hour, "127.0.0.1", "localhost")
+		if err != nil {
+			return nil, b, err
+		}
+		files, err := bundle.WriteFiles(s.brokerTLSDir)
+		if err != nil {
+			return nil, b, err
+		}
+		b.tls = bundle.ServerConfig()
+		if !fs.Changed("kafka-tls") {
+			s.worker.Kafka.TLS, s.worker.Kafka.TLSCAFile = true, files.CA
+		}
+	}
+	if parts["worker"] {
+		if err := validateWorker(&s.worker); err != nil {
+			return nil, b, err
+		}
+	}
+	return parts, b, p.Err()
+}
+
+// startBroker starts the embedded broker with the input and DLQ topics.
+func (s *devSettings) startBroker(env Env, stack devBroker) (*devstack.Broker, error) {
+	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: s.brokerAddr, Partitions: s.partitions,
+		Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second,
+		DataDir: s.dataDir, TLS: stack.tls, SASLUsers: stack.users})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Stdout, "dev: kafka broker on %s (topics %s and %s, %d partitions)\n",
+		strings.Join(b.Addrs, ","), s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic, s.partitions)
+	if stack.tls != nil {
+		fmt.Fprintf(env.Stdout, "dev: the broker requires TLS: trust %s (--kafka-tls --kafka-tls-ca-file %s)\n",
+			filepath.Join(s.brokerTLSDir, "ca.pem"), filepath.Join(s.brokerTLSDir, "ca.pem"))
+	}
+	for _, u := range stack.users {
+		fmt.Fprintf(env.Stdout, "dev: the broker requires SASL: user %q, mechanism %s\n", u.User, strings.ToLower(u.Mechanism))
+	}
+	return b, nil
+}
+
+// startSim starts the CXone simulator; it stops with ctx.
+func (s *devSettings) startSim(ctx context.Context, env Env, log *slog.Logger) (*sim.Server, error) {
+	srv, url, err := sim.Start(ctx, s.simAddr, sim.Config{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Stdout, "dev: CXone simulator on %s (stats: %s/sim/stats)\n", url, url)
+	return srv, nil
+}
+
+// producer is the producer's configuration: the worker's input topic and
+// Kafka connection (tr), the dev flags' rate, keys and bad records.
+func (s *devSettings) producer(tr *kafka.Transport) produce.Config {
+	return produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.InputTopic, Transport: tr,
+		Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50}
 }
 
 // summarize prints one line every period until ctx ends.

@@ -26,7 +26,7 @@ func produceFlags(s *produceSettings) *config.FlagSet {
 	fs.IntVar(&s.cfg.Keys, "keys", 100, "distinct Kafka keys; 0 writes records without a key")
 	fs.IntVar(&s.cfg.Size, "size", 300, "approximate size of each event's data, in bytes")
 	fs.Float64Var(&s.cfg.InvalidRatio, "invalid-ratio", 0, "share of bad records (every kind in turn, each marked by a "+produce.BadHeader+" header naming its kind), 0–1")
-	fs.DurationVar(&s.cfg.RetryFor, "retry-for", 2*time.Minute, "how long failed writes are retried (a broker restarting) before giving up")
+	fs.DurationVar(&s.cfg.RetryFor, "retry-for", produce.DefaultRetryFor, "how long failed writes are retried (a broker restarting) before giving up")
 	return fs
 }
 

@@ -8,29 +8,29 @@ import (
 )
 
 // CXone holds the settings of the CXone publisher, shared by every
-// subcommand that publishes.
+// subcommand that publishes. Their defaults are DefaultCXone's.
 type CXone struct {
 	BaseURL         string        // Required.
-	TokenURL        string        // Optional; default {BaseURL}/api/v2/authorization/token.
-	TokenStyle      string        // json (default), form or password.
+	TokenURL        string        // Optional; "" is {BaseURL}/api/v2/authorization/token.
+	TokenStyle      string        // json, form or password.
 	ClientID        string        // Required for every style.
 	ClientSecret    Secret        // Required for every style.
 	AccessKeyID     string        // Required for the password style.
 	AccessKeySecret Secret        // Required for the password style.
-	Scope           string        // Default event:publish.
-	Timeout         time.Duration // One attempt's deadline. Default 15s.
-	AllowHTTP       bool          // Allow http:// to a non-loopback host. Default false.
+	Scope           string        // Requested with every token.
+	Timeout         time.Duration // One attempt's deadline.
+	AllowHTTP       bool          // Allow http:// to a non-loopback host.
 	CAFile          string        // Optional PEM file of CAs trusted for CXone.
-	MaxConns        int           // Connections to CXone. Default 512.
+	MaxConns        int           // Connections to CXone.
 
-	TokenRefreshBefore time.Duration // Default 5m.
-	MaxRetries         int           // Default 3.
-	RetryBackoff       time.Duration // First retry's wait, doubling. Default 1s.
-	MaxBackoff         time.Duration // Cap of every wait. Default 30s.
-	BreakerFailures    int           // Consecutive failures that open the breaker. Default 5.
-	BreakerOpenTimeout time.Duration // Open → half-open, on average (each opening: ½–1½ of it). Default 5s.
-	BreakerProbes      int           // Half-open probes that must succeed. Default 1.
-	RateLimit          float64       // Publish attempts/s of the whole consumer group, 0 = none. Default 0.
+	TokenRefreshBefore time.Duration
+	MaxRetries         int
+	RetryBackoff       time.Duration // First retry's wait, doubling.
+	MaxBackoff         time.Duration // Cap of every wait.
+	BreakerFailures    int           // Consecutive failures that open the breaker.
+	BreakerOpenTimeout time.Duration // Open → half-open, on average (each opening: ½–1½ of it).
+	BreakerProbes      int           // Half-open probes that must succeed.
+	RateLimit          float64       // Publish attempts/s of the whole consumer group, 0 = none.
 }
 
 // TokenPath is the default token endpoint, relative to the base URL.
@@ -38,25 +38,26 @@ const TokenPath = "/api/v2/authorization/token"
 
 // Register defines the CXone flags on fs with their defaults.
 func (c *CXone) Register(fs *FlagSet) {
+	d := DefaultCXone()
 	fs.StringVar(&c.BaseURL, "cxone-base-url", c.BaseURL, "CXone API base URL, e.g. https://api-na1.niceincontact.com (required)")
 	fs.StringVar(&c.TokenURL, "cxone-token-url", c.TokenURL, "token endpoint URL (default {cxone-base-url}"+TokenPath+")")
-	fs.StringVar(&c.TokenStyle, "cxone-token-style", or(c.TokenStyle, "json"), "token request style: json (tutorial), form (RFC 6749 client credentials) or password (CXone access key)")
+	fs.StringVar(&c.TokenStyle, "cxone-token-style", or(c.TokenStyle, d.TokenStyle), "token request style: json (tutorial), form (RFC 6749 client credentials) or password (CXone access key)")
 	fs.StringVar(&c.ClientID, "cxone-client-id", c.ClientID, "OAuth2 client id")
 	fs.SecretVar(&c.ClientSecret, "cxone-client-secret", "OAuth2 client secret")
 	fs.StringVar(&c.AccessKeyID, "cxone-access-key-id", c.AccessKeyID, "CXone access key id (password style)")
 	fs.SecretVar(&c.AccessKeySecret, "cxone-access-key-secret", "CXone access key secret (password style)")
-	fs.StringVar(&c.Scope, "cxone-scope", or(c.Scope, "event:publish"), "OAuth2 scope requested")
-	fs.DurationVar(&c.Timeout, "cxone-timeout", orDur(c.Timeout, 15*time.Second), "deadline of one publish attempt")
+	fs.StringVar(&c.Scope, "cxone-scope", or(c.Scope, d.Scope), "OAuth2 scope requested")
+	fs.DurationVar(&c.Timeout, "cxone-timeout", orDur(c.Timeout, d.Timeout), "deadline of one publish attempt")
 	fs.BoolVar(&c.AllowHTTP, "cxone-allow-http", c.AllowHTTP, "allow plain http:// CXone URLs to a non-loopback host")
 	fs.StringVar(&c.CAFile, "cxone-ca-file", c.CAFile, "PEM file of CA certificates trusted for CXone (default: the system's)")
-	fs.IntVar(&c.MaxConns, "cxone-max-conns", orInt(c.MaxConns, 512), "most connections to CXone")
-	fs.DurationVar(&c.TokenRefreshBefore, "token-refresh-before", orDur(c.TokenRefreshBefore, 5*time.Minute), "refresh a token this long before it expires (at most half its lifetime)")
-	fs.IntVar(&c.MaxRetries, "max-retries", orInt(c.MaxRetries, 3), "retries of a 5xx, redirect, timeout or network error before the event is dead-lettered, counting only failures while CXone answered other publishes normally (an outage spends none)")
-	fs.DurationVar(&c.RetryBackoff, "retry-backoff", orDur(c.RetryBackoff, time.Second), "wait before the first retry, doubling after, plus jitter")
-	fs.DurationVar(&c.MaxBackoff, "max-backoff", orDur(c.MaxBackoff, 30*time.Second), "cap of every retry wait and Retry-After")
-	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, 5), "consecutive failed attempts that open the circuit breaker")
-	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, 5*time.Second), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
-	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, 1), "successful half-open probes that close the breaker")
+	fs.IntVar(&c.MaxConns, "cxone-max-conns", orInt(c.MaxConns, d.MaxConns), "most connections to CXone")
+	fs.DurationVar(&c.TokenRefreshBefore, "token-refresh-before", orDur(c.TokenRefreshBefore, d.TokenRefreshBefore), "refresh a token this long before it expires (at most half its lifetime)")
+	fs.IntVar(&c.MaxRetries, "max-retries", orInt(c.MaxRetries, d.MaxRetries), "retries of a 5xx, redirect, timeout or network error before the event is dead-lettered, counting only failures while CXone answered other publishes normally (an outage spends none)")
+	fs.DurationVar(&c.RetryBackoff, "retry-backoff", orDur(c.RetryBackoff, d.RetryBackoff), "wait before the first retry, doubling after, plus jitter")
+	fs.DurationVar(&c.MaxBackoff, "max-backoff", orDur(c.MaxBackoff, d.MaxBackoff), "cap of every retry wait and Retry-After")
+	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, d.BreakerFailures), "consecutive failed attempts that open the circuit breaker")
+	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, d.BreakerOpenTimeout), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
+	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, d.BreakerProbes), "successful half-open probes that close the breaker")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second of the whole consumer group: each member allows its share (partitions held ÷ partitions of the input topic, updated at every rebalance), halved by a 429, then recovering; 0: none until CXone answers 429, then one found from its answers")
 }
 

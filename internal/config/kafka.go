@@ -15,57 +15,43 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 )
 
-// Kafka holds the Kafka settings of the worker and the tools.
+// Kafka holds the Kafka settings of the worker and the tools. Their
+// defaults are DefaultKafka's (with the reasons for the group's timings).
 type Kafka struct {
-	Brokers     string // comma-separated host:port list. Default localhost:9092.
-	InputTopic  string // Default cxone.events.
-	GroupID     string // Default cxbridge.
-	DLQTopic    string // Default cxone.events.dlq.
-	ClientID    string // Default cxbridge.
-	StartOffset string // earliest (default) or latest: where a new group starts.
+	Brokers     string // comma-separated host:port list.
+	InputTopic  string
+	GroupID     string
+	DLQTopic    string
+	ClientID    string
+	StartOffset string // earliest or latest: where a new group starts.
 
-	TLS           bool   // Default false.
+	TLS           bool
 	TLSCAFile     string // Optional.
 	TLSCertFile   string // Optional client certificate…
 	TLSKeyFile    string // …and its key.
-	TLSSkipVerify bool   // Default false.
+	TLSSkipVerify bool
 
 	SASLMechanism string // "", plain, scram-sha-256 or scram-sha-512.
 	SASLUsername  string
 	SASLPassword  Secret
 
-	// The group's timings. Their defaults are chosen so that a member killed
-	// (kill -9) and started again costs the group seconds, not its whole
-	// session timeout:
-	//
-	//   - SessionTimeout 6s: the coordinator waits for a dead member that
-	//     long (kafka-go has no static membership, so a restarted member
-	//     is a new one and the group waits for the old one to expire, or
-	//     for the rebalance timeout, before it can rebalance). 6s is the
-	//     smallest a stock broker accepts (Kafka's and Redpanda's
-	//     group.min.session.timeout.ms).
-	//   - HeartbeatInterval 1s: a sixth of the session, so five heartbeats
-	//     may be lost before the member is; members learn of a rebalance
-	//     within 1s.
-	//   - RebalanceTimeout 6s: how long the coordinator waits for the
-	//     living members to rejoin; each needs up to a heartbeat to notice
-	//     and --drain-timeout (3s) to drain, so 6s leaves 2s for the
-	//     commit and the join.
-	SessionTimeout    time.Duration // Default 6s.
-	RebalanceTimeout  time.Duration // Default 6s.
-	HeartbeatInterval time.Duration // Default 1s.
-	FetchMaxBytes     int           // What one fetch of a partition asks for. Default 256 KiB.
-	FetchMaxWait      time.Duration // Default 500ms.
+	// The group's timings.
+	SessionTimeout    time.Duration
+	RebalanceTimeout  time.Duration
+	HeartbeatInterval time.Duration
+	FetchMaxBytes     int // What one fetch of a partition asks for.
+	FetchMaxWait      time.Duration
 }
 
 // Register defines the Kafka flags on fs.
 func (k *Kafka) Register(fs *FlagSet) {
-	fs.StringVar(&k.Brokers, "kafka-brokers", or(k.Brokers, "localhost:9092"), "Kafka bootstrap brokers, comma-separated host:port")
-	fs.StringVar(&k.InputTopic, "input-topic", or(k.InputTopic, "cxone.events"), "topic of events to publish")
-	fs.StringVar(&k.GroupID, "group-id", or(k.GroupID, "cxbridge"), "consumer group id: every worker of one deployment shares it")
-	fs.StringVar(&k.DLQTopic, "dlq-topic", or(k.DLQTopic, "cxone.events.dlq"), "topic of records that can never be delivered")
-	fs.StringVar(&k.ClientID, "client-id", or(k.ClientID, "cxbridge"), "Kafka client id")
-	fs.StringVar(&k.StartOffset, "start-offset", or(k.StartOffset, "earliest"), "where a group without committed offsets starts: earliest or latest")
+	d := DefaultKafka()
+	fs.StringVar(&k.Brokers, "kafka-brokers", or(k.Brokers, d.Brokers), "Kafka bootstrap brokers, comma-separated host:port")
+	fs.StringVar(&k.InputTopic, "input-topic", or(k.InputTopic, d.InputTopic), "topic of events to publish")
+	fs.StringVar(&k.GroupID, "group-id", or(k.GroupID, d.GroupID), "consumer group id: every worker of one deployment shares it")
+	fs.StringVar(&k.DLQTopic, "dlq-topic", or(k.DLQTopic, d.DLQTopic), "topic of records that can never be delivered")
+	fs.StringVar(&k.ClientID, "client-id", or(k.ClientID, d.ClientID), "Kafka client id")
+	fs.StringVar(&k.StartOffset, "start-offset", or(k.StartOffset, d.StartOffset), "where a group without committed offsets starts: earliest or latest")
 	fs.BoolVar(&k.TLS, "kafka-tls", k.TLS, "connect to Kafka with TLS")
 	fs.StringVar(&k.TLSCAFile, "kafka-tls-ca-file", k.TLSCAFile, "PEM CA certificates for Kafka (default: the system's)")
 	fs.StringVar(&k.TLSCertFile, "kafka-tls-cert-file", k.TLSCertFile, "PEM client certificate for Kafka")
@@ -74,11 +60,11 @@ func (k *Kafka) Register(fs *FlagSet) {
 	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", k.SASLMechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (default none)")
 	fs.StringVar(&k.SASLUsername, "kafka-sasl-username", k.SASLUsername, "SASL user name")
 	fs.SecretVar(&k.SASLPassword, "kafka-sasl-password", "SASL password")
-	fs.DurationVar(&k.SessionTimeout, "kafka-session-timeout", orDur(k.SessionTimeout, 6*time.Second), "group session timeout: a member silent this long is removed, and a crashed member holds up a rebalance at most this long (the broker's group.min.session.timeout.ms is the floor, 6s by default)")
-	fs.DurationVar(&k.RebalanceTimeout, "kafka-rebalance-timeout", orDur(k.RebalanceTimeout, 6*time.Second), "how long the group waits for members to rejoin in a rebalance")
-	fs.DurationVar(&k.HeartbeatInterval, "kafka-heartbeat-interval", orDur(k.HeartbeatInterval, time.Second), "group heartbeat interval")
-	fs.IntVar(&k.FetchMaxBytes, "kafka-fetch-max-bytes", orInt(k.FetchMaxBytes, 256<<10), "bytes one fetch of a partition asks for; each partition holds one fetch response at a time, and a record batch larger than this still comes whole")
-	fs.DurationVar(&k.FetchMaxWait, "kafka-fetch-max-wait", orDur(k.FetchMaxWait, 500*time.Millisecond), "longest a fetch waits for new records")
+	fs.DurationVar(&k.SessionTimeout, "kafka-session-timeout", orDur(k.SessionTimeout, d.SessionTimeout), "group session timeout: a member silent this long is removed, and a crashed member holds up a rebalance at most this long (the broker's group.min.session.timeout.ms is the floor, 6s by default)")
+	fs.DurationVar(&k.RebalanceTimeout, "kafka-rebalance-timeout", orDur(k.RebalanceTimeout, d.RebalanceTimeout), "how long the group waits for members to rejoin in a rebalance")
+	fs.DurationVar(&k.HeartbeatInterval, "kafka-heartbeat-interval", orDur(k.HeartbeatInterval, d.HeartbeatInterval), "group heartbeat interval")
+	fs.IntVar(&k.FetchMaxBytes, "kafka-fetch-max-bytes", orInt(k.FetchMaxBytes, d.FetchMaxBytes), "bytes one fetch of a partition asks for; each partition holds one fetch response at a time, and a record batch larger than this still comes whole")
+	fs.DurationVar(&k.FetchMaxWait, "kafka-fetch-max-wait", orDur(k.FetchMaxWait, d.FetchMaxWait), "longest a fetch waits for new records")
 }
 
 // Validate adds a problem for every bad Kafka setting.

@@ -144,3 +144,52 @@ func TestKafkaSecurity(t *testing.T) {
 		t.Fatalf("missing CA file: %v", err)
 	}
 }
+
+// The flags' defaults are DefaultCXone's, DefaultKafka's and
+// DefaultWorker's: every default is set in one place.
+func TestFlagDefaultsAreTheDefaults(t *testing.T) {
+	var c CXone
+	var k Kafka
+	var w Worker
+	fs := NewFlagSet("test")
+	c.Register(fs)
+	k.Register(fs)
+	w.Register(fs)
+	if err := fs.Parse(nil, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := DefaultCXone(); c != want {
+		t.Errorf("CXone flags' defaults\n %+v\nwant\n %+v", c, want)
+	}
+	if want := DefaultKafka(); k != want {
+		t.Errorf("Kafka flags' defaults\n %+v\nwant\n %+v", k, want)
+	}
+	if want := DefaultWorker(); w != want {
+		t.Errorf("worker flags' defaults\n %+v\nwant\n %+v", w, want)
+	}
+	var p Problems
+	c.BaseURL = "https://api.example.com"
+	c.ClientID, c.ClientSecret = "id", NewSecret("secret")
+	c.Validate(&p)
+	k.Validate(&p)
+	w.Validate(&p, &k)
+	if err := p.Err(); err != nil {
+		t.Errorf("the defaults are not valid: %v", err)
+	}
+}
+
+// --ordering takes the canonical names only (dispatch.ParseMode parses
+// them, case-insensitively, but the setting is checked as written).
+func TestOrderingValues(t *testing.T) {
+	for _, v := range []string{"key", "partition", "none"} {
+		if _, _, err := parseKafkaWorker(t, "--ordering", v); err != nil {
+			t.Errorf("--ordering %s: %v", v, err)
+		}
+	}
+	for _, v := range []string{"", "KEY", " key", "keys"} {
+		_, _, err := parseKafkaWorker(t, "--ordering", v)
+		if err == nil || !strings.Contains(err.Error(), "--ordering (CXBRIDGE_ORDERING): must be key, partition or none") {
+			t.Errorf("--ordering %q: %v, want the ordering problem", v, err)
+		}
+	}
+}

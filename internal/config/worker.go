@@ -4,30 +4,29 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/cxbridge/cxbridge/internal/dispatch"
 )
 
-// Worker holds the settings of the worker process itself.
+// Worker holds the settings of the worker process itself. Their defaults
+// are DefaultWorker's.
 type Worker struct {
-	Ordering    string // key (default), partition or none.
-	MaxInFlight int    // Default 256.
+	Ordering    string // key, partition or none.
+	MaxInFlight int
 	// MaxInFlightBytes bounds the bytes (key, value, headers) of the records
-	// held. Default DefaultMaxInFlightBytes.
+	// held.
 	MaxInFlightBytes int64
 	// MaxUncommittedPerPartition bounds the records of one partition fetched
-	// from its oldest unsettled record on. Default 4096.
+	// from its oldest unsettled record on.
 	MaxUncommittedPerPartition int
-	ShutdownTimeout            time.Duration // Default 30s.
-	DrainTimeout               time.Duration // Budget of a revoked partition's drain. Default 3s.
-	CommitInterval             time.Duration // Default 1s.
-	AdminAddr                  string        // Default :8090.
-	Pprof                      bool          // Serve /debug/pprof/ on the admin address. Default false.
-	LogLevel                   string        // debug, info (default), warn, error.
-	LogFormat                  string        // auto (default: text on a terminal, else json), json or text.
+	ShutdownTimeout            time.Duration
+	DrainTimeout               time.Duration // Budget of a revoked partition's drain.
+	CommitInterval             time.Duration
+	AdminAddr                  string
+	Pprof                      bool   // Serve /debug/pprof/ on the admin address.
+	LogLevel                   string // debug, info, warn, error.
+	LogFormat                  string // auto (text on a terminal, else json), json or text.
 }
-
-// DefaultMaxInFlightBytes is --max-in-flight-bytes' default: 16 MiB (see
-// the flag's help for how it fits deploy/k8s's memory limit).
-const DefaultMaxInFlightBytes = 16 << 20
 
 // LaneShare is the most records one key (one partition in partition
 // ordering) may hold of maxInFlight: a quarter, at least one. A key whose
@@ -37,24 +36,25 @@ func LaneShare(maxInFlight int) int { return max(1, maxInFlight/4) }
 
 // Register defines the worker flags on fs.
 func (w *Worker) Register(fs *FlagSet) {
-	fs.StringVar(&w.Ordering, "ordering", or(w.Ordering, "key"), "ordering: key (same key one at a time, in offset order), partition (one at a time per partition) or none")
-	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, 256), "most records held at once; fetching waits while it is reached. "+
+	d := DefaultWorker()
+	fs.StringVar(&w.Ordering, "ordering", or(w.Ordering, d.Ordering), "ordering: key (same key one at a time, in offset order), partition (one at a time per partition) or none")
+	fs.IntVar(&w.MaxInFlight, "max-in-flight", orInt(w.MaxInFlight, d.MaxInFlight), "most records held at once; fetching waits while it is reached. "+
 		"One key (in --ordering partition, one partition) holds at most a quarter of them: the records queued behind it make only its partition's fetching wait")
-	fs.Int64Var(&w.MaxInFlightBytes, "max-in-flight-bytes", orInt64(w.MaxInFlightBytes, DefaultMaxInFlightBytes),
+	fs.Int64Var(&w.MaxInFlightBytes, "max-in-flight-bytes", orInt64(w.MaxInFlightBytes, d.MaxInFlightBytes),
 		"most bytes of records (key + value + headers) held at once; fetching waits while it is reached, and a record larger than this is held alone. "+
 			"16 MiB (256 records of 64 KiB) keeps a worker within half of deploy/k8s's 512 MiB limit: a held record costs up to 4 times its size while it is processed, "+
 			"6 partitions hold up to 3 records' worth each (a fetch response and two records in hand-over) of up to 1 MiB (a topic's default max.message.bytes), "+
 			"and Go's collector lets the heap reach twice what is live: 2 × (4 × 16 + 6 × 3 × 1 + 25 runtime) = 214 MiB")
-	fs.IntVar(&w.MaxUncommittedPerPartition, "max-uncommitted-per-partition", orInt(w.MaxUncommittedPerPartition, 4096),
+	fs.IntVar(&w.MaxUncommittedPerPartition, "max-uncommitted-per-partition", orInt(w.MaxUncommittedPerPartition, d.MaxUncommittedPerPartition),
 		"most records of one partition fetched from its oldest unsettled record on (none of them can be committed before it settles); "+
 			"that partition's fetching waits while it is reached, the others go on. It bounds what a crash fetches again per partition")
-	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, 30*time.Second), "on SIGTERM, how long in-flight records may take to finish; the worker stays a member of the group meanwhile, then commits and leaves (allow 10s more before SIGKILL)")
-	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, 3*time.Second), "on a rebalance, how long a revoked partition's records may take to finish (the member sends no heartbeat meanwhile: with --kafka-heartbeat-interval it must stay below the session and rebalance timeouts)")
-	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, time.Second), "how often settled offsets are committed")
-	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, ":8090"), "address of /healthz, /readyz and /metrics")
+	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", orDur(w.ShutdownTimeout, d.ShutdownTimeout), "on SIGTERM, how long in-flight records may take to finish; the worker stays a member of the group meanwhile, then commits and leaves (allow 10s more before SIGKILL)")
+	fs.DurationVar(&w.DrainTimeout, "drain-timeout", orDur(w.DrainTimeout, d.DrainTimeout), "on a rebalance, how long a revoked partition's records may take to finish (the member sends no heartbeat meanwhile: with --kafka-heartbeat-interval it must stay below the session and rebalance timeouts)")
+	fs.DurationVar(&w.CommitInterval, "commit-interval", orDur(w.CommitInterval, d.CommitInterval), "how often settled offsets are committed")
+	fs.StringVar(&w.AdminAddr, "admin-addr", or(w.AdminAddr, d.AdminAddr), "address of /healthz, /readyz and /metrics")
 	fs.BoolVar(&w.Pprof, "pprof", w.Pprof, "serve Go's profiles (/debug/pprof/) on --admin-addr too; off by default: they expose the process's memory and stacks to whoever reaches the port")
-	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, "info"), "log level: debug, info, warn or error")
-	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, "auto"), "log format: json, text, or auto — text when stderr is a terminal (make run), JSON otherwise (containers, files, pipes)")
+	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, d.LogLevel), "log level: debug, info, warn or error")
+	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, d.LogFormat), "log format: json, text, or auto — text when stderr is a terminal (make run), JSON otherwise (containers, files, pipes)")
 }
 
 func orInt64(v, def int64) int64 {
@@ -77,9 +77,9 @@ func orInt64(v, def int64) int64 {
 // at --drain-timeout). It only has to be positive; the deployment's grace
 // period must exceed it by the time to commit and leave (10s).
 func (w *Worker) Validate(p *Problems, k *Kafka) {
-	switch w.Ordering {
-	case "key", "partition", "none":
-	default:
+	// dispatch.ParseMode is the one parser of --ordering (the worker's
+	// dispatcher uses it too); the setting takes the canonical names only.
+	if m, err := dispatch.ParseMode(w.Ordering); err != nil || string(m) != w.Ordering {
 		p.Add("ordering", "must be key, partition or none, got %q", w.Ordering)
 	}
 	if w.MaxInFlight < 1 || w.MaxInFlight > 100_000 {

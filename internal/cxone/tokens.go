@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
 // TokensConfig configures a token cache.
@@ -17,8 +19,9 @@ type TokensConfig struct {
 	RefreshBefore time.Duration
 	// FetchTimeout bounds one token request. Optional; default 15s.
 	FetchTimeout time.Duration
-	// RetryMin and RetryMax bound the wait between failed token requests.
-	// Optional; defaults 500ms and 30s.
+	// RetryMin and RetryMax bound the wait between failed token requests:
+	// retry.Backoff's schedule, RetryMin doubling (plus jitter up to
+	// RetryMin) up to RetryMax. Optional; defaults 500ms and 30s.
 	RetryMin, RetryMax time.Duration
 	// OnRefresh is called after every token request with its result. Optional.
 	OnRefresh func(tok *oauth2.Token, err error)
@@ -148,9 +151,10 @@ func (t *Tokens) startFetchLocked(ctx context.Context) {
 	}()
 }
 
+// backoff is the wait after the failures-th failed request in a row:
+// RetryMin doubling up to RetryMax (retry.Backoff, with its jitter).
 func (t *Tokens) backoff() time.Duration {
-	d := t.cfg.RetryMin << min(t.failures-1, 16)
-	return min(d, t.cfg.RetryMax)
+	return retry.Policy{Base: t.cfg.RetryMin, Max: t.cfg.RetryMax}.Wait(t.failures)
 }
 
 // Invalidate drops the cached token if it is still token, so that the next

@@ -39,31 +39,36 @@ func (f *countingFetcher) Fetch(ctx context.Context) (*oauth2.Token, error) {
 
 // However many callers wait, one token request is made.
 func TestTokensSingleFlight(t *testing.T) {
-	f := &countingFetcher{lifetime: time.Hour, gate: make(chan struct{})}
-	tokens := NewTokens(f, TokensConfig{})
-	var wg sync.WaitGroup
-	got := make([]string, 100)
-	for i := range got {
-		wg.Go(func() {
-			tok, err := tokens.Token(context.Background())
-			if err != nil {
-				t.Error(err)
-			}
-			got[i] = tok
-		})
-	}
-	// Let the one request finish only once it is surely shared.
-	waitFor(t, func() bool { return f.n.Load() == 1 })
-	close(f.gate)
-	wg.Wait()
-	for _, tok := range got {
-		if tok != "tok-1" {
-			t.Fatalf("got %q, want tok-1", tok)
+	synctest.Test(t, func(t *testing.T) {
+		f := &countingFetcher{lifetime: time.Hour, gate: make(chan struct{})}
+		tokens := NewTokens(f, TokensConfig{})
+		var wg sync.WaitGroup
+		got := make([]string, 100)
+		for i := range got {
+			wg.Go(func() {
+				tok, err := tokens.Token(context.Background())
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = tok
+			})
 		}
-	}
-	if n := f.n.Load(); n != 1 {
-		t.Fatalf("%d token requests, want 1", n)
-	}
+		// Let the one request finish only once every caller waits for it.
+		synctest.Wait()
+		if n := f.n.Load(); n != 1 {
+			t.Fatalf("%d token requests with every caller waiting, want 1", n)
+		}
+		close(f.gate)
+		wg.Wait()
+		for _, tok := range got {
+			if tok != "tok-1" {
+				t.Fatalf("got %q, want tok-1", tok)
+			}
+		}
+		if n := f.n.Load(); n != 1 {
+			t.Fatalf("%d token requests, want 1", n)
+		}
+	})
 }
 
 // A token is refreshed early, in the background, while callers keep the old
@@ -158,20 +163,25 @@ func TestTokensErrorBackoff(t *testing.T) {
 
 // A waiting caller whose context ends returns at once; the request goes on for the others.
 func TestTokensCallerCancel(t *testing.T) {
-	f := &countingFetcher{lifetime: time.Hour, gate: make(chan struct{})}
-	tokens := NewTokens(f, TokensConfig{})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { _, err := tokens.Token(ctx); errc <- err }()
-	waitFor(t, func() bool { return f.n.Load() == 1 })
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
-	}
-	close(f.gate)
-	if tok, err := tokens.Token(context.Background()); err != nil || tok != "tok-1" {
-		t.Fatalf("%q %v", tok, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &countingFetcher{lifetime: time.Hour, gate: make(chan struct{})}
+		tokens := NewTokens(f, TokensConfig{})
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { _, err := tokens.Token(ctx); errc <- err }()
+		synctest.Wait() // the caller waits on the request, the request on the gate
+		if n := f.n.Load(); n != 1 {
+			t.Fatalf("%d token requests, want 1", n)
+		}
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+		close(f.gate)
+		if tok, err := tokens.Token(context.Background()); err != nil || tok != "tok-1" {
+			t.Fatalf("%q %v", tok, err)
+		}
+	})
 }
 
 // TokenError text never carries more than status and OAuth2 code.
@@ -186,13 +196,32 @@ func TestTokenErrorText(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
+// After failed token requests the next one waits retry.Backoff's schedule:
+// RetryMin doubling (plus jitter up to RetryMin) up to RetryMax; a success
+// starts it over.
+func TestTokensBackoffSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &countingFetcher{lifetime: time.Hour, err: errors.New("503")}
+		tokens := NewTokens(f, TokensConfig{RetryMin: 100 * time.Millisecond, RetryMax: 500 * time.Millisecond})
+		ctx := context.Background()
+		for i, low := range []time.Duration{100, 200, 400, 500, 500} {
+			low *= time.Millisecond
+			start := time.Now()
+			if _, err := tokens.Token(ctx); err == nil {
+				t.Fatal("a token from a failing endpoint")
+			}
+			wait := tokens.NextTry().Sub(start)
+			if high := min(low+100*time.Millisecond, 500*time.Millisecond); wait < low || wait > high {
+				t.Errorf("failure %d: next try after %v, want %v to %v", i+1, wait, low, high)
+			}
+			time.Sleep(wait) // the fake clock: the backoff passes
 		}
-		time.Sleep(time.Millisecond)
-	}
+		if n := f.n.Load(); n != 5 {
+			t.Errorf("%d token requests, want 5 (one per backoff)", n)
+		}
+		f.err = nil
+		if _, err := tokens.Token(ctx); err != nil || !tokens.NextTry().IsZero() {
+			t.Errorf("after a success: %v, next try %v, want no error and no backoff", err, tokens.NextTry())
+		}
+	})
 }

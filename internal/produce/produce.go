@@ -43,11 +43,15 @@ type Config struct {
 	// Seed makes the run repeatable; 0 picks one.
 	Seed uint64
 	// RetryFor is how long failed writes are retried (the broker away for a
-	// restart) before Run gives up. Default 2 minutes.
+	// restart) before Run gives up. Default DefaultRetryFor.
 	RetryFor time.Duration
 	// OnRetry, when set, is told of every failed write that will be retried.
 	OnRetry func(err error, wait time.Duration)
 }
+
+// DefaultRetryFor is Config.RetryFor's default (and `cxbridge produce
+// --retry-for`'s).
+const DefaultRetryFor = 2 * time.Minute
 
 // BadHeader is the header every bad record carries: the name of its kind
 // (see Bad), so that a check outside the worker knows what the DLQ must hold.
@@ -145,7 +149,7 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 		cfg.Batch = 500
 	}
 	if cfg.RetryFor <= 0 {
-		cfg.RetryFor = 2 * time.Minute
+		cfg.RetryFor = DefaultRetryFor
 	}
 	w := &kafka.Writer{
 		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic,
@@ -188,6 +192,9 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 		if err := writeRetrying(ctx, w, cfg, batch, bad, st); err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			return nil // ended while retrying: a clean stop
+		}
 		if progress != nil {
 			progress(st.Written.Load())
 		}
@@ -196,17 +203,20 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 }
 
 // writeRetrying writes batch, counting what was written into st. Records
-// the broker refused are written again, with a growing wait, until
+// the broker refused are written again, after writeRetry's waits, until
 // cfg.RetryFor passes without a successful write; a retried record may be
 // written twice (kafka-go's writer is not idempotent). It returns nil when
 // ctx ends.
 func writeRetrying(ctx context.Context, w *kafka.Writer, cfg Config, batch []kafka.Message, bad []bool, st *Stats) error {
-	wait := 100 * time.Millisecond
 	deadline := time.Now().Add(cfg.RetryFor)
-	for {
+	p := writeRetry
+	if cfg.OnRetry != nil {
+		p.OnRetry = func(_ int, err error, wait time.Duration) { cfg.OnRetry(err, wait) }
+	}
+	err := retry.Do(ctx, p, func(int) error {
 		err := w.WriteMessages(ctx, batch...)
 		if ctx.Err() != nil {
-			return nil
+			return retry.Permanent(ctx.Err())
 		}
 		var failed kafka.WriteErrors
 		partial := errors.As(err, &failed) && len(failed) == len(batch)
@@ -230,14 +240,16 @@ func writeRetrying(ctx context.Context, w *kafka.Writer, cfg Config, batch []kaf
 		}
 		batch, bad = batch[:keep], bad[:keep]
 		if time.Now().After(deadline) {
-			return fmt.Errorf("produce to %s: %w", cfg.Topic, err)
+			return retry.Permanent(fmt.Errorf("produce to %s: %w", cfg.Topic, err))
 		}
-		if cfg.OnRetry != nil {
-			cfg.OnRetry(err, wait)
-		}
-		if retry.Sleep(ctx, wait) != nil {
-			return nil
-		}
-		wait = min(2*wait, 2*time.Second)
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
+
+// writeRetry is the wait between writes of the records the broker refused:
+// 100 ms doubling up to 2 s.
+var writeRetry = retry.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}

@@ -3,6 +3,7 @@ package produce_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,4 +93,69 @@ func TestRunRetriesFailedWrites(t *testing.T) {
 		t.Fatalf("topic holds %d bad records, %d were written", bad, st.Invalid.Load())
 	}
 	t.Logf("%d produce requests dropped, %d retries, %d records in the topic (%d bad)", dropped.Load()-1, retries.Load(), n, bad)
+}
+
+// A broker that refuses every write for RetryFor makes Run give up with an
+// error naming the topic, after waits of 100 ms doubling (plus jitter up to
+// 100 ms) up to 2 s; a run whose context ends while retrying is a clean stop.
+func TestRunGivesUpAfterRetryFor(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, errors.New("dropped by the test"), true
+	})
+	var waits []time.Duration
+	cfg := produce.Config{Brokers: c.ListenAddrs(), Topic: "in", Count: 10, RetryFor: 700 * time.Millisecond,
+		OnRetry: func(_ error, wait time.Duration) { waits = append(waits, wait) }}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var st produce.Stats
+	err = produce.Run(ctx, cfg, &st, nil)
+	if err == nil || !strings.Contains(err.Error(), "produce to in") {
+		t.Fatalf("Run = %v, want the topic's write error", err)
+	}
+	if len(waits) == 0 {
+		t.Fatal("no retry before giving up")
+	}
+	for i, w := range waits {
+		low := min(100*time.Millisecond<<i, 2*time.Second)
+		if w < low || w > min(low+100*time.Millisecond, 2*time.Second) {
+			t.Errorf("wait %d = %v, want %v to %v", i+1, w, low, low+100*time.Millisecond)
+		}
+	}
+}
+
+// A run whose context ends while a write is retried stops cleanly, also
+// without a rate (nothing else in its loop waits on the context).
+func TestRunStopsWhenItsContextEnds(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, errors.New("dropped by the test"), true
+	})
+	for _, count := range []int{10, 0} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := produce.Config{Brokers: c.ListenAddrs(), Topic: "in", Count: count, RetryFor: time.Hour,
+			OnRetry: func(error, time.Duration) { cancel() }}
+		done := make(chan error, 1)
+		var st produce.Stats
+		go func() { done <- produce.Run(ctx, cfg, &st, nil) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("count %d: Run = %v, want nil (a clean stop)", count, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("count %d: Run did not return within 30s of its context ending", count)
+		}
+		cancel()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
@@ -70,29 +71,32 @@ func TestErrorRate(t *testing.T) {
 	}
 }
 
+// An outage answers 503 to publish and token requests for its window,
+// then serves normally. Runs on synctest's fake clock: the window is a time.
 func TestOutage(t *testing.T) {
-	e := newEnv(t, sim.Config{})
-	tok := e.token(t)
-	const window = 300 * time.Millisecond
-	e.s.SetFaults(sim.Faults{OutageFor: sim.Duration(window)})
-	set := time.Now()
-	r := e.publish(t, tok, "out", "")
-	wantStatus(t, r, http.StatusServiceUnavailable)
-	tr := e.do(t, http.MethodPost, tokenPath, jsonHeader(),
-		strings.NewReader(`{"grant_type":"client_credentials","client_id":"cxbridge-dev","client_secret":"cxbridge-dev-secret"}`))
-	wantStatus(t, tr, http.StatusServiceUnavailable)
-	if tr.str(t, "error") != "temporarily_unavailable" {
-		t.Fatalf("token body %s", tr.body)
-	}
-	if el := time.Since(set); el >= window {
-		t.Skipf("too slow to observe the window (%v)", el)
-	}
-	time.Sleep(time.Until(set.Add(window + time.Millisecond))) // the window is a time, not an event
-	wantStatus(t, e.publish(t, tok, "out", ""), 200)
-	_ = e.token(t)
-	if got := e.s.Faults().OutageFor; got != sim.Duration(window) {
-		t.Fatalf("Faults().OutageFor = %v", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, sim.Config{})
+		tok := e.token(t)
+		const window = 300 * time.Millisecond
+		e.s.SetFaults(sim.Faults{OutageFor: sim.Duration(window)})
+		set := time.Now()
+		r := e.publish(t, tok, "out", "")
+		wantStatus(t, r, http.StatusServiceUnavailable)
+		tr := e.do(t, http.MethodPost, tokenPath, jsonHeader(),
+			strings.NewReader(`{"grant_type":"client_credentials","client_id":"cxbridge-dev","client_secret":"cxbridge-dev-secret"}`))
+		wantStatus(t, tr, http.StatusServiceUnavailable)
+		if tr.str(t, "error") != "temporarily_unavailable" {
+			t.Fatalf("token body %s", tr.body)
+		}
+		time.Sleep(time.Until(set.Add(window - time.Millisecond)))
+		wantStatus(t, e.publish(t, tok, "out", ""), http.StatusServiceUnavailable) // still inside the window
+		time.Sleep(2 * time.Millisecond)
+		wantStatus(t, e.publish(t, tok, "out", ""), 200)
+		_ = e.token(t)
+		if got := e.s.Faults().OutageFor; got != sim.Duration(window) {
+			t.Fatalf("Faults().OutageFor = %v", got)
+		}
+	})
 }
 
 func TestRateLimit(t *testing.T) {
@@ -315,53 +319,46 @@ func TestDurationJSON(t *testing.T) {
 }
 
 // A flapping outage answers 503 (publish and token) in its down phases
-// and serves normally in its up phases, for flap_for in all.
+// and serves normally in its up phases, for flap_for in all. Runs on
+// synctest's fake clock: the phases are windows of time.
 func TestFlap(t *testing.T) {
-	e := newEnv(t, sim.Config{})
-	tok := e.token(t)
-	const down, up, total = 300 * time.Millisecond, 300 * time.Millisecond, 1500 * time.Millisecond
-	e.s.SetFaults(sim.Faults{FlapDown: sim.Duration(down), FlapUp: sim.Duration(up), FlapFor: sim.Duration(total)})
-	set := time.Now()
-	// The phases are windows of time, not events: each check is made at a
-	// point inside a phase and counts only if the request did not leave it.
-	checks := []struct {
-		at         time.Duration
-		end        time.Duration // the phase's end
-		status     int
-		tokenCheck bool
-	}{
-		{0, down, http.StatusServiceUnavailable, true},
-		{down + up/2, down + up, http.StatusOK, true},
-		{down + up + down/2, 2*down + up, http.StatusServiceUnavailable, false},
-		{2*down + up + up/2, 2 * (down + up), http.StatusOK, false},
-		{total + 50*time.Millisecond, time.Hour, http.StatusOK, true},           // flapping over
-		{total + down/2 + 50*time.Millisecond, time.Hour, http.StatusOK, false}, // a down phase, were it still flapping
-	}
-	seen := 0
-	for _, c := range checks {
-		time.Sleep(time.Until(set.Add(c.at)))
-		r := e.publish(t, tok, "flap", "")
-		var tr result
-		if c.tokenCheck {
-			tr = e.do(t, http.MethodPost, tokenPath, jsonHeader(),
-				strings.NewReader(`{"grant_type":"client_credentials","client_id":"cxbridge-dev","client_secret":"cxbridge-dev-secret"}`))
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, sim.Config{})
+		tok := e.token(t)
+		const down, up, total = 300 * time.Millisecond, 300 * time.Millisecond, 1500 * time.Millisecond
+		e.s.SetFaults(sim.Faults{FlapDown: sim.Duration(down), FlapUp: sim.Duration(up), FlapFor: sim.Duration(total)})
+		set := time.Now()
+		checks := []struct {
+			at         time.Duration
+			status     int
+			tokenCheck bool
+		}{
+			{0, http.StatusServiceUnavailable, true},
+			{down - time.Millisecond, http.StatusServiceUnavailable, false}, // the down phase's last moment
+			{down + time.Millisecond, http.StatusOK, true},
+			{down + up/2, http.StatusOK, true},
+			{down + up + down/2, http.StatusServiceUnavailable, false},
+			{2*down + up + up/2, http.StatusOK, false},
+			{total + 50*time.Millisecond, http.StatusOK, true},           // flapping over
+			{total + down/2 + 50*time.Millisecond, http.StatusOK, false}, // a down phase, were it still flapping
 		}
-		if time.Since(set) >= c.end {
-			t.Logf("check at %v: too slow to stay in the phase", c.at)
-			continue
+		for _, c := range checks {
+			time.Sleep(time.Until(set.Add(c.at)))
+			if r := e.publish(t, tok, "flap", ""); r.status != c.status {
+				t.Errorf("publish at %v: status %d, want %d (%s)", c.at, r.status, c.status, r.body)
+			}
+			if c.tokenCheck {
+				tr := e.do(t, http.MethodPost, tokenPath, jsonHeader(),
+					strings.NewReader(`{"grant_type":"client_credentials","client_id":"cxbridge-dev","client_secret":"cxbridge-dev-secret"}`))
+				if tr.status != c.status {
+					t.Errorf("token at %v: status %d, want %d (%s)", c.at, tr.status, c.status, tr.body)
+				}
+			}
 		}
-		seen++
-		wantStatus(t, r, c.status)
-		if c.tokenCheck {
-			wantStatus(t, tr, c.status)
+		if f := e.s.Faults(); f.FlapDown != sim.Duration(down) || f.FlapUp != sim.Duration(up) || f.FlapFor != sim.Duration(total) {
+			t.Fatalf("Faults() %+v", f)
 		}
-	}
-	if seen < 3 {
-		t.Skipf("too slow to observe the phases (%d checks of %d)", seen, len(checks))
-	}
-	if f := e.s.Faults(); f.FlapDown != sim.Duration(down) || f.FlapUp != sim.Duration(up) || f.FlapFor != sim.Duration(total) {
-		t.Fatalf("Faults() %+v", f)
-	}
+	})
 }
 
 // A failing correlation id is answered 500 every time; other events are

@@ -27,6 +27,24 @@ func newEnv(t *testing.T, cfg sim.Config) *env {
 	return &env{s: s, ts: ts, hc: ts.Client(), url: ts.URL}
 }
 
+// newBubbleEnv is a simulator whose client calls its handler in process,
+// without a network: for tests on synctest's fake clock, where time is the
+// subject (a connection's I/O is not something the bubble can wait for).
+func newBubbleEnv(t *testing.T, cfg sim.Config) *env {
+	t.Helper()
+	s := sim.New(cfg)
+	return &env{s: s, hc: &http.Client{Transport: handlerTransport{s.Handler()}}, url: "http://sim.test"}
+}
+
+// handlerTransport answers a request by calling h.
+type handlerTransport struct{ h http.Handler }
+
+func (tr handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	tr.h.ServeHTTP(rec, req)
+	return rec.Result(), nil
+}
+
 // result is a read response.
 type result struct {
 	status int

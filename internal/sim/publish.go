@@ -41,33 +41,60 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	bodyErr := readBody(w, r, buf)
-	fs := s.faults.Load()
-	if d := fs.latency(); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			// The client left, or the server stops: never a silent 200.
-			// Not counted in ByStatus (nobody may be there to read it).
-			t.Stop()
-			w.Header().Set("Connection", "close")
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Message: "request ended during the simulated latency"})
-			return
-		}
-		fs = s.faults.Load()
+	fs, ok := s.waitLatency(w, r)
+	if !ok {
+		return
 	}
+	if !s.admit(w, r, fs) {
+		return
+	}
+	ev, ok := s.readEvent(w, r, buf.Bytes(), bodyErr)
+	if !ok {
+		return
+	}
+	if s.injectFault(w, fs, ev) {
+		return
+	}
+	s.accept(w, r, ev)
+}
+
+// waitLatency waits the simulated latency, and returns the faults in force
+// after it; false when the request ended during it (it was answered 503).
+func (s *Server) waitLatency(w http.ResponseWriter, r *http.Request) (*faultState, bool) {
+	fs := s.faults.Load()
+	d := fs.latency()
+	if d <= 0 {
+		return fs, true
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		// The client left, or the server stops: never a silent 200.
+		// Not counted in ByStatus (nobody may be there to read it).
+		t.Stop()
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Message: "request ended during the simulated latency"})
+		return nil, false
+	}
+	return s.faults.Load(), true
+}
+
+// admit checks what comes before the body: the outage, the token, a
+// scripted or forced answer, the token's scope. false: answered.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, fs *faultState) bool {
 	now := time.Now()
 	if fs.inOutage(now) {
 		s.fail(w, http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Message: "simulated outage"})
-		return
+		return false
 	}
 	tok := s.authenticate(w, r, fs, now)
 	if tok == nil {
-		return
+		return false
 	}
 	if resp, ok := s.popScript(); ok && resp.Status >= 300 {
 		s.answer(w, resp, fs.location(resp.Status))
-		return
+		return false
 	}
 	if st := fs.f.ForceStatus; st >= 300 {
 		resp := Response{Status: st}
@@ -75,14 +102,19 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 			resp.RetryAfter = fs.retryAfter
 		}
 		s.answer(w, resp, fs.location(st))
-		return
+		return false
 	}
 	if !tok.publish {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cxone-sim", error="insufficient_scope", scope="event:publish"`)
 		s.fail(w, http.StatusForbidden, errorBody{Error: "insufficient_scope", Message: "the token's scope " + strconv.Quote(tok.scope) + " lacks event:publish"})
-		return
+		return false
 	}
+	return true
+}
 
+// readEvent checks the body and the headers: size, Content-Type, the event
+// contract, and the id headers matching the body. false: answered 4xx.
+func (s *Server) readEvent(w http.ResponseWriter, r *http.Request, body []byte, bodyErr error) (*event.Event, bool) {
 	if bodyErr != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(bodyErr, &mbe) {
@@ -91,15 +123,15 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.fail(w, http.StatusBadRequest, errorBody{Error: "invalid_request", Message: "cannot read the body: " + bodyErr.Error()})
 		}
-		return
+		return nil, false
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			s.fail(w, http.StatusUnsupportedMediaType, errorBody{Error: "unsupported_media_type", Message: "Content-Type must be application/json, got " + strconv.Quote(ct)})
-			return
+			return nil, false
 		}
 	}
-	ev, err := event.Parse(buf.Bytes())
+	ev, err := event.Parse(body)
 	if err != nil {
 		eb := errorBody{Error: "invalid_event", Message: err.Error()}
 		var ee *event.Error
@@ -107,7 +139,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 			eb.Field, eb.Reason, eb.Message = ee.Field, string(ee.Reason), ee.Msg
 		}
 		s.fail(w, http.StatusBadRequest, eb)
-		return
+		return nil, false
 	}
 	for _, c := range [...]struct{ field, value, header string }{
 		{"correlationId", ev.CorrelationID, HeaderCorrelationID},
@@ -117,37 +149,45 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		if c.value == "" {
 			s.fail(w, http.StatusBadRequest, errorBody{Error: "invalid_event", Field: c.field, Reason: string(event.ReasonInvalidEvent),
 				Message: "is required by the simulator (the bridge always sends it)"})
-			return
+			return nil, false
 		}
 		hv := r.Header.Get(c.header)
 		switch {
 		case hv == "":
 			s.fail(w, http.StatusBadRequest, errorBody{Error: "invalid_header", Field: c.header, Header: c.header,
 				Message: c.header + " header is required"})
-			return
+			return nil, false
 		case hv != strings.Trim(c.value, " \t"):
 			s.fail(w, http.StatusBadRequest, errorBody{Error: "invalid_header", Field: c.header, Header: c.header,
 				Message: c.header + " header must equal the body's " + c.field})
-			return
+			return nil, false
 		}
 	}
-	if fs.failIDs[ev.CorrelationID] {
+	return ev, true
+}
+
+// injectFault answers a valid event with the faults that apply to it: a
+// failing correlation id, a forbidden event type, the error rate, the
+// rate limit. true: answered.
+func (s *Server) injectFault(w http.ResponseWriter, fs *faultState, ev *event.Event) bool {
+	switch {
+	case fs.failIDs[ev.CorrelationID]:
 		s.fail(w, http.StatusInternalServerError, errorBody{Error: "internal_server_error", Message: "simulated failure of this correlation id"})
-		return
-	}
-	if fs.f.ForbidEventType != "" && ev.EventType == fs.f.ForbidEventType {
+	case fs.f.ForbidEventType != "" && ev.EventType == fs.f.ForbidEventType:
 		s.fail(w, http.StatusForbidden, errorBody{Error: "forbidden", Field: "eventType", Message: "event type " + strconv.Quote(ev.EventType) + " is not registered (simulated)"})
-		return
-	}
-	if fs.f.ErrorRate > 0 && rand.Float64() < fs.f.ErrorRate {
+	case fs.f.ErrorRate > 0 && rand.Float64() < fs.f.ErrorRate:
 		s.fail(w, http.StatusServiceUnavailable, errorBody{Error: "service_unavailable", Message: "simulated error"})
-		return
-	}
-	if fs.limiter != nil && !fs.limiter.allow(time.Now()) {
+	case fs.limiter != nil && !fs.limiter.allow(time.Now()):
 		w.Header().Set("Retry-After", fs.retryAfter)
 		s.fail(w, http.StatusTooManyRequests, errorBody{Error: "too_many_requests", Message: "simulated rate limit"})
-		return
+	default:
+		return false
 	}
+	return true
+}
+
+// accept records the event and answers 200.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, ev *event.Event) {
 	s.record(ev, r.Header)
 	s.count(http.StatusOK)
 	out := make([]byte, 0, len(ev.CorrelationID)+48)
@@ -157,7 +197,6 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, "application/json", out)
 }
 
-// appendJSONString appends s (valid UTF-8) as a JSON string.
 func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')

@@ -94,7 +94,11 @@ func TestServeShutdown(t *testing.T) {
 		resp.Body.Close()
 		answered <- resp.StatusCode
 	}()
+	deadline := time.Now().Add(10 * time.Second)
 	for s.Stats().Requests == 0 { // the publish is waiting in the handler
+		if time.Now().After(deadline) {
+			t.Fatal("the publish did not reach the handler within 10s")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
@@ -110,8 +114,13 @@ func TestServeShutdown(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("shutdown took %v", el)
 	}
-	if got := <-answered; got != -1 && got != 503 {
-		t.Fatalf("the waiting publish got %d, want 503 or a connection error", got)
+	select {
+	case got := <-answered:
+		if got != -1 && got != 503 {
+			t.Fatalf("the waiting publish got %d, want 503 or a connection error", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting publish got no answer within 10s of the shutdown")
 	}
 }
 

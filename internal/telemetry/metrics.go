@@ -1,6 +1,10 @@
 // Package telemetry holds cxbridge's Prometheus metrics (one registry,
 // owned by the caller, prefix cxbridge_) and the slog set-up. Labels stay
 // low-cardinality: outcomes, reasons, partitions, never ids.
+//
+// It knows nothing of Kafka, CXone or the circuit breaker: the packages
+// that own a state map it to a label value or a number before handing it
+// over (see bridge's metrics wiring).
 package telemetry
 
 import (
@@ -9,14 +13,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/sony/gobreaker/v2"
 
-	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/version"
 )
 
 // Metrics are the worker's collectors.
 type Metrics struct {
+	reg prometheus.Registerer
+
 	Consumed           prometheus.Counter
 	Attempts           *prometheus.CounterVec
 	AttemptDuration    prometheus.Histogram
@@ -35,12 +39,30 @@ type Metrics struct {
 	TokenRefreshes     *prometheus.CounterVec
 	TokenExpiry        prometheus.Gauge
 	Rebalances         prometheus.Counter
+	ConsumerLag        *prometheus.GaugeVec
+	UnservedPartitions prometheus.Gauge
+	GroupRejoins       prometheus.Counter
 }
 
-// New registers the metrics, the Go and process collectors and build info on reg.
-func New(reg prometheus.Registerer) *Metrics {
-	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+// The results of cxbridge_token_refreshes_total.
+const (
+	TokenOK             = "ok"
+	TokenConfigError    = "config_error"
+	TokenTransientError = "transient_error"
+)
+
+// The kinds of cxbridge_dlq_write_failures_total.
+const (
+	DLQWriteTransient = "transient"
+	DLQWritePermanent = "permanent"
+)
+
+// New registers the metrics, the Go and process collectors and build info
+// on reg. outcomes are the publish attempt outcomes (the owner's classes):
+// each has its series from the start, at 0.
+func New(reg prometheus.Registerer, outcomes ...string) *Metrics {
 	m := &Metrics{
+		reg:      reg,
 		Consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_records_consumed_total", Help: "Records fetched from the input topic and processed."}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_publish_attempts_total", Help: "Publish attempts by outcome."}, []string{"outcome"}),
 		AttemptDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cxbridge_publish_attempt_duration_seconds", Help: "Duration of one publish attempt.",
@@ -52,58 +74,86 @@ func New(reg prometheus.Registerer) *Metrics {
 		Settled:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_records_settled_total", Help: "Records settled, by result (accepted or a DLQ reason)."}, []string{"result"}),
 		DeadLetters:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dead_letters_total", Help: "Records written to the DLQ topic, by reason."}, []string{"reason"}),
 		DLQWriteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_dlq_write_failures_total", Help: "Failed DLQ write attempts (each is retried), by kind: transient, or permanent (the topic refuses the record for good)."}, []string{"kind"}),
-		Commits:          prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_commits_total", Help: "Offset commits that succeeded, per partition."}),
-		CommitFailures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_commit_failures_total", Help: "Offset commits that failed, per partition."}),
-		CommittedOffset:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_committed_offset", Help: "The last offset this member committed, by partition."}, []string{"topic", "partition"}),
-		BreakerState:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_breaker_state", Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open."}),
+		// No partition label: a commit of several partitions counts once for each.
+		Commits:         prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_commits_total", Help: "Partition offsets committed successfully (a commit of several partitions counts once for each)."}),
+		CommitFailures:  prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_commit_failures_total", Help: "Partition offsets whose commit failed (a commit of several partitions counts once for each)."}),
+		CommittedOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_committed_offset", Help: "The last offset this member committed, by partition."}, []string{"topic", "partition"}),
+		BreakerState:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_breaker_state", Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open."}),
 		BreakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_breaker_transitions_total", Help: "Circuit breaker state changes, by new state."},
 			[]string{"to"}),
 		RateLimitWait:  prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_rate_limited_wait_seconds_total", Help: "Time publishers spent held by CXone's 429 answers, summed over publishers."}),
 		TokenRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cxbridge_token_refreshes_total", Help: "Token requests by result (ok, config_error, transient_error)."}, []string{"result"}),
 		TokenExpiry:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_token_expiry_timestamp_seconds", Help: "When the current access token expires (Unix time)."}),
 		Rebalances:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_rebalances_total", Help: "Consumer group generations joined."}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cxbridge_consumer_lag", Help: "Records of the partitions this member holds that the group has not committed (end offset − committed offset)."},
+			[]string{"topic", "partition"}),
+		UnservedPartitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_group_unserved_partitions", Help: "Partitions of the input topic with uncommitted records whose committed offset has not moved for the bound (see /readyz), that this member does not hold or holds without fetching: the group leaves them to nobody alive."}),
+		GroupRejoins:       prometheus.NewCounter(prometheus.CounterOpts{Name: "cxbridge_group_rejoins_total", Help: "Times this member left the consumer group and joined it again because the group left partitions unserved."}),
 	}
-	for _, c := range []prometheus.Collector{m.Consumed, m.Attempts, m.AttemptDuration, m.EndToEnd, m.Retries, m.Resends, m.Settled, m.DeadLetters,
+	reg.MustRegister(m.Consumed, m.Attempts, m.AttemptDuration, m.EndToEnd, m.Retries, m.Resends, m.Settled, m.DeadLetters,
 		m.DLQWriteFailures, m.Commits, m.CommitFailures, m.CommittedOffset, m.BreakerState, m.BreakerTransitions, m.RateLimitWait,
-		m.TokenRefreshes, m.TokenExpiry, m.Rebalances} {
-		f(c)
-	}
+		m.TokenRefreshes, m.TokenExpiry, m.Rebalances, m.ConsumerLag, m.UnservedPartitions, m.GroupRejoins)
 	info := version.Get()
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cxbridge_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": info.Version, "revision": info.Revision, "goversion": info.GoVersion}})
 	bi.Set(1)
-	f(bi)
-	f(collectors.NewGoCollector())
-	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.DLQWriteFailures.WithLabelValues("transient") // both kinds present from the start, at 0
-	m.DLQWriteFailures.WithLabelValues("permanent")
-	for _, o := range []cxone.Class{cxone.Accepted, cxone.Rejected, cxone.Forbidden, cxone.Unauthorized, cxone.RateLimited, cxone.ServerError, cxone.Redirect, cxone.Timeout, cxone.NetworkError} {
-		m.Attempts.WithLabelValues(string(o)) // every outcome present from the start, at 0
+	reg.MustRegister(bi, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.DLQWriteFailures.WithLabelValues(DLQWriteTransient) // both kinds present from the start, at 0
+	m.DLQWriteFailures.WithLabelValues(DLQWritePermanent)
+	for _, o := range outcomes {
+		m.Attempts.WithLabelValues(o) // every outcome present from the start, at 0
 	}
 	return m
 }
 
-// ObserveAttempt counts one publish attempt.
-func (m *Metrics) ObserveAttempt(class cxone.Class, d time.Duration) {
-	m.Attempts.WithLabelValues(string(class)).Inc()
+// Gauges are read at every scrape from their owners. Every field is
+// required.
+type Gauges struct {
+	InFlightRecords    func() int
+	InFlightBytes      func() int64
+	OldestUnsettledAge func() time.Duration
+	DLQRefusedRecords  func() int
+	RateLimitPerSecond func() float64
+}
+
+// Watch registers the gauges read at every scrape.
+func (m *Metrics) Watch(g Gauges) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_records", Help: "Records held: queued behind their key or being published."},
+			func() float64 { return float64(g.InFlightRecords()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_in_flight_bytes", Help: "Bytes of the records held (key, value, headers), bounded by --max-in-flight-bytes."},
+			func() float64 { return float64(g.InFlightBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_oldest_unsettled_age_seconds", Help: "Age of the oldest fetched, unsettled record."},
+			func() float64 { return g.OldestUnsettledAge().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_dlq_refused_records", Help: "DLQ writes in progress whose record the DLQ topic refuses for good (retried until it accepts it; their partitions are not committed past them)."},
+			func() float64 { return float64(g.DLQRefusedRecords()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxbridge_rate_limit_per_second", Help: "The client-side limit on publish attempts per second in force (adapted to CXone's 429s); 0 while there is none."},
+			func() float64 { return g.RateLimitPerSecond() }),
+	)
+}
+
+// ObserveAttempt counts one publish attempt with its outcome.
+func (m *Metrics) ObserveAttempt(outcome string, d time.Duration) {
+	m.Attempts.WithLabelValues(outcome).Inc()
 	m.AttemptDuration.Observe(d.Seconds())
 }
 
-// ObserveBreaker records a breaker state change.
-func (m *Metrics) ObserveBreaker(_, to gobreaker.State) {
-	m.BreakerState.Set(BreakerValue(to))
-	m.BreakerTransitions.WithLabelValues(to.String()).Inc()
+// ObserveBreaker records a breaker state change: to is the new state's
+// name, value its gauge value (0 closed, 1 half-open, 2 open).
+func (m *Metrics) ObserveBreaker(to string, value float64) {
+	m.BreakerState.Set(value)
+	m.BreakerTransitions.WithLabelValues(to).Inc()
 }
 
-// BreakerValue maps a breaker state to the gauge's value.
-func BreakerValue(s gobreaker.State) float64 {
-	switch s {
-	case gobreaker.StateHalfOpen:
-		return 1
-	case gobreaker.StateOpen:
-		return 2
-	}
-	return 0
+// ObserveDLQWriteFailure counts a failed DLQ write attempt of a kind
+// (DLQWriteTransient or DLQWritePermanent).
+func (m *Metrics) ObserveDLQWriteFailure(kind string) {
+	m.DLQWriteFailures.WithLabelValues(kind).Inc()
+}
+
+// ObserveDeadLetter counts a record written to the DLQ topic.
+func (m *Metrics) ObserveDeadLetter(reason string) {
+	m.DeadLetters.WithLabelValues(reason).Inc()
 }
 
 // ForgetPartitions deletes the per-partition series of partitions this
@@ -124,16 +174,22 @@ func (m *Metrics) ObserveCommit(topic string, partition int, offset int64, err e
 	m.CommittedOffset.WithLabelValues(topic, strconv.Itoa(partition)).Set(float64(offset))
 }
 
-// ObserveToken records one token request.
-func (m *Metrics) ObserveToken(expiresAt int64, err error) {
-	switch {
-	case err == nil:
-		m.TokenRefreshes.WithLabelValues("ok").Inc()
+// ObserveLag replaces the lag series with lag's: the partitions this
+// member holds, by partition.
+func (m *Metrics) ObserveLag(topic string, lag map[int]int64) {
+	m.ConsumerLag.Reset()
+	for p, n := range lag {
+		m.ConsumerLag.WithLabelValues(topic, strconv.Itoa(p)).Set(float64(n))
+	}
+}
+
+// ObserveToken records one token request: its result (TokenOK,
+// TokenConfigError or TokenTransientError) and, when TokenOK, when the
+// token expires (Unix seconds).
+func (m *Metrics) ObserveToken(result string, expiresAt int64) {
+	m.TokenRefreshes.WithLabelValues(result).Inc()
+	if result == TokenOK {
 		m.TokenExpiry.Set(float64(expiresAt))
-	case cxone.IsConfigError(err):
-		m.TokenRefreshes.WithLabelValues("config_error").Inc()
-	default:
-		m.TokenRefreshes.WithLabelValues("transient_error").Inc()
 	}
 }
 

@@ -2,33 +2,37 @@ package telemetry
 
 import (
 	"errors"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
-
-	"github.com/cxbridge/cxbridge/internal/cxone"
 )
 
 // The metrics register on a fresh registry, every publish outcome is
 // present from the start, and the Observe helpers move the right series.
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := New(reg)
-	if total, by := Sum(reg, "cxbridge_publish_attempts_total", "outcome"); total != 0 || len(by) != 9 {
+	m := New(reg, "accepted", "server_error", "redirect")
+	if total, by := Sum(reg, "cxbridge_publish_attempts_total", "outcome"); total != 0 || len(by) != 3 {
 		t.Fatalf("attempts at start: %v %v", total, by)
 	} else if _, ok := by["redirect"]; !ok {
 		t.Fatalf("attempts at start: no redirect series in %v", by)
 	}
-	m.ObserveAttempt(cxone.Accepted, 20*time.Millisecond)
-	m.ObserveAttempt(cxone.ServerError, time.Second)
-	m.ObserveAttempt(cxone.Redirect, time.Millisecond)
-	m.ObserveBreaker(gobreaker.StateClosed, gobreaker.StateOpen)
+	m.ObserveAttempt("accepted", 20*time.Millisecond)
+	m.ObserveAttempt("server_error", time.Second)
+	m.ObserveAttempt("redirect", time.Millisecond)
+	m.ObserveBreaker("open", 2)
 	m.ObserveCommit("cxone.events", 3, 42, nil)
 	m.ObserveCommit("cxone.events", 3, 43, errors.New("rebalance"))
-	m.ObserveToken(1_900_000_000, nil)
-	m.ObserveToken(0, &cxone.TokenError{Status: 401, Config: true})
+	m.ObserveToken(TokenOK, 1_900_000_000)
+	m.ObserveToken(TokenConfigError, 0)
+	m.ObserveDLQWriteFailure(DLQWritePermanent)
+	m.ObserveDeadLetter("invalid_json")
+	m.ObserveLag("cxone.events", map[int]int64{1: 7, 2: 0})
+	m.ObserveLag("cxone.events", map[int]int64{2: 5}) // partition 1 no longer held: its series goes
 	m.ObserveSettled("accepted", time.Now().Add(-time.Second))
 	m.ObserveSettled("invalid_json", time.Now())
 
@@ -47,6 +51,11 @@ func TestMetrics(t *testing.T) {
 		{"cxbridge_token_expiry_timestamp_seconds", "", "", 1_900_000_000},
 		{"cxbridge_records_settled_total", "result", "invalid_json", 1},
 		{"cxbridge_build_info", "", "", 1},
+		{"cxbridge_dlq_write_failures_total", "kind", "permanent", 1},
+		{"cxbridge_dlq_write_failures_total", "kind", "transient", 0},
+		{"cxbridge_dead_letters_total", "reason", "invalid_json", 1},
+		{"cxbridge_consumer_lag", "partition", "2", 5},
+		{"cxbridge_consumer_lag", "", "", 5},
 	}
 	for _, c := range checks {
 		total, by := Sum(reg, c.name, c.label)
@@ -65,6 +74,42 @@ func TestMetrics(t *testing.T) {
 	for _, f := range fams {
 		if f.GetName() == "cxbridge_end_to_end_latency_seconds" && f.GetMetric()[0].GetHistogram().GetSampleCount() != 1 {
 			t.Errorf("end-to-end latency observed %d times, want 1 (accepted only)", f.GetMetric()[0].GetHistogram().GetSampleCount())
+		}
+	}
+}
+
+// The gauges read at every scrape report what their sources say.
+func TestWatchGauges(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.Watch(Gauges{
+		InFlightRecords:    func() int { return 3 },
+		InFlightBytes:      func() int64 { return 4096 },
+		OldestUnsettledAge: func() time.Duration { return 1500 * time.Millisecond },
+		DLQRefusedRecords:  func() int { return 1 },
+		RateLimitPerSecond: func() float64 { return 12.5 },
+	})
+	for name, want := range map[string]float64{
+		"cxbridge_in_flight_records": 3, "cxbridge_in_flight_bytes": 4096, "cxbridge_oldest_unsettled_age_seconds": 1.5,
+		"cxbridge_dlq_refused_records": 1, "cxbridge_rate_limit_per_second": 12.5,
+	} {
+		if got, _ := Sum(reg, name, ""); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// telemetry knows nothing of CXone, Kafka or the breaker: their owners map
+// their states before handing them over.
+func TestTelemetryImportsNoOwners(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	for _, banned := range []string{"github.com/cxbridge/cxbridge/internal/cxone", "github.com/sony/gobreaker/v2", "github.com/segmentio/kafka-go"} {
+		if slices.Contains(deps, banned) {
+			t.Errorf("telemetry depends on %s", banned)
 		}
 	}
 }
