@@ -25,6 +25,9 @@ func (w *Worker) checkConsumer() (bool, string) {
 		if kerr != nil {
 			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
 		}
+		if st.TopicMissing {
+			return false, "not a member of group " + w.s.Kafka.GroupID + ": input topic " + w.s.Kafka.InputTopic + " does not exist (create it, or check --input-topic); waiting for it"
+		}
 		return false, "not a member of group " + w.s.Kafka.GroupID + " yet" + unserved
 	}
 	return true, fmt.Sprintf("generation %d, %d partitions", st.Generation, len(st.Partitions)) + unserved

@@ -157,6 +157,8 @@ type Consumer struct {
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
 	closing  atomic.Bool   // Run is closing the group (kafka-go leaves it)
+	// topicMissing: the broker says the input topic does not exist (awaitTopic).
+	topicMissing atomic.Bool
 	// rejoining: the member is leaving the group to join it again (Rejoin);
 	// its partitions drain within DrainTimeout, not ShutdownTimeout.
 	rejoining atomic.Bool
@@ -307,6 +309,9 @@ func (c *Consumer) member(ctx context.Context) error {
 		return fmt.Errorf("consumer group: %w", err)
 	}
 	for ctx.Err() == nil {
+		if c.awaitTopic(ctx) != nil {
+			break
+		}
 		gen, err := group.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -721,7 +726,10 @@ func (c *Consumer) commit(gen *generation, parts []*partition, commitMu *sync.Mu
 type Status struct {
 	Joined     bool
 	Generation int32
-	Partitions []PartitionStatus
+	// TopicMissing: the broker says the input topic does not exist; the
+	// member waits for it before joining.
+	TopicMissing bool
+	Partitions   []PartitionStatus
 }
 
 // PartitionStatus is one assigned partition.
@@ -736,7 +744,7 @@ type PartitionStatus struct {
 // Status returns the member's current assignment and progress.
 func (c *Consumer) Status() Status {
 	c.mu.Lock()
-	st := Status{Joined: c.joined, Generation: c.genID}
+	st := Status{Joined: c.joined, Generation: c.genID, TopicMissing: c.topicMissing.Load()}
 	parts := c.partitions
 	c.mu.Unlock()
 	for _, p := range parts {
