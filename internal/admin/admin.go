@@ -44,6 +44,7 @@ type Server struct {
 	components []Component
 	heartbeat  atomic.Int64 // unix nanos of the last Beat
 	staleAfter time.Duration
+	live       Check // nil: the process loop alone
 }
 
 // New returns the admin handler. staleAfter is how long without a Beat
@@ -67,6 +68,12 @@ func (s *Server) EnablePprof() {
 	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
+// SetLiveness makes /healthz fail (503, with the detail) while check does:
+// a state only a restart mends, such as a wedged consumer loop. It must be
+// quick, and must not fail for what a restart would not fix (an outage of
+// a dependency every member shares).
+func (s *Server) SetLiveness(check Check) { s.live = check }
+
 // Handle adds a route (the status page).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
@@ -81,6 +88,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	if s.staleAfter > 0 && age > s.staleAfter {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stalled", "last_beat_seconds": age.Seconds()})
 		return
+	}
+	if s.live != nil {
+		if ok, detail := s.live(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "wedged", "detail": detail})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }

@@ -169,3 +169,28 @@ func TestPprofOptIn(t *testing.T) {
 		t.Fatalf("/debug/pprof/goroutine once enabled: %d %.200s", resp.StatusCode, body)
 	}
 }
+
+// /healthz fails with the liveness check's detail while it fails, and is
+// ok again once it passes; readiness is not consulted.
+func TestHealthzLiveness(t *testing.T) {
+	var wedged atomic.Bool
+	s := New(prometheus.NewRegistry(), 0, Component{Name: "consumer", Check: func() (bool, string) { return false, "not a member" }})
+	s.SetLiveness(func() (bool, string) {
+		if wedged.Load() {
+			return false, "consumer wedged: partition(s) 0"
+		}
+		return true, "ok"
+	})
+	url := serve(t, s)
+	if resp, body := get(t, url+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("not ready but not wedged: status %d %s", resp.StatusCode, body)
+	}
+	wedged.Store(true)
+	if resp, body := get(t, url+"/healthz"); resp.StatusCode != 503 || !strings.Contains(body, `"status":"wedged"`) || !strings.Contains(body, "partition(s) 0") {
+		t.Fatalf("wedged: status %d %s", resp.StatusCode, body)
+	}
+	wedged.Store(false)
+	if resp, body := get(t, url+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("moving again: status %d %s", resp.StatusCode, body)
+	}
+}

@@ -28,6 +28,9 @@ type Settings struct {
 	// Tuning for tests and the embedded stack; zero values take the defaults.
 	JoinBackoff            time.Duration
 	PartitionWatchInterval time.Duration
+	// FetchHook, for fault-injection tests: called before each fetch of a
+	// partition; it may block until ctx ends (consumer.Hooks.Fetch).
+	FetchHook func(ctx context.Context, partition int)
 }
 
 // Worker is one cxbridge worker: a consumer-group member that publishes to
@@ -62,6 +65,7 @@ type Worker struct {
 	tokenErr error
 	dlqErr   error
 	dlqAt    time.Time
+	wedged   bool // checkLive's last verdict; under mu
 }
 
 // NewWorker builds a worker from validated settings: one constructor per
@@ -149,6 +153,7 @@ func (w *Worker) newConsumer(proc *Processor) (*consumer.Consumer, error) {
 		Hooks: consumer.Hooks{
 			Commit:   func(p int, off int64, err error) { w.metrics.ObserveCommit(topic, p, off, err) },
 			Assigned: func(_ int32, partitions []int) { w.assigned(context.Background(), partitions) },
+			Fetch:    s.FetchHook,
 		},
 	}, w.disp, proc.Process)
 }
@@ -182,6 +187,7 @@ func (w *Worker) newAdmin() *admin.Server {
 		admin.Component{Name: "cxone_token", Check: w.checkToken, Advisory: true},
 		admin.Component{Name: "dlq", Check: w.checkDLQ},
 	)
+	a.SetLiveness(w.checkLive)
 	if w.s.Worker.Pprof {
 		a.EnablePprof()
 	}

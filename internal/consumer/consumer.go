@@ -112,6 +112,10 @@ type Config struct {
 type Hooks struct {
 	Commit   func(partition int, offset int64, err error)
 	Assigned func(generation int32, partitions []int)
+	// Fetch is called before each fetch request of a partition's reader.
+	// It may block until ctx ends: fault-injection tests use it to wedge
+	// one partition's fetch loop.
+	Fetch func(ctx context.Context, partition int)
 }
 
 func (c *Config) setDefaults() {
@@ -201,7 +205,13 @@ type partition struct {
 	start     int64 // the assignment's offset; negative = none committed yet
 	tracker   atomic.Pointer[tracker]
 	committed int64 // the last offset this generation committed; under commitMu
+	// stepAt is when the partition's fetch loop last made a step (unix
+	// nanos): it started, a fetch answered or failed, a start-offset lookup
+	// answered or failed. See StepBound.
+	stepAt atomic.Int64
 }
+
+func (p *partition) step() { p.stepAt.Store(time.Now().UnixNano()) }
 
 // New returns a consumer that hands records to process through disp.
 func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, error) {
@@ -437,6 +447,7 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *generation, p *p
 	work, endWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer endWork()
 
+	p.step()
 	if !c.startPartition(fctx, gen, p, commitMu) {
 		return // the generation or ctx ended first: nothing fetched, nothing to commit
 	}
@@ -466,7 +477,7 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *generation, p *p
 func (c *Consumer) readerFor(p *partition) fetcher {
 	return &reader{
 		tr: c.transport, client: c.client, addr: kafka.TCP(c.cfg.Brokers...), topic: c.cfg.Topic, partition: p.id,
-		maxBytes: c.cfg.FetchMaxBytes, maxWait: c.cfg.FetchMaxWait, next: p.start, warn: c.log.Warn,
+		maxBytes: c.cfg.FetchMaxBytes, maxWait: c.cfg.FetchMaxWait, next: p.start, warn: c.log.Warn, onFetch: p.step, beforeFetch: c.cfg.Hooks.Fetch,
 		// Offsets without a record (transaction markers, aborted
 		// transactions) are settled as they are passed, so that the
 		// watermark can pass them.
@@ -525,6 +536,7 @@ func (c *Consumer) startPartition(ctx context.Context, gen *generation, p *parti
 			c.log.Warn("resolving the start offset of a partition the group never committed failed; retrying", "partition", p.id, "error", err.Error())
 		}}, func(int) error {
 		off, err := c.resolveStart(ctx, p.id)
+		p.step()
 		switch {
 		case err == nil:
 			p.start = off
@@ -578,6 +590,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 	failures := 0
 	for {
 		msg, err := r.FetchMessage(fctx)
+		p.step()
 		if err != nil {
 			if fctx.Err() != nil {
 				return
@@ -586,7 +599,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 			c.log.Warn("fetch failed; retrying", "partition", p.id, "error", err.Error())
 			// A stream, not one operation: retry.Do does not fit. 200ms
 			// doubling up to 5s, reset by a fetched record.
-			if retry.Sleep(fctx, retry.Backoff(failures, 200*time.Millisecond, 5*time.Second)) != nil {
+			if retry.Sleep(fctx, retry.Backoff(failures, 200*time.Millisecond, fetchRetryMax)) != nil {
 				return
 			}
 			continue
@@ -739,6 +752,17 @@ type PartitionStatus struct {
 	Pending   int   // fetched, not settled
 	Tracked   int   // from the oldest unsettled record on, settled or not
 	OldestAge time.Duration
+	// SinceStep is how long ago the partition's fetch loop last made a
+	// step (a fetch answered or failed); zero before its start.
+	SinceStep time.Duration
+}
+
+// StepBound is the longest a healthy partition's fetch loop goes without a
+// step: a fetch the broker holds for FetchMaxWait, its time limit beyond
+// that, and the longest wait before a failed fetch is retried. A loop that
+// goes longer while it has records to fetch and none in flight is wedged.
+func (c *Consumer) StepBound() time.Duration {
+	return c.cfg.FetchMaxWait + fetchTimeout + fetchRetryMax
 }
 
 // Status returns the member's current assignment and progress.
@@ -749,6 +773,9 @@ func (c *Consumer) Status() Status {
 	c.mu.Unlock()
 	for _, p := range parts {
 		ps := PartitionStatus{Partition: p.id, Committed: -1}
+		if at := p.stepAt.Load(); at != 0 {
+			ps.SinceStep = time.Since(time.Unix(0, at))
+		}
 		if t := p.tracker.Load(); t != nil {
 			ps.Pending = t.Pending()
 			ps.Tracked = t.Len()

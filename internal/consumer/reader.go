@@ -51,6 +51,10 @@ type reader struct {
 	next      int64            // the next offset to return or pass
 	skipped   func(next int64) // offsets below next that were passed hold no record to deliver
 	warn      func(msg string, args ...any)
+	onFetch   func() // called when a fetch answers or fails (the partition's liveness); may be nil
+	// beforeFetch, when set, is called before each fetch request (a
+	// fault-injection hook: it may block until ctx ends).
+	beforeFetch func(ctx context.Context, partition int)
 
 	hwm       int64                          // of the last response
 	fetched   bool                           // the last response held batches
@@ -64,6 +68,9 @@ type reader struct {
 
 // fetchTimeout bounds one fetch beyond the time the broker may hold it.
 const fetchTimeout = 10 * time.Second
+
+// fetchRetryMax caps the wait before a failed fetch is tried again.
+const fetchRetryMax = 5 * time.Second
 
 // FetchMessage returns the next record to deliver, fetching as needed. It
 // returns ctx's error when ctx ends, and the error of a failed fetch (the
@@ -98,8 +105,17 @@ func (r *reader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 
 // fetch replaces the current response with the next one.
 func (r *reader) fetch(ctx context.Context) error {
+	if r.beforeFetch != nil {
+		r.beforeFetch(ctx, r.partition)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	fctx, cancel := context.WithTimeout(ctx, r.maxWait+fetchTimeout)
 	defer cancel()
+	if r.onFetch != nil {
+		defer r.onFetch()
+	}
 	m, err := r.tr.RoundTrip(fctx, r.addr, &fetchAPI.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(r.maxWait / time.Millisecond),
