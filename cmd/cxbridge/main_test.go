@@ -17,14 +17,14 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 var binary string
 
 // TestMain builds the real binary once: these tests run it as a process.
-func TestMain(m *testing.M) { testbin.Main(m, &binary) }
+func TestMain(m *testing.M) { testutil.Main(m, &binary) }
 
 // env is a broker (the embedded one, or the real one testkafka's
 // environment names) with the input and DLQ topics, and a simulator.

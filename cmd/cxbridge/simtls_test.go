@@ -19,8 +19,8 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // simProc is a `cxbridge sim` process.
@@ -89,7 +89,7 @@ func (p *simProc) stop(t *testing.T) {
 // tests accept).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,8 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 const (
@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 		binary = *flagBinary
 		os.Exit(m.Run())
 	}
-	testbin.Main(m, &binary)
+	testutil.Main(m, &binary)
 }
 
 type benchCase struct {
@@ -606,7 +606,7 @@ func selfCPU() time.Duration {
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(b *testing.B) string {
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,8 +22,8 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 const (
@@ -68,7 +68,7 @@ func checkNoLeaks(t *testing.T) {
 func newSecStack(t *testing.T, b secBroker) *secStack {
 	t.Helper()
 	// The address is chosen first, so that a late broker has one too.
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
