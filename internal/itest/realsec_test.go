@@ -12,6 +12,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // realListeners returns scripts/kafka.sh's SASL and TLS listeners of the
@@ -32,6 +33,7 @@ func realListeners(t *testing.T) map[string]string {
 // end: good records accepted, bad ones in the DLQ topic, every offset
 // committed. The test's own producer and checks use the plaintext listener.
 func TestRealBrokerSecurityEndToEnd(t *testing.T) {
+	integrationTest(t)
 	env := realListeners(t)
 	for _, tc := range []struct {
 		name, brokers, mechanism string
@@ -45,7 +47,7 @@ func TestRealBrokerSecurityEndToEnd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, 3, sim.Config{})
-			logs := &syncBuf{}
+			logs := &testutil.SyncBuffer{}
 			s.logs = logs
 			const n = 60
 			bad, want := badRecords(1)
@@ -78,6 +80,7 @@ func TestRealBrokerSecurityEndToEnd(t *testing.T) {
 // worker does not trust end Run at once with an error naming the settings
 // to check; nothing is consumed.
 func TestRealBrokerRefusesBadSecurity(t *testing.T) {
+	integrationTest(t)
 	env := realListeners(t)
 	for _, tc := range []struct {
 		name   string
@@ -96,7 +99,7 @@ func TestRealBrokerRefusesBadSecurity(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, 3, sim.Config{})
-			logs := &syncBuf{}
+			logs := &testutil.SyncBuffer{}
 			s.logs = logs
 			s.write(goodRecords(5, 5, 3))
 			start := time.Now()
