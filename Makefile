@@ -11,7 +11,7 @@ FUZZTIME    ?= 30s
 KAFKA       ?=
 WITH_KAFKA   = $(if $(KAFKA),GO=$(GO) bash scripts/with-kafka.sh,)
 
-.PHONY: build run test bench bench-e2e bench-quota lint fmt
+.PHONY: build run test test-short bench bench-e2e bench-quota lint fmt
 
 build: ## build bin/cxbridge
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cxbridge ./cmd/cxbridge
@@ -22,6 +22,9 @@ run: build ## run the worker on the embedded stack (broker + CXone simulator + p
 test: ## vet and run every test with the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short: ## the fast inner loop (about a minute on 2 cores): go test -short ./... (the integration, process, chaos and deploy-build tests skip; make test runs them)
+	$(GO) test -short -count=1 ./...
 
 bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md), the end-to-end ones too
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) $$($(GO) list ./... | grep -v /internal/bench)

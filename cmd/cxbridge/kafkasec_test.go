@@ -15,6 +15,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 const (
@@ -57,6 +58,7 @@ func newSecureEnv(t *testing.T, tlsOn bool) (*env, certs.Files) {
 // A wrong SASL password stops `cxbridge run` within seconds with exit
 // code 1 and a line naming the settings to check; no password is printed.
 func TestWrongSASLPasswordStopsStartup(t *testing.T) {
+	processTest(t)
 	const wrong = "Wr0ng-pr0cess-s3cret"
 	e, _ := newSecureEnv(t, false)
 	t.Setenv("CXBRIDGE_KAFKA_SASL_PASSWORD", wrong)
@@ -66,7 +68,7 @@ func TestWrongSASLPasswordStopsStartup(t *testing.T) {
 	took := time.Since(start)
 	out := w.stderr.String()
 	if code != 1 {
-		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, tail(out, 4000))
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, testutil.Tail(out, 4000))
 	}
 	if took > 5*time.Second {
 		t.Errorf("took %v to exit", took)
@@ -93,6 +95,7 @@ func TestWrongSASLPasswordStopsStartup(t *testing.T) {
 // from CXBRIDGE_KAFKA_SASL_PASSWORD_FILE and the CA from
 // --kafka-tls-ca-file, and delivers every record; SIGTERM exits 0.
 func TestSASLOverTLSDelivers(t *testing.T) {
+	processTest(t)
 	e, files := newSecureEnv(t, true)
 	pwFile := filepath.Join(t.TempDir(), "kafka-password")
 	if err := os.WriteFile(pwFile, []byte(saslPassword+"\n"), 0o600); err != nil {
@@ -114,10 +117,10 @@ func TestSASLOverTLSDelivers(t *testing.T) {
 	}
 	w := e.startWorker(t, "--kafka-tls", "--kafka-tls-ca-file", files.CA,
 		"--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-username", saslUser)
-	waitFor(t, 60*time.Second, "every record accepted", func() bool { return e.sim.Stats().Distinct >= n })
+	testutil.WaitFor(t, 60*time.Second, "every record accepted", func() bool { return e.sim.Stats().Distinct >= n })
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	if code := w.waitExit(t, 15*time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, tail(w.stderr.String(), 4000))
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, testutil.Tail(w.stderr.String(), 4000))
 	}
 	if strings.Contains(w.stderr.String(), saslPassword) {
 		t.Fatal("stderr holds the password")

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,14 +15,14 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 var binary string
 
 // TestMain builds the real binary once: these tests run it as a process.
-func TestMain(m *testing.M) { testbin.Main(m, &binary) }
+func TestMain(m *testing.M) { testutil.Main(m, &binary) }
 
 // env is a broker (the embedded one, or the real one testkafka's
 // environment names) with the input and DLQ topics, and a simulator.
@@ -51,17 +49,9 @@ func newEnv(t *testing.T, faults sim.Faults) *env {
 // worker is a `cxbridge run` process.
 type worker struct {
 	cmd    *exec.Cmd
-	stderr *syncBuf
+	stderr *testutil.SyncBuffer
 	done   chan struct{}
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 	t.Helper()
@@ -79,7 +69,7 @@ func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 			cmd.Env = append(cmd.Env, name+"="+v)
 		}
 	}
-	w := &worker{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{})}
+	w := &worker{cmd: cmd, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -89,7 +79,7 @@ func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 		_ = cmd.Process.Kill()
 		<-w.done
 		if t.Failed() || os.Getenv("PROC_LOG") != "" {
-			t.Logf("worker stderr:\n%s", tail(w.stderr.String(), 8000))
+			t.Logf("worker stderr:\n%s", testutil.Tail(w.stderr.String(), 8000))
 		}
 	})
 	return w
@@ -127,22 +117,11 @@ func (e *env) lag(t *testing.T) int64 {
 	return o.TotalLag()
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+// processTest skips t under -short, where TestMain builds no binary: it
+// runs cxbridge as a process, for seconds to minutes.
+func processTest(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	testutil.SkipShort(t, "runs the cxbridge binary as a process")
 }
 
 // SIGTERM under load: the process stops fetching, finishes its in-flight
@@ -150,11 +129,12 @@ func tail(s string, n int) string {
 // nothing is lost and only records in flight at the signal may be
 // published again.
 func TestSIGTERMUnderLoad(t *testing.T) {
+	processTest(t)
 	e := newEnv(t, sim.Faults{Latency: sim.Duration(20 * time.Millisecond)})
 	const n, maxInFlight = 4000, 64
 	e.produce(t, n)
 	w := e.startWorker(t, "--max-in-flight", fmt.Sprint(maxInFlight), "--shutdown-timeout", "10s")
-	waitFor(t, 60*time.Second, "500 records accepted", func() bool { return e.sim.Stats().Distinct >= 500 })
+	testutil.WaitFor(t, 60*time.Second, "500 records accepted", func() bool { return e.sim.Stats().Distinct >= 500 })
 	signalAt := time.Now()
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -169,7 +149,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 
 	w2 := e.startWorker(t, "--max-in-flight", fmt.Sprint(maxInFlight))
-	waitFor(t, 120*time.Second, "every offset committed", func() bool { return e.lag(t) == 0 })
+	testutil.WaitFor(t, 120*time.Second, "every offset committed", func() bool { return e.lag(t) == 0 })
 	st := e.sim.Stats()
 	if st.Distinct != n {
 		t.Fatalf("accepted %d distinct events, want %d", st.Distinct, n)
@@ -186,12 +166,13 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 // A second signal exits at once, even while records are still draining.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
+	processTest(t)
 	e := newEnv(t, sim.Faults{Latency: sim.Duration(time.Hour)}) // nothing ever finishes
 	e.produce(t, 50)
 	w := e.startWorker(t, "--shutdown-timeout", "60s")
-	waitFor(t, 30*time.Second, "publishes in flight", func() bool { return e.sim.Stats().Requests > 0 })
+	testutil.WaitFor(t, 30*time.Second, "publishes in flight", func() bool { return e.sim.Stats().Requests > 0 })
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 10*time.Second, "the graceful shutdown to start", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the graceful shutdown to start", func() bool {
 		return strings.Contains(w.stderr.String(), "shutting down gracefully")
 	})
 	start := time.Now()
@@ -206,6 +187,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 
 // A bad setting stops start-up with exit code 2 and a line naming the flag and its variable.
 func TestBadSettingStopsStartup(t *testing.T) {
+	processTest(t)
 	cmd := exec.Command(binary, "run", "--cxone-base-url", "http://cxone.example.com", "--max-in-flight", "0")
 	cmd.Env = append(os.Environ(), "CXBRIDGE_CXONE_CLIENT_SECRET=super-secret-value")
 	out, _ := cmd.CombinedOutput()
@@ -225,6 +207,7 @@ func TestBadSettingStopsStartup(t *testing.T) {
 // A broker that cannot be reached at start-up is retried with a clear log
 // line, not a crash loop; SIGTERM still stops the process cleanly.
 func TestUnreachableBrokerIsRetried(t *testing.T) {
+	processTest(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -234,13 +217,13 @@ func TestUnreachableBrokerIsRetried(t *testing.T) {
 	e := &env{simURL: "http://127.0.0.1:1", broker: testkafka.Use(t, &devstack.Broker{Addrs: []string{dead}}),
 		input: "cxone.events", dlq: "cxone.events.dlq", group: "cxbridge-proc"}
 	w := e.startWorker(t)
-	waitFor(t, 30*time.Second, "the retry log line", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the retry log line", func() bool {
 		return strings.Contains(w.stderr.String(), "joining the consumer group failed; retrying") &&
 			strings.Contains(w.stderr.String(), dead)
 	})
 	select {
 	case <-w.done:
-		t.Fatalf("the process exited: %s", tail(w.stderr.String(), 2000))
+		t.Fatalf("the process exited: %s", testutil.Tail(w.stderr.String(), 2000))
 	case <-time.After(time.Second):
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)

@@ -22,6 +22,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // The settings of the memory test's workers, and the broker's limit on the
@@ -176,7 +177,7 @@ func startMemWorker(t *testing.T, e *env, topic, group string) *worker {
 // a panic.
 func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 	t.Helper()
-	waitFor(t, 45*time.Second, "every record of "+topic+" settled and committed", func() bool {
+	testutil.WaitFor(t, 45*time.Second, "every record of "+topic+" settled and committed", func() bool {
 		select {
 		case <-w.done:
 			t.Fatalf("the worker exited (code %d)", w.cmd.ProcessState.ExitCode())
@@ -190,7 +191,7 @@ func finishMemRun(t *testing.T, e *env, w *worker, topic, group string) int64 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	if log := w.stderr.String(); strings.Contains(log, "panic") || strings.Contains(log, "fatal error") {
-		t.Fatalf("the worker panicked:\n%s", tail(log, 4000))
+		t.Fatalf("the worker panicked:\n%s", testutil.Tail(log, 4000))
 	}
 	return hwm
 }
@@ -240,6 +241,7 @@ const (
 // the right outcome: accepted when it is actually valid, else dead-lettered
 // with its reason; the process never crashes. See above for the bounds.
 func TestHostileInputMemoryBound(t *testing.T) {
+	processTest(t)
 	testStart := time.Now()
 	b := testkafka.Start(t, testkafka.Config{Partitions: memPartitions, Topics: []string{"mem.control", "cxone.events.dlq"}})
 	controlTopic, controlGroup := b.Topic("mem.control"), b.Group("mem-control")
@@ -319,7 +321,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 	const latency = 4 * time.Second
 	s.SetFaults(sim.Faults{Latency: sim.Duration(latency)})
 	w = startMemWorker(t, e, hostileTopic, hostileGroup)
-	waitFor(t, 30*time.Second, "the dispatcher full of slow publishes", func() bool { return s.Stats().Requests >= memMaxInFlight })
+	testutil.WaitFor(t, 30*time.Second, "the dispatcher full of slow publishes", func() bool { return s.Stats().Requests >= memMaxInFlight })
 	stallStart := time.Now()
 	// Let the fetch loops fill their queues: until the RSS is steady for a
 	// second, within the stall.
@@ -328,7 +330,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 		if rss := procStatus(t, w.cmd.Process.Pid, "VmRSS"); rss > last+(256<<10) {
 			last, steadySince = rss, time.Now()
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a measuring window: the RSS sampled every 50 ms, bounded by the stall
 	}
 	stalled := vmHWM(t, w.cmd.Process.Pid)
 	if got := s.Stats().Accepted; got != 0 {
@@ -402,6 +404,7 @@ func TestHostileInputMemoryBound(t *testing.T) {
 // --kafka-fetch-max-bytes — is at its default. The peak RSS must stay
 // within 256 MiB, half of deploy/k8s's memory limit.
 func TestLargeEventsMemoryAtDefaults(t *testing.T) {
+	processTest(t)
 	const (
 		n         = 300
 		dataBytes = 489_000

@@ -19,14 +19,14 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // simProc is a `cxbridge sim` process.
 type simProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuf
+	stderr *testutil.SyncBuffer
 	done   chan struct{}
 	start  struct {
 		URL    string `json:"url"`
@@ -38,7 +38,7 @@ type simProc struct {
 // startSimProcess runs `cxbridge sim args…` and waits for its start line.
 func startSimProcess(t *testing.T, args ...string) *simProc {
 	t.Helper()
-	p := &simProc{cmd: exec.Command(binary, append([]string{"sim"}, args...)...), stderr: &syncBuf{}, done: make(chan struct{})}
+	p := &simProc{cmd: exec.Command(binary, append([]string{"sim"}, args...)...), stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -48,10 +48,10 @@ func startSimProcess(t *testing.T, args ...string) *simProc {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() || os.Getenv("PROC_LOG") != "" {
-			t.Logf("sim stderr:\n%s", tail(p.stderr.String(), 4000))
+			t.Logf("sim stderr:\n%s", testutil.Tail(p.stderr.String(), 4000))
 		}
 	})
-	waitFor(t, 30*time.Second, "the simulator's start line", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the simulator's start line", func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("the simulator exited: %s", p.stderr.String())
@@ -89,7 +89,7 @@ func (p *simProc) stop(t *testing.T) {
 // tests accept).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +166,7 @@ func topicRecords(t *testing.T, b *testkafka.Broker, topic string) int64 {
 // worker without it accepts none, dead-letters none, commits nothing, and
 // says why: /readyz and its log name the certificate problem.
 func TestSimOverTLSProcesses(t *testing.T) {
+	processTest(t)
 	const n = 300
 	s := startSimProcess(t, "--addr", "127.0.0.1:0", "--tls-dir", t.TempDir())
 	if !strings.HasPrefix(s.start.URL, "https://127.0.0.1:") || s.start.CAFile == "" ||
@@ -208,7 +209,7 @@ func TestSimOverTLSProcesses(t *testing.T) {
 	admin := freeAddr(t)
 	w := e.startWorker(t, "--group-id", untrusting, "--admin-addr", admin, "--shutdown-timeout", "2s")
 	var ready readiness
-	waitFor(t, 30*time.Second, "/readyz to name the certificate problem", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "/readyz to name the certificate problem", func() bool {
 		ready = readiness{}
 		code := getJSON(adminHC, "http://"+admin+"/readyz", &ready)
 		tok := ready.Components["cxone_token"]
@@ -220,11 +221,11 @@ func TestSimOverTLSProcesses(t *testing.T) {
 		t.Errorf("cxone_token detail %q: want the unknown-authority error", detail)
 	}
 	t.Logf("untrusting worker /readyz cxone_token: %s", detail)
-	waitFor(t, 10*time.Second, "the log to name the certificate problem", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the log to name the certificate problem", func() bool {
 		log := w.stderr.String()
 		return strings.Contains(log, "token request failed") && strings.Contains(log, "certificate signed by unknown authority")
 	})
-	waitFor(t, 10*time.Second, "the simulator to log the refused handshakes", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the simulator to log the refused handshakes", func() bool {
 		return strings.Contains(s.stderr.String(), "TLS handshake error")
 	})
 	if st := stats(); st.Accepted != 0 || st.Requests != 0 || st.TokensIssued != 0 {
@@ -247,9 +248,9 @@ func TestSimOverTLSProcesses(t *testing.T) {
 	// With the CA: every record is accepted over HTTPS.
 	admin = freeAddr(t)
 	w = e.startWorker(t, "--cxone-ca-file", s.start.CAFile, "--admin-addr", admin)
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d records accepted over HTTPS", n), func() bool { return stats().Distinct >= n })
-	waitFor(t, 30*time.Second, "every offset committed", func() bool { return groupLag(t, b, e.group, e.input) == 0 })
-	waitFor(t, 10*time.Second, "the trusting worker ready", func() bool {
+	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("%d records accepted over HTTPS", n), func() bool { return stats().Distinct >= n })
+	testutil.WaitFor(t, 30*time.Second, "every offset committed", func() bool { return groupLag(t, b, e.group, e.input) == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the trusting worker ready", func() bool {
 		ready = readiness{}
 		return getJSON(adminHC, "http://"+admin+"/readyz", &ready) == 200 && ready.Ready && ready.Components["cxone_token"].Ready
 	})

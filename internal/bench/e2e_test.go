@@ -26,8 +26,8 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 const (
@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 		binary = *flagBinary
 		os.Exit(m.Run())
 	}
-	testbin.Main(m, &binary)
+	testutil.Main(m, &binary)
 }
 
 type benchCase struct {
@@ -97,6 +97,7 @@ type benchCase struct {
 //     (this benchmark's own share included): the figures are CPU-bound, so
 //     read them with it on a shared machine.
 func BenchmarkEndToEnd(b *testing.B) {
+	testutil.SkipShort(b, "runs the worker as a process on a backlog, for minutes")
 	for _, lat := range []time.Duration{0, 20 * time.Millisecond} {
 		for _, ord := range []string{"key", "partition"} {
 			c := benchCase{latency: lat, ordering: ord, records: *flagRecords, steadyRate: 1000}
@@ -315,7 +316,7 @@ func (st *stack) waitDrained(b *testing.B, w *worker, timeout time.Duration) (fi
 	for {
 		select {
 		case <-w.done:
-			b.Fatalf("the worker exited: %v\n%s", w.cmd.ProcessState, tail(w.stderr.String(), 4000))
+			b.Fatalf("the worker exited: %v\n%s", w.cmd.ProcessState, testutil.Tail(w.stderr.String(), 4000))
 		case <-tick.C:
 		}
 		now := time.Now()
@@ -329,7 +330,7 @@ func (st *stack) waitDrained(b *testing.B, w *worker, timeout time.Duration) (fi
 			return first, time.Now()
 		}
 		if now.After(deadline) {
-			b.Fatalf("lag not 0 after %v; worker stderr:\n%s", timeout, tail(w.stderr.String(), 4000))
+			b.Fatalf("lag not 0 after %v; worker stderr:\n%s", timeout, testutil.Tail(w.stderr.String(), 4000))
 		}
 	}
 }
@@ -337,7 +338,7 @@ func (st *stack) waitDrained(b *testing.B, w *worker, timeout time.Duration) (fi
 // worker is a `cxbridge run` process.
 type worker struct {
 	cmd     *exec.Cmd
-	stderr  *syncBuf
+	stderr  *testutil.SyncBuffer
 	done    chan struct{}
 	started time.Time
 	stopped bool
@@ -362,7 +363,7 @@ func (st *stack) startWorker(b *testing.B, adminAddr, ordering string, env ...st
 		"CXBRIDGE_COMMIT_INTERVAL=100ms",
 	)
 	cmd.Env = append(cmd.Env, env...)
-	w := &worker{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{})}
+	w := &worker{cmd: cmd, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	w.started = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -386,13 +387,13 @@ func (w *worker) stop(b *testing.B) *syscall.Rusage {
 	select {
 	case <-w.done:
 	case <-time.After(time.Minute):
-		b.Fatalf("the worker did not exit within 1m of SIGTERM:\n%s", tail(w.stderr.String(), 4000))
+		b.Fatalf("the worker did not exit within 1m of SIGTERM:\n%s", testutil.Tail(w.stderr.String(), 4000))
 	}
 	if *flagWorkerLog {
-		b.Logf("worker stderr:\n%s", tail(w.stderr.String(), 4000))
+		b.Logf("worker stderr:\n%s", testutil.Tail(w.stderr.String(), 4000))
 	}
 	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
-		b.Errorf("worker exit code %d after SIGTERM:\n%s", code, tail(w.stderr.String(), 4000))
+		b.Errorf("worker exit code %d after SIGTERM:\n%s", code, testutil.Tail(w.stderr.String(), 4000))
 	}
 	return w.cmd.ProcessState.SysUsage().(*syscall.Rusage)
 }
@@ -410,11 +411,11 @@ func (w *worker) waitReady(b *testing.B, url string, timeout time.Duration) {
 		}
 		select {
 		case <-w.done:
-			b.Fatalf("the worker exited: %v\n%s", w.cmd.ProcessState, tail(w.stderr.String(), 4000))
+			b.Fatalf("the worker exited: %v\n%s", w.cmd.ProcessState, testutil.Tail(w.stderr.String(), 4000))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%s not ready after %v:\n%s", url, timeout, tail(w.stderr.String(), 4000))
+			b.Fatalf("%s not ready after %v:\n%s", url, timeout, testutil.Tail(w.stderr.String(), 4000))
 		}
 	}
 }
@@ -606,24 +607,9 @@ func selfCPU() time.Duration {
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(b *testing.B) string {
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		b.Fatal(err)
 	}
 	return addr
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }

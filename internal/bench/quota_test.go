@@ -15,6 +15,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/produce"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 var (
@@ -45,6 +46,7 @@ var (
 //
 // With -e2e.binary another build (say main's) is measured the same way.
 func BenchmarkQuota(b *testing.B) {
+	testutil.SkipShort(b, "runs the worker as a process on a backlog, for minutes")
 	name := fmt.Sprintf("workers=%d/quota=%g/rate-limit=%g", *flagQuotaWorkers, *flagQuota, *flagQuotaRateLimit)
 	b.Run(name, func(b *testing.B) {
 		var rs []quotaResult
@@ -110,7 +112,7 @@ func runQuota(b *testing.B) quotaResult {
 		for _, w := range ws {
 			select {
 			case <-w.done:
-				b.Fatalf("a worker exited: %v\n%s", w.cmd.ProcessState, tail(w.stderr.String(), 4000))
+				b.Fatalf("a worker exited: %v\n%s", w.cmd.ProcessState, testutil.Tail(w.stderr.String(), 4000))
 			default:
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cxbridge/cxbridge/internal/testbin"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 var (
@@ -25,7 +25,7 @@ var binary string
 // TestMain builds the real binary once: the suite runs it as processes.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	testbin.Main(m, &binary)
+	testutil.Main(m, &binary)
 }
 
 // Every scenario of the suite on real processes: nothing lost, the DLQ

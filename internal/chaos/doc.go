@@ -50,4 +50,7 @@
 //	go test -run TestChaos -timeout 90m -v ./internal/chaos/ -args -chaos.size=full -chaos.report=chaos.md
 //
 // which `make chaos` does; the report is the table of docs/RELIABILITY.md.
+//
+// The harness is test code: it lives in the package's _test.go files, so
+// that nothing of it is compiled into a package the binary could import.
 package chaos

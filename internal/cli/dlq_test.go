@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // dlqFixture is an embedded broker with the shipped topic names (6
@@ -150,31 +150,13 @@ func TestDLQInspect(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // dlq inspect --follow --tail 1 prints the newest selected record, then the
 // selected dead letters as they come, and exits 0 when interrupted.
 func TestDLQInspectFollow(t *testing.T) {
 	fx := newDLQFixture(t)
 	ctx, cancel := context.WithCancel(fx.ctx)
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"dlq", "inspect", "--follow", "--tail", "1", "--json", "--reason", "rejected", "--kafka-brokers=" + fx.b.Addrs[0]}, &out, &out)

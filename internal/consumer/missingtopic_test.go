@@ -1,11 +1,9 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/dispatch"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // A member of a group whose input topic does not exist holds no
@@ -28,7 +27,7 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 	topic := b.Topic("late") // not created yet
 	var generations atomic.Int32
 	assigned := make(chan []int, 100)
-	var logs syncLog
+	var logs testutil.SyncBuffer
 	c, err := New(Config{Brokers: b.Addrs, Topic: topic, GroupID: b.Group("g-missing"),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Hooks: Hooks{Assigned: func(_ int32, parts []int) {
@@ -50,7 +49,7 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 
 	// The member says why it waits, and keeps waiting.
 	deadline := time.Now().Add(30 * time.Second)
-	for !logs.contains("the input topic does not exist") {
+	for !strings.Contains(logs.String(), "the input topic does not exist") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no log line names the missing topic within 30 s:\n%s", logs.String())
 		}
@@ -89,23 +88,3 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 		t.Fatal("Run did not return within a minute of its context's end")
 	}
 }
-
-// syncLog is a log sink safe for the consumer's goroutines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *syncLog) contains(s string) bool { return strings.Contains(l.String(), s) }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cxbridge/cxbridge/internal/benchutil"
+	"github.com/cxbridge/cxbridge/internal/testutil/benchutil"
 
 	"go.uber.org/goleak"
 

@@ -1,7 +1,6 @@
 package delivery_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // harness is a publisher talking to a simulator over real HTTP.
@@ -26,7 +26,7 @@ type harness struct {
 	sim    *sim.Server
 	pub    *delivery.Publisher
 	tokens *cxone.Tokens
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 
 	mu          sync.Mutex
 	attempts    [][2]time.Time // start and end of each HTTP attempt
@@ -34,26 +34,9 @@ type harness struct {
 	changedAt   []time.Time // when each transition happened
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func newHarness(t *testing.T, simCfg sim.Config, cfg delivery.Config) *harness {
 	t.Helper()
-	h := &harness{sim: sim.New(simCfg), logs: &syncBuffer{}}
+	h := &harness{sim: sim.New(simCfg), logs: &testutil.SyncBuffer{}}
 	srv := httptest.NewServer(h.sim.Handler())
 	t.Cleanup(srv.Close)
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 300})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // root is the repository root; binary is cxbridge built from it.
@@ -27,6 +29,8 @@ func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
+// runMain finds the repository root and builds the binary, but under
+// -short, where the checks that need it skip (needBinary).
 func runMain(m *testing.M) int {
 	var err error
 	if root, err = filepath.Abs(filepath.Join("..", "..")); err != nil {
@@ -37,36 +41,24 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "deploytest: the repository root has no go.mod:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "deploytest-")
+	flag.Parse() // for testing.Short
+	if testing.Short() {
+		return m.Run()
+	}
+	bin, cleanup, err := testutil.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "deploytest:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "cxbridge")
-	cmd := exec.Command(goTool(), "build", "-o", binary, "./cmd/cxbridge")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "deploytest: go build ./cmd/cxbridge: %v\n%s", err, out)
-		return 1
-	}
+	defer cleanup()
+	binary = bin
 	return m.Run()
 }
 
-// goTool is the go command: the one of the toolchain running these tests
-// (go test puts its GOROOT/bin first on PATH), else the one on PATH.
-func goTool() string {
-	if gr := os.Getenv("GOROOT"); gr != "" {
-		if p := filepath.Join(gr, "bin", "go"); fileExists(p) {
-			return p
-		}
-	}
-	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// needBinary skips t under -short, where TestMain builds no binary.
+func needBinary(t *testing.T) {
+	t.Helper()
+	testutil.SkipShort(t, "checks against the built binary's --help")
 }
 
 // path is a file of the repository.
@@ -124,6 +116,7 @@ func helpOf(t *testing.T, command string) *settings {
 	if s, ok := helpCache[command]; ok {
 		return s
 	}
+	needBinary(t)
 	cmd := exec.Command(binary, command, "--help")
 	cmd.Env = cleanEnv()
 	out, err := cmd.Output()
@@ -183,6 +176,7 @@ func cleanEnv() []string {
 // hasCommand reports whether the binary has the subcommand.
 func hasCommand(t *testing.T, command string) bool {
 	t.Helper()
+	needBinary(t)
 	cmd := exec.Command(binary, command, "--help")
 	cmd.Env = cleanEnv()
 	return cmd.Run() == nil

@@ -1,34 +1,20 @@
 package dlq
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
-
-// syncBuf is a log sink for concurrent writers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
-}
 
 // A record the DLQ topic refuses for good (here INVALID_RECORD, as a
 // compacted topic answers a null key) is never dropped: Write retries it,
@@ -40,7 +26,7 @@ func TestWriterRefusedForGood(t *testing.T) {
 	c, brokers := newCluster(t)
 	poison := []byte("poison-record")
 	fault := c.Fault(testkafka.RefuseProduce(dlqTopic, poison, kerr.InvalidRecord))
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	var failures, permanent atomic.Int32
 	w := newWriter(t, brokers, func(cfg *WriterConfig) {
 		cfg.RetryMin, cfg.RetryMax = time.Millisecond, 20*time.Millisecond
@@ -97,10 +83,10 @@ func TestWriterRefusedForGood(t *testing.T) {
 	if n, err := w.Refused(); n != 1 || !errors.Is(err, kafka.InvalidRecord) {
 		t.Errorf("Refused() = %d, %v; want 1, INVALID_RECORD", n, err)
 	}
-	if got := logs.count("refuses a record for good"); got != 1 {
+	if got := logs.Count("refuses a record for good"); got != 1 {
 		t.Errorf("the refusal logged %d times over %d attempts, want once", got, permanent.Load())
 	}
-	if got := logs.count("dlq write failed, retrying"); got != 0 {
+	if got := logs.Count("dlq write failed, retrying"); got != 0 {
 		t.Errorf("the refusal logged %d times as a transient failure", got)
 	}
 
@@ -116,7 +102,7 @@ func TestWriterRefusedForGood(t *testing.T) {
 	if n, err := w.Refused(); n != 0 || err != nil {
 		t.Errorf("Refused() = %d, %v after the write; want 0, nil", n, err)
 	}
-	if got := logs.count("accepts the records it refused"); got != 1 {
+	if got := logs.Count("accepts the records it refused"); got != 1 {
 		t.Errorf("the end of the refusal logged %d times, want once", got)
 	}
 	values := map[string]int{}

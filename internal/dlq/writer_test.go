@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 func TestWriterWritesWithAcksAll(t *testing.T) {
@@ -305,7 +306,7 @@ func TestDeadLetterFallsBack(t *testing.T) {
 	bigHeaders := orig(2)
 	bigHeaders.Headers = append(bigHeaders.Headers, kafka.Header{Key: "blob", Value: bytes.Repeat([]byte("b"), 3000)})
 
-	var logs syncBuf
+	var logs testutil.SyncBuffer
 	w := newWriter(t, brokers, func(cfg *WriterConfig) {
 		cfg.Topic = "small"
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -349,8 +350,8 @@ func TestDeadLetterFallsBack(t *testing.T) {
 			t.Errorf("coordinates only: original header %s kept", h.Key)
 		}
 	}
-	if logs.count("without its value") != 2 || logs.count("coordinates only") != 1 {
-		t.Errorf("fallback logs:\n%s", logs.b.String())
+	if logs.Count("without its value") != 2 || logs.Count("coordinates only") != 1 {
+		t.Errorf("fallback logs:\n%s", logs.String())
 	}
 }
 

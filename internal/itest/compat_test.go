@@ -20,6 +20,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // Records a real producer (franz-go's kgo) writes with each compression
@@ -27,6 +28,7 @@ import (
 // own correlation id and data, byte for byte, whatever the codec; none is
 // dead-lettered and every offset is committed.
 func TestEveryCompressionCodecPublishedExactly(t *testing.T) {
+	integrationTest(t)
 	const partitions, per = 3, 40
 	s := newStack(t, partitions, sim.Config{})
 	codecs := []struct {
@@ -115,6 +117,7 @@ func TestEveryCompressionCodecPublishedExactly(t *testing.T) {
 // the group notices them, rebalances, and the records written to them are
 // published and committed.
 func TestPartitionsAddedWhileRunning(t *testing.T) {
+	integrationTest(t)
 	s := newStack(t, 2, sim.Config{})
 	a := s.startWorker(nil)
 	b := s.startWorker(nil)
@@ -129,8 +132,8 @@ func TestPartitionsAddedWhileRunning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("adding partitions: %v", err)
 	}
-	waitFor(t, 30*time.Second, "the topic to have 6 partitions", func() bool { return len(s.offsets().End) == 6 })
-	waitFor(t, 60*time.Second, "the workers to hold all 6 partitions", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the topic to have 6 partitions", func() bool { return len(s.offsets().End) == 6 })
+	testutil.WaitFor(t, 60*time.Second, "the workers to hold all 6 partitions", func() bool {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions)+len(sb.Partitions) == 6
 	})
@@ -154,6 +157,7 @@ func TestPartitionsAddedWhileRunning(t *testing.T) {
 // the old ones) stops the worker at start-up with a line naming the
 // request and both sides' versions, instead of a join retried forever.
 func TestBrokerRefusingAnAPIVersionStopsStartup(t *testing.T) {
+	integrationTest(t)
 	v := kversion.Stable()
 	v.SetMaxKeyVersion(int16(kmsg.JoinGroup), 0)
 	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 3,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // The worker stopped without draining, as a crash would (a 1 ms shutdown
@@ -17,6 +18,7 @@ import (
 // dead-lettered at least once; redeliveries are allowed, and keep each
 // key's order.
 func TestCrashRestartLosesNothing(t *testing.T) {
+	integrationTest(t)
 	const keys, per = 80, 40
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(5 * time.Millisecond), LatencyJitter: sim.Duration(10 * time.Millisecond)}})
 	good := keyedRecords(keys, per, 13)
@@ -34,7 +36,7 @@ func TestCrashRestartLosesNothing(t *testing.T) {
 		t0 := time.Now()
 		// Or until everything is committed: had records been lost, the
 		// count would never be reached, and the checks below say so.
-		waitFor(t, time.Minute, fmt.Sprintf("%d distinct events accepted", at), func() bool {
+		testutil.WaitFor(t, time.Minute, fmt.Sprintf("%d distinct events accepted", at), func() bool {
 			return s.sim.Stats().Distinct >= at || s.offsets().TotalLag() == 0
 		}, func() string { return fmt.Sprintf("simulator %+v", s.sim.Stats()) })
 		t.Logf("run %d: reached %d accepted in %v", i+1, at, time.Since(t0))

@@ -14,6 +14,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // deadJoin sends the group a JoinGroup of a new member (version 2, as
@@ -70,6 +71,7 @@ func (s *stack) groupMembers() int {
 // broker expires the member after its session timeout by itself (the
 // worker then never rejoins).
 func TestMemberDeadInJoin(t *testing.T) {
+	integrationTest(t)
 	// Mostly waiting, as TestOutageNoRejoin: the two run side by side.
 	t.Parallel()
 	const session, rebalance = 6 * time.Second, 5 * time.Second // as stack.settings
@@ -78,7 +80,7 @@ func TestMemberDeadInJoin(t *testing.T) {
 	// which the worker acts at 27 s instead of 79 s (see unservedBound);
 	// the chaos scenario kill-9-join proves the shipped settings.
 	a := s.startWorker(func(st *bridge.Settings) { st.CXone.Timeout = 2 * time.Second })
-	waitFor(t, 30*time.Second, "the worker holding all 6 partitions", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the worker holding all 6 partitions", func() bool {
 		st := a.w.Consumer().Status()
 		return st.Joined && len(st.Partitions) == 6
 	})
@@ -99,8 +101,8 @@ func TestMemberDeadInJoin(t *testing.T) {
 	for try := 1; ; try++ {
 		t0 = time.Now()
 		deadJoin(t, s.broker.Addrs[0], s.group, s.input, session, rebalance)
-		waitFor(t, 10*time.Second, "the dead member's join accepted", func() bool { return s.groupMembers() == 2 })
-		waitFor(t, 30*time.Second, "a generation with the dead member", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "the dead member's join accepted", func() bool { return s.groupMembers() == 2 })
+		testutil.WaitFor(t, 30*time.Second, "a generation with the dead member", func() bool {
 			st := a.w.Consumer().Status()
 			return st.Joined && st.Generation > gen
 		})
@@ -121,7 +123,7 @@ func TestMemberDeadInJoin(t *testing.T) {
 	recs := goodRecords(600, 120, 23)
 	s.write(recs)
 	var ready, page string // what /readyz and the status page said of unserved partitions
-	waitFor(t, 2*time.Minute, "the worker holding all 6 partitions again", func() bool {
+	testutil.WaitFor(t, 2*time.Minute, "the worker holding all 6 partitions again", func() bool {
 		if d := a.w.Admin().Ready().Components["consumer"].Detail; ready == "" && strings.Contains(d, "unserved") {
 			ready = d
 		}
@@ -154,7 +156,7 @@ func TestMemberDeadInJoin(t *testing.T) {
 			t.Errorf("the unserved partitions were not shown: /readyz %q, status page %q", ready, page)
 		}
 	}
-	waitFor(t, 30*time.Second, "cxbridge_group_unserved_partitions back to 0", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "cxbridge_group_unserved_partitions back to 0", func() bool {
 		un, _ := a.metric("cxbridge_group_unserved_partitions", "")
 		return un == 0
 	})
@@ -168,12 +170,13 @@ func TestMemberDeadInJoin(t *testing.T) {
 // TestMemberDeadInJoin, keeps it that short; at the shipped settings it is
 // 88 s).
 func TestOutageNoRejoin(t *testing.T) {
+	integrationTest(t)
 	t.Parallel()
 	const outage = 45 * time.Second
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	fast := func(st *bridge.Settings) { st.CXone.Timeout = 2 * time.Second }
 	a, b := s.startWorker(fast), s.startWorker(fast)
-	waitFor(t, 30*time.Second, "both workers holding partitions of one generation", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "both workers holding partitions of one generation", func() bool {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions)+len(sb.Partitions) == 6
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // The DLQ topic refuses writes for a while, then is restored, with bad
@@ -22,6 +23,7 @@ import (
 // accepted (invariant 7: the line goes on) — and once the DLQ is back every
 // bad record is in it, nothing is lost, and everything is committed.
 func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
+	integrationTest(t)
 	const keys, per = 100, 30
 	s := newStack(t, 6, sim.Config{})
 	good := keyedRecords(keys, per, 19)
@@ -82,7 +84,7 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 	// bad record, no further.
 	s.waitAccepted(int64(len(good)), time.Minute)
 	var o consumer.GroupLag
-	waitFor(t, 10*time.Second, "every partition committed up to its first bad record", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "every partition committed up to its first bad record", func() bool {
 		o = s.offsets()
 		for p, end := range o.End {
 			if f, ok := firstBad[p]; ok && o.Committed[p] != f || !ok && o.Committed[p] != end {
@@ -91,7 +93,9 @@ func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
 		}
 		return true
 	}, func() string { return fmt.Sprintf("committed %v, first bad %v", o.Committed, firstBad) })
-	time.Sleep(500 * time.Millisecond) // the watermark holds: let the watch sample it a few more times
+	// The watermark holds: let the watch sample it a few more times.
+	n := watch.sampled()
+	testutil.WaitFor(t, 10*time.Second, "10 more samples of the held offsets", func() bool { return watch.sampled() >= n+10 })
 	failures, _ := w.metric("cxbridge_dlq_write_failures_total", "")
 	t.Logf("DLQ down: %d produce requests refused (-1: not counted on a real broker), %v write failures, committed %v, lag %d", refused(), failures, o.Committed, o.TotalLag())
 	if refused() == 0 || failures == 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // A bad record whose headers alone exceed the DLQ topic's limit (the input
@@ -22,6 +23,7 @@ import (
 // coordinates only, and its partition goes on (invariant 7): the record
 // after it is accepted and every offset committed.
 func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
+	integrationTest(t)
 	s := newStack(t, 1, sim.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -40,7 +42,7 @@ func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
 	}
 
 	r := s.startWorker(func(st *bridge.Settings) { st.Kafka.InputTopic = topic })
-	waitFor(t, 30*time.Second, "both records settled", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "both records settled", func() bool {
 		o, err := consumer.ReadGroupLag(ctx, s.client, s.group, topic)
 		return err == nil && o.Committed[0] == 2
 	})
@@ -77,6 +79,7 @@ func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
 // limit is refused whole) together with one of 100 KB. Only the 100 KB one
 // is dead-lettered without its value; every 12 KB one keeps its value.
 func TestDLQBatchTooLargeKeepsSmallValues(t *testing.T) {
+	integrationTest(t)
 	const (
 		limit = 64 << 10
 		small = 40

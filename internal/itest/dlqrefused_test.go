@@ -15,6 +15,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // keysIn returns n keys prefix-0, prefix-1, … that the hash balancer puts
@@ -95,6 +96,7 @@ func (h *holdSampler) halt() (inFlight, lane, tracked int) {
 // DLQ refuses it. Once the topic accepts it again, everything settles and
 // nothing is lost.
 func TestDLQRefusesOneRecordForGood(t *testing.T) {
+	integrationTest(t)
 	for _, tc := range []struct {
 		name string
 		hot  int // of the 10,000 records behind it, how many have its key (spread evenly)
@@ -136,7 +138,7 @@ func TestDLQRefusesOneRecordForGood(t *testing.T) {
 			defer holds.halt()
 			// Its partition stops: what it holds stays the same for a second.
 			last, since := -1, time.Now()
-			waitFor(t, time.Minute, "the partition of the refused record to stop", func() bool {
+			testutil.WaitFor(t, time.Minute, "the partition of the refused record to stop", func() bool {
 				tracked := 0
 				for _, ps := range r.w.Consumer().Status().Partitions {
 					if ps.Partition == p {
@@ -154,7 +156,7 @@ func TestDLQRefusesOneRecordForGood(t *testing.T) {
 			// The other partitions flow.
 			s.write(rest)
 			var o map[int]int64
-			waitFor(t, time.Minute, "the other partitions' records accepted and committed", func() bool {
+			testutil.WaitFor(t, time.Minute, "the other partitions' records accepted and committed", func() bool {
 				if s.sim.Stats().Distinct < stoppedAt+elsewhere {
 					return false
 				}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // acceptLog keeps the time of every publish the simulator answered 200.
@@ -86,6 +87,7 @@ func (l *acceptLog) busiest(from, to time.Time, d time.Duration) int {
 // answer times, with a backlog far beyond the limit throughout. (The
 // setting is off by default; this test is about the setting.)
 func TestRateLimitIsTheGroups(t *testing.T) {
+	integrationTest(t)
 	const limit = 120.0
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	s.write(keyedRecords(300, 30, 41)) // 9,000 records: 75 s at the limit
@@ -97,7 +99,7 @@ func TestRateLimitIsTheGroups(t *testing.T) {
 	// the acceptances of the next 6 s.
 	measure := func(phase string, rs []*running) {
 		t.Helper()
-		waitFor(t, 60*time.Second, phase+": the workers holding all 6 partitions in one generation", func() bool {
+		testutil.WaitFor(t, 60*time.Second, phase+": the workers holding all 6 partitions in one generation", func() bool {
 			held, gen := 0, int32(-1)
 			for _, r := range rs {
 				st := r.w.Consumer().Status()
@@ -108,14 +110,16 @@ func TestRateLimitIsTheGroups(t *testing.T) {
 			}
 			return held == 6
 		})
-		time.Sleep(2 * time.Second) // records of the revoked partitions drained at the old share
+		// A measuring window's margin, not a wait for an event: records of
+		// the revoked partitions drained at the old share for a while.
+		time.Sleep(2 * time.Second)
 		var limits []float64
 		for _, r := range rs {
 			l, _ := r.metric("cxbridge_rate_limit_per_second", "")
 			limits = append(limits, l)
 		}
 		from := time.Now()
-		time.Sleep(6 * time.Second)
+		time.Sleep(6 * time.Second) // the measuring window
 		to := time.Now()
 		n := s.accepts.between(from, to)
 		rate := float64(n) / to.Sub(from).Seconds()

@@ -23,8 +23,8 @@ import (
 	"github.com/cxbridge/cxbridge/internal/devstack"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
-	"github.com/cxbridge/cxbridge/internal/testbin"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 const (
@@ -48,16 +48,8 @@ type secStack struct {
 	cfg    devstack.BrokerConfig
 	kafka  config.Kafka // the client settings that work: SASL of the first user, TLS with the CA file
 	tr     *kafka.Transport
-	logBuf *syncBuf
+	logBuf *testutil.SyncBuffer
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // checkNoLeaks makes t fail if goroutines started during the test outlive
 // it; call it first, so that it runs after every other cleanup.
@@ -69,11 +61,11 @@ func checkNoLeaks(t *testing.T) {
 func newSecStack(t *testing.T, b secBroker) *secStack {
 	t.Helper()
 	// The address is chosen first, so that a late broker has one too.
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &secStack{logBuf: &syncBuf{}, cfg: devstack.BrokerConfig{Addr: addr, Partitions: 3, Topics: []string{inputTopic, dlqTopic},
+	st := &secStack{logBuf: &testutil.SyncBuffer{}, cfg: devstack.BrokerConfig{Addr: addr, Partitions: 3, Topics: []string{inputTopic, dlqTopic},
 		MinSessionTimeout: 500 * time.Millisecond, SASLUsers: b.users}}
 	st.kafka.Brokers, st.kafka.ClientID = addr, "itest"
 	if b.tls {
@@ -211,6 +203,7 @@ func waitRun(t *testing.T, r *running, d time.Duration) error {
 // ones accepted by the simulator, bad ones in the DLQ topic, every offset
 // committed.
 func TestKafkaSecurityEndToEnd(t *testing.T) {
+	integrationTest(t)
 	scram512 := devstack.SASLUser{Mechanism: "scram-sha-512", User: secUser, Password: secPassword}
 	for _, tc := range []struct {
 		name   string
@@ -259,6 +252,7 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 // Wrong SASL credentials end Run at once with an error naming the settings
 // to check, holding no password; nothing is consumed.
 func TestKafkaSASLWrongCredentials(t *testing.T) {
+	integrationTest(t)
 	for _, tc := range []struct {
 		name   string
 		broker string // mechanism the broker's user has
@@ -313,6 +307,7 @@ func TestKafkaSASLWrongCredentials(t *testing.T) {
 // attempts (the broker closing every connection at the same step), with an
 // error naming the settings to check.
 func TestKafkaTLSMisconfigured(t *testing.T) {
+	integrationTest(t)
 	for _, tc := range []struct {
 		name   string
 		b      secBroker
@@ -360,11 +355,12 @@ func TestKafkaTLSMisconfigured(t *testing.T) {
 // and the reason on /readyz; once it listens (requiring SCRAM-SHA-512 over
 // TLS), the same worker authenticates and delivers.
 func TestKafkaSecureBrokerComesUpLate(t *testing.T) {
+	integrationTest(t)
 	checkNoLeaks(t)
 	s := newSecStack(t, secBroker{tls: true, late: true,
 		users: []devstack.SASLUser{{Mechanism: "scram-sha-512", User: secUser, Password: secPassword}}})
 	r := s.startWorker(s.withKafka(nil))
-	waitFor(t, 10*time.Second, "two retry log lines", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "two retry log lines", func() bool {
 		return strings.Count(s.logBuf.String(), "joining the consumer group failed; retrying") >= 2
 	}, s.logBuf.String)
 	rec := httptest.NewRecorder()
@@ -392,6 +388,7 @@ func TestKafkaSecureBrokerComesUpLate(t *testing.T) {
 // does stands in for it). Start-up fails after a few attempts with an
 // error naming --kafka-tls.
 func TestKafkaTLSClientOnPlaintextListener(t *testing.T) {
+	integrationTest(t)
 	checkNoLeaks(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // healthz asks the worker's /healthz: its status code and answer.
@@ -70,7 +71,7 @@ func TestWedgedConsumerFailsLiveness(t *testing.T) {
 	wedgedAt := time.Now()
 	s.write(goodRecords(120, 120, 12)) // on every partition: partition 0 has records to fetch
 	var body map[string]any
-	waitFor(t, 90*time.Second, "/healthz to fail on the wedged partition", func() bool {
+	testutil.WaitFor(t, 90*time.Second, "/healthz to fail on the wedged partition", func() bool {
 		var code int
 		code, body = healthz(t, w)
 		return code == http.StatusServiceUnavailable
@@ -88,7 +89,7 @@ func TestWedgedConsumerFailsLiveness(t *testing.T) {
 	}
 
 	close(release)
-	waitFor(t, 30*time.Second, "/healthz to be ok once the fetch loop moves", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "/healthz to be ok once the fetch loop moves", func() bool {
 		code, _ := healthz(t, w)
 		return code == http.StatusOK
 	})

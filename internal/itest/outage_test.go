@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // A CXone outage mid-stream is not a dead letter (invariant 5): the breaker
 // opens, records wait without spending their retries, offsets stay put, and
 // once CXone is back the breaker closes and every record is accepted.
 func TestOutageIsNotADeadLetter(t *testing.T) {
+	integrationTest(t)
 	const outage = 5 * time.Second // the breaker's open timeout is 500 ms: ~10 probes fail
 	s := newStack(t, 6, sim.Config{})
 	recs := keyedRecords(100, 30, 3)
@@ -27,10 +29,10 @@ func TestOutageIsNotADeadLetter(t *testing.T) {
 	t.Logf("outage of %v from %d accepted", outage, s.sim.Stats().Distinct)
 	// Once the records in flight have failed and the settled ones are
 	// committed, the committed offsets hold still until CXone is back.
-	waitFor(t, 3*time.Second, "the breaker open", func() bool { return w.w.BreakerState().String() == "open" })
+	testutil.WaitFor(t, 3*time.Second, "the breaker open", func() bool { return w.w.BreakerState().String() == "open" })
 	held := s.offsets()
 	stableSince := time.Now()
-	waitFor(t, 3*time.Second, "the committed offsets to hold still during the outage", func() bool {
+	testutil.WaitFor(t, 3*time.Second, "the committed offsets to hold still during the outage", func() bool {
 		o := s.offsets()
 		if fmt.Sprint(o.Committed) != fmt.Sprint(held.Committed) {
 			held, stableSince = o, time.Now()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // The per-partition series follow what the member holds: the lag of every
@@ -17,10 +18,11 @@ import (
 // partitions, the first reports only its own — committed offset and lag —
 // so that sums over the group's members count each partition once.
 func TestPartitionSeriesFollowTheAssignment(t *testing.T) {
+	integrationTest(t)
 	s := newStack(t, 6, sim.Config{})
 	s.write(keyedRecords(60, 2, 5))
 	a := s.startWorker(nil)
-	waitFor(t, 30*time.Second, "a holding all 6 partitions", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a holding all 6 partitions", func() bool {
 		st := a.w.Consumer().Status()
 		return st.Joined && len(st.Partitions) == 6
 	})
@@ -35,7 +37,7 @@ func TestPartitionSeriesFollowTheAssignment(t *testing.T) {
 		slices.Sort(ps)
 		return ps
 	}
-	waitFor(t, 5*time.Second, "a's lag series for its 6 partitions", func() bool { return len(series(a, "cxbridge_consumer_lag")) == 6 })
+	testutil.WaitFor(t, 5*time.Second, "a's lag series for its 6 partitions", func() bool { return len(series(a, "cxbridge_consumer_lag")) == 6 })
 	took := time.Since(joined)
 	t.Logf("lag series %v seen %v after the assignment", series(a, "cxbridge_consumer_lag"), took.Round(time.Millisecond))
 	if took > 1500*time.Millisecond {
@@ -55,12 +57,12 @@ func TestPartitionSeriesFollowTheAssignment(t *testing.T) {
 		slices.Sort(ps)
 		return ps
 	}
-	waitFor(t, 30*time.Second, "a and b holding 3 partitions each", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a and b holding 3 partitions each", func() bool {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions) == 3 && len(sb.Partitions) == 3
 	})
 	mine := held(a)
-	waitFor(t, 10*time.Second, fmt.Sprintf("a's series to be of its partitions %v only", mine), func() bool {
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("a's series to be of its partitions %v only", mine), func() bool {
 		return slices.Equal(series(a, "cxbridge_consumer_lag"), mine) && slices.Equal(series(a, "cxbridge_committed_offset"), mine)
 	}, func() string {
 		return fmt.Sprintf("lag %v, committed %v", series(a, "cxbridge_consumer_lag"), series(a, "cxbridge_committed_offset"))

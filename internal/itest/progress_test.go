@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // cxbridge_last_accepted_timestamp_seconds (the CxbridgeNoProgress alert's
@@ -29,7 +30,7 @@ func TestLastAcceptedTimestamp(t *testing.T) {
 	// Dead letters only: settled, but nothing accepted.
 	bad, _ := badRecords(2)
 	s.write(bad)
-	waitFor(t, time.Minute, fmt.Sprintf("%d records dead-lettered", len(bad)), func() bool {
+	testutil.WaitFor(t, time.Minute, fmt.Sprintf("%d records dead-lettered", len(bad)), func() bool {
 		n, _ := w.metric("cxbridge_dead_letters_total", "")
 		return n >= float64(len(bad))
 	})
@@ -41,7 +42,7 @@ func TestLastAcceptedTimestamp(t *testing.T) {
 	written := time.Now()
 	s.write(goodRecords(30, 5, 1))
 	s.waitAccepted(30, time.Minute)
-	waitFor(t, 10*time.Second, "the gauge to reach the acceptances", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the gauge to reach the acceptances", func() bool {
 		n, by := w.metric("cxbridge_records_settled_total", "result")
 		return n > 0 && by["accepted"] >= 30
 	})
@@ -56,7 +57,7 @@ func TestLastAcceptedTimestamp(t *testing.T) {
 	outageEnd := time.Now().Add(outage)
 	before = time.Now()
 	s.write(goodRecords(20, 5, 2))
-	waitFor(t, 5*time.Second, "the breaker to open", func() bool { return w.w.BreakerState().String() == "open" })
+	testutil.WaitFor(t, 5*time.Second, "the breaker to open", func() bool { return w.w.BreakerState().String() == "open" })
 	during := gauge(w)
 	if during.After(before) {
 		// Publishes that passed the simulator's outage check just before it
@@ -68,6 +69,6 @@ func TestLastAcceptedTimestamp(t *testing.T) {
 		t.Fatalf("during the outage the gauge moved from %v to %v", during, got)
 	}
 	s.waitAccepted(50, time.Minute)
-	waitFor(t, 10*time.Second, "the gauge to move after the outage", func() bool { return gauge(w).After(outageEnd.Add(-slack)) },
+	testutil.WaitFor(t, 10*time.Second, "the gauge to move after the outage", func() bool { return gauge(w).After(outageEnd.Add(-slack)) },
 		func() string { return fmt.Sprintf("gauge %v, outage ended %v", gauge(w), outageEnd) })
 }

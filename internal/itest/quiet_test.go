@@ -13,6 +13,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // An outage is never a dead letter, whatever the traffic: the tests here
@@ -45,6 +46,7 @@ func shippedCXone(t *testing.T) func(*bridge.Settings) {
 // used to be spent) on an otherwise idle topic, and checks that none is
 // dead-lettered and all are accepted once CXone is back.
 func quietOutage(t *testing.T, n int) {
+	integrationTest(t)
 	const outage = 15 * time.Second
 	s := newStack(t, 3, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
@@ -59,7 +61,7 @@ func quietOutage(t *testing.T, n int) {
 	held := s.offsets()
 	watch := s.watchHeld(100*time.Millisecond, held, outageEnd)
 	want := before.Distinct + int64(n)
-	waitFor(t, outage+2*time.Minute, fmt.Sprintf("%d records accepted", n), func() bool {
+	testutil.WaitFor(t, outage+2*time.Minute, fmt.Sprintf("%d records accepted", n), func() bool {
 		if dl, by := w.metric("cxbridge_dead_letters_total", "reason"); dl != 0 {
 			t.Fatalf("dead-lettered during the outage: %v (simulator %+v)", by, s.sim.Stats())
 		}
@@ -131,6 +133,7 @@ func TestQuietOutageThreeKeys(t *testing.T) { quietOutage(t, 3) }
 // ≥ 150 records written by 15 s, so the assertion fails with probability
 // ≤ 0.175⁵ ≈ 1.6·10⁻⁴ (a simulation of this model, 2·10⁷ runs: ~10⁻⁵).
 func TestFlappingOutage(t *testing.T) {
+	integrationTest(t)
 	const flapFor, minDuring = time.Minute, 100
 	s := newStack(t, 6, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
@@ -260,6 +263,7 @@ func (tl *acceptedTimeline) perUpPhase(base int64, down, up time.Duration) []int
 // are out) comes from ordinary traffic. Records keep arriving (200/s over
 // 40 keys) until it is in the DLQ; the simulator answers in 1-21 ms.
 func TestPoisonAmongFlowingRecords(t *testing.T) {
+	integrationTest(t)
 	s := newStack(t, 6, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
 	warm := s.warmUp(6, time.Minute)
@@ -279,7 +283,7 @@ func TestPoisonAmongFlowingRecords(t *testing.T) {
 		}
 		s.write(goodRecords(20, 40, seed))
 		written += 20
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the traffic's pace (200/s), not a wait: the loop has its deadline above
 	}
 	t.Logf("dead-lettered after %v, %d records written meanwhile", time.Since(start).Round(100*time.Millisecond), written)
 	s.waitAccepted(int64(len(warm)+written), time.Minute)

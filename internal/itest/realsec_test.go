@@ -13,6 +13,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // realListeners returns scripts/kafka.sh's SASL and TLS listeners of the
@@ -33,6 +34,7 @@ func realListeners(t *testing.T) map[string]string {
 // end: good records accepted, bad ones in the DLQ topic, every offset
 // committed. The test's own producer and checks use the plaintext listener.
 func TestRealBrokerSecurityEndToEnd(t *testing.T) {
+	integrationTest(t)
 	env := realListeners(t)
 	for _, tc := range []struct {
 		name, brokers, mechanism string
@@ -46,7 +48,7 @@ func TestRealBrokerSecurityEndToEnd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, 3, sim.Config{})
-			logs := &syncBuf{}
+			logs := &testutil.SyncBuffer{}
 			s.logs = logs
 			const n = 60
 			bad, want := badRecords(1)
@@ -79,6 +81,7 @@ func TestRealBrokerSecurityEndToEnd(t *testing.T) {
 // worker does not trust end Run at once with an error naming the settings
 // to check; nothing is consumed.
 func TestRealBrokerRefusesBadSecurity(t *testing.T) {
+	integrationTest(t)
 	env := realListeners(t)
 	for _, tc := range []struct {
 		name   string
@@ -97,7 +100,7 @@ func TestRealBrokerRefusesBadSecurity(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, 3, sim.Config{})
-			logs := &syncBuf{}
+			logs := &testutil.SyncBuffer{}
 			s.logs = logs
 			s.write(goodRecords(5, 5, 3))
 			start := time.Now()

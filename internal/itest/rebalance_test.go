@@ -6,6 +6,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // Two workers in one group, one stopped mid-stream: its partitions move to
@@ -13,6 +14,7 @@ import (
 // offsets never move backwards (invariant 2), sampled every 50 ms
 // throughout.
 func TestTwoWorkersOneStops(t *testing.T) {
+	integrationTest(t)
 	const keys, per = 100, 40
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond), LatencyJitter: sim.Duration(8 * time.Millisecond)}})
 	recs := keyedRecords(keys, per, 17)
@@ -25,7 +27,7 @@ func TestTwoWorkersOneStops(t *testing.T) {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions) > 0 && len(sb.Partitions) > 0
 	}
-	waitFor(t, 30*time.Second, "both workers holding partitions of one generation", both)
+	testutil.WaitFor(t, 30*time.Second, "both workers holding partitions of one generation", both)
 	gen := a.w.Consumer().Status().Generation
 	t.Logf("generation %d: a holds %d partitions, b %d", gen, len(a.w.Consumer().Status().Partitions), len(b.w.Consumer().Status().Partitions))
 
@@ -37,7 +39,7 @@ func TestTwoWorkersOneStops(t *testing.T) {
 	t0 := time.Now()
 	a.stop(t)
 	t.Logf("a stopped at %d accepted in %v", s.sim.Stats().Distinct, time.Since(t0))
-	waitFor(t, 20*time.Second, "b holding all 6 partitions", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "b holding all 6 partitions", func() bool {
 		st := b.w.Consumer().Status()
 		return st.Joined && len(st.Partitions) == 6
 	})

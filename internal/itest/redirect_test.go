@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // landingPage is where the redirects point: it answers 200 to everything
@@ -32,6 +33,7 @@ func landingPage(t *testing.T) (string, *atomic.Int64) {
 // for more attempts than the retry budget; once the redirect stops it is
 // accepted.
 func TestRedirectIsNotAccepted(t *testing.T) {
+	integrationTest(t)
 	landing, landed := landingPage(t)
 	s := newStack(t, 1, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
@@ -44,7 +46,7 @@ func TestRedirectIsNotAccepted(t *testing.T) {
 	s.sim.SetFaults(sim.Faults{ForceStatus: http.StatusFound, Location: target})
 	s.write(keyedRecords(1, 1, 13))
 	const redirects = 5 // more than the 4 attempts of the shipped budget
-	waitFor(t, time.Minute, fmt.Sprintf("%d publishes answered 302", redirects), func() bool {
+	testutil.WaitFor(t, time.Minute, fmt.Sprintf("%d publishes answered 302", redirects), func() bool {
 		if _, settled := w.metric("cxbridge_records_settled_total", "result"); settled["accepted"] != float64(len(warm)) {
 			t.Fatalf("settled %v while every publish is redirected (the redirect target was requested %d times)", settled, landed.Load())
 		}
@@ -94,10 +96,11 @@ func TestRedirectIsNotAccepted(t *testing.T) {
 // (neither published nor dead-lettered) and is accepted once the token
 // endpoint answers again.
 func TestTokenRedirectIsAConfigError(t *testing.T) {
+	integrationTest(t)
 	landing, landed := landingPage(t)
 	target := landing + "/api/v2/authorization/token"
 	s := newStack(t, 1, sim.Config{Faults: sim.Faults{TokenStatus: http.StatusMovedPermanently, Location: target}})
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	s.logs = io.MultiWriter(logs, verboseLogs())
 	w := s.startWorker(shippedCXone(t))
 	s.write(keyedRecords(1, 1, 14))
@@ -106,7 +109,7 @@ func TestTokenRedirectIsAConfigError(t *testing.T) {
 		w.w.Admin().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		return rec.Code, rec.Body.String()
 	}
-	waitFor(t, time.Minute, "/readyz to name the token redirect", func() bool {
+	testutil.WaitFor(t, time.Minute, "/readyz to name the token redirect", func() bool {
 		code, body := readyz()
 		// Named as a warning: CXone's side does not take the member out of service.
 		return code == http.StatusOK && strings.Contains(body, `"warnings"`) && strings.Contains(body, "token endpoint redirects") && strings.Contains(body, "Location "+target)

@@ -13,6 +13,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // shipped sets the group's timings and the drain budgets to the shipped
@@ -157,6 +158,7 @@ func watchPartitions(t *testing.T, r *running, n int) func() time.Time {
 // still held their records, both published them when the gate opened, and
 // the leaving worker's final commit was refused.
 func TestShutdownDrainKeepsTheMembership(t *testing.T) {
+	integrationTest(t)
 	const keys, per = 60, 10
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	cx := shippedCXone(t) // the shipped --max-backoff (30 s) lets the gate hold for the whole Retry-After
@@ -164,7 +166,7 @@ func TestShutdownDrainKeepsTheMembership(t *testing.T) {
 	urlA, urlB := log.serve(t, s, "a"), log.serve(t, s, "b")
 	a := s.startWorker(func(st *bridge.Settings) { shipped(st); cx(st); st.CXone.BaseURL = urlA })
 	b := s.startWorker(func(st *bridge.Settings) { shipped(st); cx(st); st.CXone.BaseURL = urlB })
-	waitFor(t, 30*time.Second, "a and b holding 3 partitions each of one generation", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a and b holding 3 partitions each of one generation", func() bool {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions) == 3 && len(sb.Partitions) == 3
 	})
@@ -177,7 +179,7 @@ func TestShutdownDrainKeepsTheMembership(t *testing.T) {
 	tf := time.Now()
 	s.sim.SetFaults(sim.Faults{ForceStatus: http.StatusTooManyRequests, RetryAfter: "12"})
 	s.write(recs)
-	waitFor(t, 10*time.Second, "a and b holding records at the closed gate", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a and b holding records at the closed gate", func() bool {
 		return a.w.InFlight() > 0 && b.w.InFlight() > 0 && s.sim.Stats().ByStatus[http.StatusTooManyRequests] > 0
 	})
 	held := a.w.InFlight()
@@ -195,7 +197,7 @@ func TestShutdownDrainKeepsTheMembership(t *testing.T) {
 		t.Errorf("a: %v", a.err)
 	}
 	t.Logf("a held %d records at SIGTERM and left %v later", held, tLeft.Sub(t0).Round(time.Millisecond))
-	waitFor(t, 20*time.Second, "b holding all 6 partitions", func() bool { return !bAll().IsZero() })
+	testutil.WaitFor(t, 20*time.Second, "b holding all 6 partitions", func() bool { return !bAll().IsZero() })
 	took := bAll().Sub(tLeft)
 	t.Logf("b held all 6 partitions %v after a left", took.Round(time.Millisecond))
 	s.waitCommitted(time.Minute)
@@ -238,6 +240,7 @@ func TestShutdownDrainKeepsTheMembership(t *testing.T) {
 // leaves; b and c then publish everything, each key in order, and no key
 // is published by a and another member at once. Shipped timings.
 func TestShutdownDrainCappedByARebalance(t *testing.T) {
+	integrationTest(t)
 	const keys, per = 60, 10
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	log := &publishLog{pubs: map[string][]publish{}}
@@ -247,7 +250,7 @@ func TestShutdownDrainCappedByARebalance(t *testing.T) {
 		return s.startWorker(func(st *bridge.Settings) { shipped(st); cx(st); st.CXone.BaseURL = urls[name] })
 	}
 	a, b := start("a"), start("b")
-	waitFor(t, 30*time.Second, "a and b holding 3 partitions each of one generation", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a and b holding 3 partitions each of one generation", func() bool {
 		sa, sb := a.w.Consumer().Status(), b.w.Consumer().Status()
 		return sa.Joined && sb.Joined && sa.Generation == sb.Generation && len(sa.Partitions) == 3 && len(sb.Partitions) == 3
 	})
@@ -256,7 +259,7 @@ func TestShutdownDrainCappedByARebalance(t *testing.T) {
 	tf := time.Now()
 	s.sim.SetFaults(sim.Faults{ForceStatus: http.StatusTooManyRequests, RetryAfter: "10"})
 	s.write(recs)
-	waitFor(t, 5*time.Second, "a holding records at the closed gate", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a holding records at the closed gate", func() bool {
 		return a.w.InFlight() > 0 && s.sim.Stats().ByStatus[http.StatusTooManyRequests] > 0
 	})
 	a.cancel() // SIGTERM: a drains, still a member, until c's join ends its generation

@@ -32,6 +32,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/telemetry"
 	"github.com/cxbridge/cxbridge/internal/testkafka"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // The names the tests know their topics and group by; on a real broker each
@@ -172,6 +173,7 @@ func (s *stack) startWorker(mutate func(*bridge.Settings)) *running {
 		select {
 		case <-r.done:
 		case <-time.After(30 * time.Second):
+			s.t.Error("a worker did not stop within 30s of its cancel")
 		}
 	})
 	return r
@@ -205,7 +207,7 @@ func (s *stack) offsets() consumer.GroupLag {
 			!errors.Is(err, kafka.GroupLoadInProgress) || ctx.Err() != nil {
 			s.t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // before asking again; ctx bounds the loop
 	}
 }
 
@@ -228,7 +230,7 @@ func (s *stack) dlqRecords() []kafka.Message {
 func (s *stack) waitCommitted(timeout time.Duration) consumer.GroupLag {
 	s.t.Helper()
 	var o consumer.GroupLag
-	waitFor(s.t, timeout, "every offset committed", func() bool {
+	testutil.WaitFor(s.t, timeout, "every offset committed", func() bool {
 		o = s.offsets()
 		return o.TotalLag() == 0
 	}, func() string {
@@ -237,19 +239,12 @@ func (s *stack) waitCommitted(timeout time.Duration) consumer.GroupLag {
 	return o
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, state ...func() string) {
+// integrationTest skips t under -short (make test-short): every test of
+// the package runs a broker, the simulator and workers, for seconds to
+// minutes.
+func integrationTest(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var detail string
-			for _, f := range state {
-				detail += "; " + f()
-			}
-			t.Fatalf("timed out after %v waiting for: %s%s", timeout, what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.SkipShort(t, "an integration test: a broker, the simulator and workers, for seconds to minutes")
 }
 
 // goodRecords returns n valid records over keys keys (data.key, data.seq set).
@@ -348,7 +343,7 @@ func checkKeySequence(seqs []int64, per int) error {
 // waitAccepted waits until the simulator accepted n distinct events.
 func (s *stack) waitAccepted(n int64, timeout time.Duration) {
 	s.t.Helper()
-	waitFor(s.t, timeout, fmt.Sprintf("%d distinct events accepted", n), func() bool {
+	testutil.WaitFor(s.t, timeout, fmt.Sprintf("%d distinct events accepted", n), func() bool {
 		return s.sim.Stats().Distinct >= n
 	}, func() string { return fmt.Sprintf("simulator %+v", s.sim.Stats()) })
 }
@@ -434,6 +429,13 @@ func (s *stack) watchOffsets(every time.Duration, check func(consumer.GroupLag) 
 	}()
 	s.t.Cleanup(w.halt)
 	return w
+}
+
+// sampled is how many samples the watch has taken so far.
+func (w *offsetWatch) sampled() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.samples
 }
 
 // halt stops the sampling (idempotent) and waits for it.
@@ -597,7 +599,7 @@ func (s *stack) setTopicConfig(topic, name, value string) {
 		s.t.Fatalf("setting %s=%s on %s: %v", name, value, topic, err)
 	}
 	// The controller has it; wait until the broker does too.
-	waitFor(s.t, 30*time.Second, fmt.Sprintf("the broker to apply %s=%s to %s", name, value, topic), func() bool {
+	testutil.WaitFor(s.t, 30*time.Second, fmt.Sprintf("the broker to apply %s=%s to %s", name, value, topic), func() bool {
 		res, err := s.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 			ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{name},
 		}}})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/bridge"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // With --start-offset latest, records written after the group first took
@@ -22,6 +23,7 @@ import (
 // are written. Every record written after a took the partitions is
 // published.
 func TestStartOffsetLatestSkipsNothingAcrossRebalances(t *testing.T) {
+	integrationTest(t)
 	const partitions = 6
 	s := newStack(t, partitions, sim.Config{})
 	latest := func(st *bridge.Settings) { st.Kafka.StartOffset = "latest" }
@@ -29,7 +31,7 @@ func TestStartOffsetLatestSkipsNothingAcrossRebalances(t *testing.T) {
 	// a took the partitions once it committed where "latest" was for each:
 	// records written before that are before its start (and skipped, as
 	// "latest" says), records written after it are the test's.
-	waitFor(t, 30*time.Second, "a holding all 6 partitions, its start offsets committed", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a holding all 6 partitions, its start offsets committed", func() bool {
 		st := a.w.Consumer().Status()
 		if !st.Joined || len(st.Partitions) != partitions {
 			return false
@@ -51,7 +53,7 @@ func TestStartOffsetLatestSkipsNothingAcrossRebalances(t *testing.T) {
 	s.write(recs)
 	b := s.startWorker(latest)
 	want := int64(len(warm) + len(recs))
-	waitFor(t, 30*time.Second, "every record written after a took the partitions published", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "every record written after a took the partitions published", func() bool {
 		return s.sim.Stats().Distinct >= want
 	}, func() string {
 		o := s.offsets()
@@ -59,7 +61,7 @@ func TestStartOffsetLatestSkipsNothingAcrossRebalances(t *testing.T) {
 	})
 
 	c := s.startWorker(latest)
-	waitFor(t, 30*time.Second, "b and c holding partitions of one generation", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "b and c holding partitions of one generation", func() bool {
 		sb, sc := b.w.Consumer().Status(), c.w.Consumer().Status()
 		return sb.Joined && sc.Joined && sb.Generation == sc.Generation && len(sb.Partitions)+len(sc.Partitions) == partitions
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/admin"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // The status page's charts come from what the worker did: a worker at the
@@ -47,7 +48,7 @@ func TestStatusHistory(t *testing.T) {
 	s.waitCommitted(time.Minute)
 	// The lag gauge is read every 5 s and the history sampled every 5 s:
 	// await a point that has seen it all settled.
-	waitFor(t, 30*time.Second, "a point with no lag and nothing in flight", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a point with no lag and nothing in flight", func() bool {
 		h = read()
 		n := len(h.TimeMS)
 		return n > 0 && h.Lag[n-1] == 0 && h.InFlight[n-1] == 0

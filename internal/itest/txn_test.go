@@ -11,6 +11,7 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 // Records of aborted Kafka transactions are never published, records of
@@ -24,6 +25,7 @@ import (
 // aborted in turn, plain records between them, and an aborted one last,
 // so that an abort marker ends every partition.
 func TestAbortedTransactionsAreNeverPublished(t *testing.T) {
+	integrationTest(t)
 	const partitions = 3
 	s := newStack(t, partitions, sim.Config{})
 	w := s.startWorker(nil)
@@ -85,7 +87,7 @@ func TestAbortedTransactionsAreNeverPublished(t *testing.T) {
 	// returned, so the high watermark may still move: wait for it.
 	var o consumer.GroupLag
 	var hwm map[int]int64
-	waitFor(t, 30*time.Second, "every partition committed up to its high watermark, past the last abort marker", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "every partition committed up to its high watermark, past the last abort marker", func() bool {
 		o, hwm = s.offsets(), s.highWatermarks(partitions)
 		for p := range partitions {
 			if o.Committed[p] != hwm[p] {

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cxbridge/cxbridge/internal/benchutil"
+	"github.com/cxbridge/cxbridge/internal/testutil/benchutil"
 
 	"github.com/cxbridge/cxbridge/internal/sim"
 )

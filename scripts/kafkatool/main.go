@@ -19,7 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cxbridge/cxbridge/internal/certs"
-	"github.com/cxbridge/cxbridge/internal/testbin"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 )
 
 func main() {
@@ -52,10 +52,10 @@ func usage() {
 }
 
 // port prints a free port below the ephemeral range (see
-// testbin.FreeAddr): the broker listens on it again after a restart, by
+// testutil.FreeAddr): the broker listens on it again after a restart, by
 // when an outgoing connection could have taken a port from that range.
 func port() error {
-	addr, err := testbin.FreeAddr()
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		return err
 	}

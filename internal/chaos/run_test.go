@@ -161,7 +161,33 @@ func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func
 
 // verify checks the outcome from the outside.
 func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
-	// Processes that died by themselves.
+	h.checkProcesses(res)
+	goodIDs, badKind, err := h.readInput(ctx, res)
+	if err != nil {
+		res.problem("reading the input topic: %v", err)
+		return
+	}
+	if err := h.countAccepted(res, goodIDs); err != nil {
+		res.problem("reading the simulator's accepted events: %v", err)
+		return
+	}
+	if err := h.countDLQ(ctx, res, badKind); err != nil {
+		res.problem("reading the DLQ: %v", err)
+		return
+	}
+	h.readEndState(ctx, res)
+	h.judge(res, sc)
+}
+
+// coord is a record's partition and offset in the input topic.
+type coord struct {
+	p int
+	o int64
+}
+
+// checkProcesses records the faults injected and a problem for every
+// process that died by itself.
+func (h *Harness) checkProcesses(res *Result) {
 	h.mu.Lock()
 	procs := slices.Clone(h.procs)
 	res.Faults = slices.Clone(h.faults)
@@ -174,15 +200,13 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 			res.problem("%s exited by itself: %v (log %s)", p.Name, err, p.LogPath)
 		}
 	}
+}
 
-	// What the input topic holds, good and bad.
-	type coord struct {
-		p int
-		o int64
-	}
-	goodIDs := map[string]coord{}
-	badKind := map[coord]string{}
-	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: h.input}, func(m kafka.Message) error {
+// readInput reads what the input topic holds, good and bad: the
+// correlation id of every good record, and the kind of every bad one.
+func (h *Harness) readInput(ctx context.Context, res *Result) (goodIDs map[string]coord, badKind map[coord]string, err error) {
+	goodIDs, badKind = map[string]coord{}, map[coord]string{}
+	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: h.input}, func(m kafka.Message) error {
 		res.Produced++
 		c := coord{m.Partition, m.Offset}
 		for _, hd := range m.Headers {
@@ -200,19 +224,21 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		return nil
 	})
 	if err != nil {
-		res.problem("reading the input topic: %v", err)
-		return
+		return nil, nil, err
 	}
 	res.Good, res.Bad = len(goodIDs), len(badKind)
 	if res.Produced < h.Size.Records {
 		res.problem("the input topic holds %d records, %d were produced", res.Produced, h.Size.Records)
 	}
+	return goodIDs, badKind, nil
+}
 
-	// What the simulator accepted.
+// countAccepted counts what the simulator accepted: good records once and
+// again, and correlation ids no good record has.
+func (h *Harness) countAccepted(res *Result, goodIDs map[string]coord) error {
 	counts, err := h.accepted()
 	if err != nil {
-		res.problem("reading the simulator's accepted events: %v", err)
-		return
+		return err
 	}
 	for id, n := range counts {
 		if _, ok := goodIDs[id]; !ok {
@@ -223,14 +249,18 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		res.Duplicates += n - 1
 	}
 	res.Lost = res.Good - res.Accepted
+	return nil
+}
 
-	// What the DLQ holds.
+// countDLQ counts what the DLQ holds: each bad record once and again with
+// the reason its kind must get, and anything else.
+func (h *Harness) countDLQ(ctx context.Context, res *Result, badKind map[coord]string) error {
 	kinds := map[string]string{}
 	for _, k := range produce.Bad {
 		kinds[k.Name] = k.Reason
 	}
 	inDLQ := map[coord]int{}
-	err = dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: h.dlq}, func(m kafka.Message) error {
+	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: []string{h.brokerAddr}, Topic: h.dlq}, func(m kafka.Message) error {
 		e, ok, err := dlq.Parse(m.Headers)
 		if err != nil || !ok {
 			res.DLQWrong++
@@ -252,8 +282,7 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 		return nil
 	})
 	if err != nil {
-		res.problem("reading the DLQ: %v", err)
-		return
+		return err
 	}
 	for c := range badKind {
 		switch n := inDLQ[c]; {
@@ -264,8 +293,12 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 			res.DLQDuplicates += n - 1
 		}
 	}
+	return nil
+}
 
-	// The simulator's view and the group's offsets.
+// readEndState reads the simulator's view and the group's offsets, the
+// recovery times from the samples, and the processes' logs.
+func (h *Harness) readEndState(ctx context.Context, res *Result) {
 	if st, err := h.simStats(); err == nil {
 		res.OrderViolations, res.Status, res.TokenRequests = st.OrderViolations, st.ByStatus, st.TokenRequests
 	}
@@ -276,7 +309,13 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 	}
 	h.recovery(res)
 	res.Secrets, res.BreakerOpens, res.Rejoins = h.scanLogs()
+	if h.proxy != nil {
+		res.Resets = h.proxy.Resets.Load()
+	}
+}
 
+// judge records a problem for every broken expectation of the counts.
+func (h *Harness) judge(res *Result, sc Scenario) {
 	if res.Lost != 0 {
 		res.problem("%d records lost (%d good never accepted, %d bad never dead-lettered)", res.Lost, res.Good-res.Accepted, res.Bad-res.DeadLettered)
 	}
@@ -288,9 +327,6 @@ func (h *Harness) verify(ctx context.Context, res *Result, sc Scenario) {
 	}
 	if res.OrderViolations != 0 {
 		res.problem("%d per-key order violations at the simulator", res.OrderViolations)
-	}
-	if h.proxy != nil {
-		res.Resets = h.proxy.Resets.Load()
 	}
 	if sc.Took != nil {
 		if err := sc.Took(*res); err != nil {
