@@ -50,22 +50,23 @@ type Processor struct {
 	dlq    DLQWriter
 	log    *slog.Logger
 	hooks  ProcessorHooks
-	tracer trace.Tracer
+	tracer tracing.Tracer
 }
 
-// NewProcessor returns a Processor. Its spans go to the global tracer
-// provider (see package tracing) unless WithTracerProvider says otherwise.
+// NewProcessor returns a Processor. Its spans go to the tracer provider
+// tracing.Setup installed, if it did, unless WithTracerProvider says
+// otherwise; none are made without either.
 func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks ProcessorHooks) *Processor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks, tracer: tracing.Tracer(nil)}
+	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks, tracer: tracing.NewTracer(nil)}
 }
 
 // WithTracerProvider makes p's record spans with tp, and returns p. Call it
 // before the first Process.
 func (p *Processor) WithTracerProvider(tp trace.TracerProvider) *Processor {
-	p.tracer = tracing.Tracer(tp)
+	p.tracer = tracing.NewTracer(tp)
 	return p
 }
 
@@ -125,13 +126,15 @@ func (p *Processor) begin(ctx context.Context, r *recordSpan, msg kafka.Message,
 	if r.span != nil {
 		return trace.ContextWithSpan(ctx, r.span)
 	}
-	ctx = tracing.Extract(ctx, msg.Headers)
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		if id, ok := tracing.TraceIDOf(traceID); ok {
-			ctx = tracing.WithTraceID(ctx, id)
+	if p.tracer.On() {
+		ctx = tracing.Extract(ctx, msg.Headers)
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			if id, ok := tracing.TraceIDOf(traceID); ok {
+				ctx = tracing.WithTraceID(ctx, id)
+			}
 		}
 	}
-	ctx, r.span = p.tracer.Start(ctx, RecordSpan, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(r.start))
+	ctx, r.span = p.tracer.Start(ctx, RecordSpan, trace.SpanKindConsumer, r.start)
 	if r.span.IsRecording() {
 		attrs := []attribute.KeyValue{
 			attribute.String("messaging.system", "kafka"),

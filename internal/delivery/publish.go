@@ -142,7 +142,7 @@ func (p *Publisher) attempt(ctx context.Context, out *Outcome, token string, ev 
 	}
 	out.LastAttempt = now
 	out.Attempts++
-	actx, span := p.tracer.Start(ctx, AttemptSpan, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(now))
+	actx, span := p.tracer.Start(ctx, AttemptSpan, trace.SpanKindClient, now)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("http.request.method", "POST"),

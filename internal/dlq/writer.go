@@ -63,8 +63,8 @@ type WriterConfig struct {
 	Logger    *slog.Logger
 	OnFailure func(err error)
 
-	// TracerProvider makes the span of each DeadLetter (see package
-	// tracing). Optional: the global one (a no-op unless tracing is on).
+	// TracerProvider makes the span of each DeadLetter. Optional: the one
+	// tracing.Setup installed, if it did (see tracing.Tracer).
 	TracerProvider trace.TracerProvider
 }
 
@@ -83,7 +83,7 @@ type Writer struct {
 	retryMax  time.Duration
 	log       *slog.Logger
 	onFailure func(error)
-	tracer    trace.Tracer
+	tracer    tracing.Tracer
 
 	closeOnce sync.Once
 	life      context.Context // ends with Close
@@ -127,7 +127,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		retryMax:  cfg.RetryMax,
 		log:       cfg.Logger,
 		onFailure: cfg.OnFailure,
-		tracer:    tracing.Tracer(cfg.TracerProvider),
+		tracer:    tracing.NewTracer(cfg.TracerProvider),
 	}
 	w.life, w.stop = context.WithCancel(context.Background())
 	if w.transport == nil {
@@ -336,7 +336,7 @@ func (w *Writer) retrying(ctx context.Context, attempt, records int, err error, 
 // It makes a span (DLQSpan) in ctx's trace, with the reason and the
 // fallback that the topic took (AttrFallback).
 func (w *Writer) DeadLetter(ctx context.Context, orig kafka.Message, e Entry) (err error) {
-	ctx, span := w.tracer.Start(ctx, DLQSpan, trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := w.tracer.Start(ctx, DLQSpan, trace.SpanKindProducer, time.Time{})
 	fallback := FallbackNone
 	defer func() { w.endSpan(span, e, fallback, err) }()
 	rec := Record(orig, e)

@@ -10,8 +10,9 @@ import (
 
 // Extract returns ctx with the remote span context of a record's headers
 // (its W3C traceparent) as read by the global propagator: unchanged when
-// tracing is off (Setup installs the propagator only when on) or the
-// record carries none, or a malformed one.
+// tracing is off (Setup installs the propagator only when on), or the
+// record carries none, or a malformed one. Callers skip it when their
+// Tracer is not On.
 func Extract(ctx context.Context, headers []kafka.Header) context.Context {
 	if len(headers) == 0 {
 		return ctx

@@ -4,11 +4,11 @@
 //
 // The spans themselves are made where the work is done: a span per record
 // (package bridge, the Processor), a child per publish attempt (package
-// delivery) and one for the DLQ write (package dlq). Those packages take
-// their tracer from the global provider unless given one (tests give them
-// one over an in-memory exporter); Setup installs the global provider and
-// the W3C Trace Context propagator that reads a record's traceparent header
-// and writes the one sent to CXone.
+// delivery) and one for the DLQ write (package dlq). Those packages make
+// them with a Tracer: the provider Setup installed unless given one (tests
+// give them one over an in-memory exporter). Setup also installs the
+// global provider and the W3C Trace Context propagator that reads a
+// record's traceparent header and writes the one sent to CXone.
 package tracing
 
 import (
@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -117,8 +118,11 @@ func Setup(ctx context.Context, log *slog.Logger) (shutdown func() error, err er
 	}))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
+	tr := tp.Tracer(Scope, trace.WithInstrumentationVersion(version.Get().Version))
+	installed.Store(&tr)
 	log.Info("tracing on: exporting spans over OTLP/HTTP", "endpoint", endpoint())
 	return func() error {
+		installed.Store(nil)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
@@ -163,11 +167,49 @@ func NewProvider(opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider
 	return sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithIDGenerator(idGenerator{})}, opts...)...)
 }
 
-// Tracer returns tp's tracer for cxbridge's spans; the global provider's
-// when tp is nil.
-func Tracer(tp trace.TracerProvider) trace.Tracer {
+// Tracer makes cxbridge's spans: with the provider it was made with, or
+// else with the one Setup installed, if it did. Without either it costs
+// next to nothing: Start returns ctx unchanged and a no-op span, without
+// allocating (see BenchmarkOffPath).
+type Tracer struct {
+	own trace.Tracer // nil: Setup's, if any
+}
+
+// NewTracer returns a Tracer using tp, or Setup's provider when tp is nil.
+func NewTracer(tp trace.TracerProvider) Tracer {
 	if tp == nil {
-		tp = otel.GetTracerProvider()
+		return Tracer{}
 	}
-	return tp.Tracer(Scope, trace.WithInstrumentationVersion(version.Get().Version))
+	return Tracer{own: tp.Tracer(Scope, trace.WithInstrumentationVersion(version.Get().Version))}
+}
+
+// installed is the tracer of the provider Setup installed.
+var installed atomic.Pointer[trace.Tracer]
+
+var noSpan = trace.SpanFromContext(context.Background()) // a no-op span
+
+func (t Tracer) tracer() trace.Tracer {
+	if t.own != nil {
+		return t.own
+	}
+	if p := installed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// On reports whether t makes spans.
+func (t Tracer) On() bool { return t.tracer() != nil }
+
+// Start starts a span named name of kind kind at start (now when zero) in
+// ctx, with its parent in ctx, if any; see Tracer.
+func (t Tracer) Start(ctx context.Context, name string, kind trace.SpanKind, start time.Time) (context.Context, trace.Span) {
+	tr := t.tracer()
+	if tr == nil {
+		return ctx, noSpan
+	}
+	if start.IsZero() {
+		return tr.Start(ctx, name, trace.WithSpanKind(kind))
+	}
+	return tr.Start(ctx, name, trace.WithSpanKind(kind), trace.WithTimestamp(start))
 }
