@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -133,15 +134,23 @@ func Setup(ctx context.Context, log *slog.Logger) (shutdown func() error, err er
 	}, nil
 }
 
-// endpoint is where spans go, for the log (no credentials: URLs only).
+// endpoint is where spans go, for the log: without any user info or query
+// (no credentials in logs).
 func endpoint() string {
-	if v := os.Getenv(EnvTracesEndpoint); v != "" {
-		return v
+	v := os.Getenv(EnvTracesEndpoint)
+	if v == "" {
+		if v = os.Getenv(EnvEndpoint); v != "" {
+			v = strings.TrimRight(v, "/") + "/v1/traces"
+		} else {
+			v = "http://localhost:4318/v1/traces"
+		}
 	}
-	if v := os.Getenv(EnvEndpoint); v != "" {
-		return strings.TrimRight(v, "/") + "/v1/traces"
+	u, err := url.Parse(v)
+	if err != nil {
+		return "(unparsable URL)"
 	}
-	return "http://localhost:4318/v1/traces"
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // Resource describes this process: service.name cxbridge and
