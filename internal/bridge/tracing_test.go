@@ -36,6 +36,7 @@ import (
 // spans go to an in-memory exporter.
 type traced struct {
 	proc    *Processor
+	off     *Processor // the same parts, no tracer provider: tracing off
 	sim     *sim.Server
 	spans   *tracetest.InMemoryExporter
 	logs    *lockedBuffer
@@ -92,7 +93,8 @@ func newTraced(t *testing.T, maxDLQBytes int64) *traced {
 	}
 	t.Cleanup(func() { w.Close() })
 	proc := NewProcessor(pub, w, log, ProcessorHooks{}).WithTracerProvider(tp)
-	return &traced{proc: proc, sim: s, spans: exp, logs: logs, brokers: c.ListenAddrs()}
+	off := NewProcessor(delivery.New(delivery.Config{MaxRetries: 3, Logger: log}, cxone.NewClient(hc, base, 10*time.Second), tokens), w, log, ProcessorHooks{})
+	return &traced{proc: proc, off: off, sim: s, spans: exp, logs: logs, brokers: c.ListenAddrs()}
 }
 
 func (tr *traced) process(t *testing.T, msg kafka.Message) {
@@ -415,6 +417,33 @@ func TestTracingRejectedRecord(t *testing.T) {
 		attribute.String(delivery.AttrNext, "rejected"))
 	wantAttrs(t, d, attribute.String(dlq.AttrReason, "rejected"))
 	wantAttrs(t, rec, attribute.String(AttrOutcome, "rejected"), attribute.Int(AttrAttempts, 1))
+}
+
+// Off (no provider given, none installed by tracing.Setup), even with the
+// W3C propagator installed, a record with a traceparent makes no span and
+// its request to CXone carries no traceparent: what CXone gets is what it
+// got before tracing existed.
+func TestTracingOffSendsNoTraceparent(t *testing.T) {
+	tr := newTraced(t, 0)
+	value := []byte(`{"eventType":"custom.user.action","source":"svc","timestamp":"2026-11-28T10:00:00Z","correlationId":"corr-off-1","data":{}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !tr.off.Process(ctx, tracedRecord(value, kafka.Header{Key: "traceparent", Value: []byte(traceparent)})) {
+		t.Fatal("not settled")
+	}
+	acc, ok := tr.sim.Lookup("corr-off-1")
+	if !ok {
+		t.Fatal("not accepted")
+	}
+	if got := acc.Headers.Get("traceparent"); got != "" {
+		t.Errorf("traceparent %q sent with tracing off", got)
+	}
+	if acc.TraceID != producerTrace || acc.Headers.Get("X-Trace-ID") != producerTrace {
+		t.Errorf("traceId %q, X-Trace-ID %q: want the traceparent's %s, as without tracing", acc.TraceID, acc.Headers.Get("X-Trace-ID"), producerTrace)
+	}
+	if n := len(tr.spans.GetSpans()); n != 0 {
+		t.Errorf("%d spans with tracing off: %v", n, tr.names())
+	}
 }
 
 type lockedBuffer struct {
