@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
 // EventPublisher publishes one valid event. *delivery.Publisher is one.
@@ -41,42 +46,136 @@ type ProcessorHooks struct {
 // Processor settles records: decode and validate, publish, dead-letter what
 // can never be delivered. Its Process is the worker's consumer.Processor.
 type Processor struct {
-	pub   EventPublisher
-	dlq   DLQWriter
-	log   *slog.Logger
-	hooks ProcessorHooks
+	pub    EventPublisher
+	dlq    DLQWriter
+	log    *slog.Logger
+	hooks  ProcessorHooks
+	tracer tracing.Tracer
 }
 
-// NewProcessor returns a Processor.
+// NewProcessor returns a Processor. Its spans go to the tracer provider
+// tracing.Setup installed, if it did, unless WithTracerProvider says
+// otherwise; none are made without either.
 func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks ProcessorHooks) *Processor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks}
+	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks, tracer: tracing.NewTracer(nil)}
+}
+
+// WithTracerProvider makes p's record spans with tp, and returns p. Call it
+// before the first Process.
+func (p *Processor) WithTracerProvider(tp trace.TracerProvider) *Processor {
+	p.tracer = tracing.NewTracer(tp)
+	return p
 }
 
 // Process settles msg. It returns false only when ctx ended first: the
 // record then stays unsettled (and uncommitted).
+//
+// It makes the record's span (RecordSpan), from the call to the outcome,
+// whose children are the publish attempts and the DLQ write. Its parent
+// is the record's traceparent header, when it has a valid one; without
+// one, a root span whose trace id is the record's trace id (the event's
+// traceId, else one of the headers, else the id derived from the record's
+// coordinates: see event.RecordIDs) when that is a W3C trace id or a UUID,
+// else a random one. The record's trace id is always on the span
+// (AttrTraceID), as it is in the logs and the DLQ headers.
 func (p *Processor) Process(ctx context.Context, msg kafka.Message) (settled bool) {
 	if h := p.hooks.Consumed; h != nil {
 		h()
 	}
+	r := &recordSpan{start: time.Now()}
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("processing a record panicked; dead-lettering it", "panic", fmt.Sprint(v),
 				"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
-			corr, trace := event.RecordIDs(recordOf(msg))
-			settled = p.deadLetter(ctx, msg, dlq.Entry{Reason: event.ReasonInternalError, Error: fmt.Sprint("panic: ", v), CorrelationID: corr, TraceID: trace})
+			corr, traceID := event.RecordIDs(recordOf(msg))
+			ctx := p.begin(ctx, r, msg, corr, traceID, "")
+			r.outcome = string(event.ReasonInternalError)
+			settled = p.deadLetter(ctx, msg, dlq.Entry{Reason: event.ReasonInternalError, Error: fmt.Sprint("panic: ", v), CorrelationID: corr, TraceID: traceID})
 		}
+		r.end(settled)
 	}()
-	return p.process(ctx, msg)
+	return p.process(ctx, msg, r)
+}
+
+// The record span's name and cxbridge attributes. It also has
+// messaging.system (kafka), messaging.operation.type (process),
+// messaging.destination.name (the topic), messaging.destination.partition.id,
+// messaging.kafka.offset and messaging.message.body.size.
+const (
+	RecordSpan        = "cxbridge.process"
+	AttrTraceID       = "cxbridge.trace_id"       // the record's trace id, as logged and in cxbridge.dlq.trace.id
+	AttrCorrelationID = "cxbridge.correlation_id" // the record's correlation id
+	AttrEventType     = "cxbridge.event.type"     // a valid event's eventType
+	AttrOutcome       = "cxbridge.outcome"        // accepted, canceled, or the DLQ reason
+	AttrAttempts      = "cxbridge.attempts"       // HTTP attempts made
+)
+
+// recordSpan is the span of one Process call.
+type recordSpan struct {
+	start    time.Time
+	span     trace.Span // nil until begin
+	outcome  string     // AttrOutcome
+	attempts int
+}
+
+// begin starts r's span, once, and returns ctx with it.
+func (p *Processor) begin(ctx context.Context, r *recordSpan, msg kafka.Message, correlationID, traceID, eventType string) context.Context {
+	if r.span != nil {
+		return trace.ContextWithSpan(ctx, r.span)
+	}
+	if p.tracer.On() {
+		ctx = tracing.Extract(ctx, msg.Headers)
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			if id, ok := tracing.TraceIDOf(traceID); ok {
+				ctx = tracing.WithTraceID(ctx, id)
+			}
+		}
+	}
+	ctx, r.span = p.tracer.Start(ctx, RecordSpan, trace.SpanKindConsumer, r.start)
+	if r.span.IsRecording() {
+		attrs := []attribute.KeyValue{
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", msg.Topic),
+			attribute.String("messaging.destination.partition.id", strconv.Itoa(msg.Partition)),
+			attribute.Int64("messaging.kafka.offset", msg.Offset),
+			attribute.Int("messaging.message.body.size", len(msg.Value)),
+			attribute.String(AttrTraceID, traceID),
+			attribute.String(AttrCorrelationID, correlationID),
+		}
+		if eventType != "" {
+			attrs = append(attrs, attribute.String(AttrEventType, eventType))
+		}
+		r.span.SetAttributes(attrs...)
+	}
+	return ctx
+}
+
+// end ends r's span, if begun: settled or not, with its outcome.
+func (r *recordSpan) end(settled bool) {
+	if r.span == nil {
+		return
+	}
+	if r.span.IsRecording() {
+		if !settled {
+			r.outcome = string(delivery.Canceled)
+		}
+		r.span.SetAttributes(attribute.String(AttrOutcome, r.outcome), attribute.Int(AttrAttempts, r.attempts))
+		if settled && r.outcome != string(delivery.Accepted) {
+			r.span.SetStatus(codes.Error, "dead-lettered: "+r.outcome)
+		}
+	}
+	r.span.End()
 }
 
 func recordOf(msg kafka.Message) event.Record {
 	return event.Record{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Headers: headers(msg.Headers)}
 }
 
-func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
+func (p *Processor) process(ctx context.Context, msg kafka.Message, r *recordSpan) bool {
 	rec := recordOf(msg)
 	ev, err := event.Decode(msg.Value, rec)
 	if err != nil {
@@ -85,11 +184,15 @@ func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 		if errors.As(err, &verr) {
 			reason = verr.Reason
 		}
-		corr, trace := event.BadRecordIDs(msg.Value, rec)
-		return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: err.Error(), CorrelationID: corr, TraceID: trace})
+		corr, traceID := event.BadRecordIDs(msg.Value, rec)
+		ctx = p.begin(ctx, r, msg, corr, traceID, "")
+		r.outcome = string(reason)
+		return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: err.Error(), CorrelationID: corr, TraceID: traceID})
 	}
+	ctx = p.begin(ctx, r, msg, ev.CorrelationID, ev.TraceID, ev.EventType)
 	out := p.pub.Publish(ctx, ev,
 		slog.String("topic", msg.Topic), slog.Int("partition", msg.Partition), slog.Int64("offset", msg.Offset))
+	r.outcome, r.attempts = out.Label(), out.Attempts
 	switch {
 	case out.Result == delivery.Accepted:
 		if h := p.hooks.Settled; h != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/dispatch"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/telemetry"
+	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
 // Settings are the validated settings of one worker.
@@ -228,6 +229,11 @@ func (w *Worker) Dispatcher() *dispatch.Dispatcher { return w.disp }
 // TLS handshake stop the worker at once, and Run returns a
 // *consumer.KafkaSetupError naming the settings to check.
 func (w *Worker) Run(ctx context.Context) error {
+	stopTracing, err := tracing.Setup(ctx, w.log) // off unless OTEL_EXPORTER_OTLP_* asks
+	if err != nil {
+		return err
+	}
+	defer stopTracing() //nolint:errcheck // logged
 	defer w.transport.CloseIdleConnections()
 	defer w.dlq.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -264,7 +270,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			cancel()
 		}
 	})
-	err := w.consumer.Run(ctx)
+	err = w.consumer.Run(ctx)
 	cancel()
 	wg.Wait()
 	select {

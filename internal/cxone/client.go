@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/cxbridge/cxbridge/internal/event"
 )
 
@@ -160,6 +163,7 @@ func (c *Client) Attempt(ctx context.Context, token string, ev *event.Event, bod
 	req.Header.Set("X-Correlation-ID", ev.CorrelationID)
 	req.Header.Set("X-Trace-ID", ev.TraceID)
 	req.Header.Set("X-Source-System", ev.Source)
+	otel.GetTextMapPropagator().Inject(actx, propagation.HeaderCarrier(req.Header)) // traceparent, when tracing is on
 	hc := c.http
 	if fresh, _ := ctx.Value(newConnKey{}).(bool); fresh {
 		hc = c.single

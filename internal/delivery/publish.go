@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -42,9 +47,10 @@ func (p *Publisher) publish(ctx context.Context, ev *event.Event) Outcome {
 			return canceled(out, err)
 		}
 		st.probe = probe
-		res, sent := p.attempt(ctx, &out, token, ev, body, st.resent)
+		res, sent, span := p.attempt(ctx, &out, token, ev, body, st.resent)
 		act, next := decide(answer{class: res.Class, connLost: res.ConnLost}, st)
 		st = next
+		endAttempt(span, res, act)
 		if act.invalidate {
 			p.tokens.Invalidate(token) // only if no one has replaced it yet
 		}
@@ -127,25 +133,100 @@ func (p *Publisher) acquire(ctx context.Context, out *Outcome) (token string, do
 
 // attempt sends ev once (on a new connection when resent: not another
 // kept-alive one, maybe broken by the same event), notes it in out and
-// returns its result and its mark in the order of sending.
-func (p *Publisher) attempt(ctx context.Context, out *Outcome, token string, ev *event.Event, body []byte, resent bool) (cxone.Result, mark) {
+// returns its result, its mark in the order of sending and its span (in
+// whose context the request carries its traceparent), for endAttempt.
+func (p *Publisher) attempt(ctx context.Context, out *Outcome, token string, ev *event.Event, body []byte, resent bool) (cxone.Result, mark, trace.Span) {
 	now := time.Now()
 	if out.Attempts == 0 {
 		out.FirstAttempt = now
 	}
 	out.LastAttempt = now
 	out.Attempts++
+	actx, span := p.tracer.Start(ctx, AttemptSpan, trace.SpanKindClient, now)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("http.request.method", "POST"),
+			attribute.Int(AttrAttempt, out.Attempts),
+			attribute.Bool(AttrNewConnection, resent),
+		)
+	}
 	sent := p.evidence.send()
-	actx := ctx
 	if resent {
-		actx = cxone.NewConnection(ctx)
+		actx = cxone.NewConnection(actx)
 	}
 	res := p.send.Attempt(actx, token, ev, body)
 	if h := p.cfg.Hooks.Attempt; h != nil && res.Class != cxone.Canceled {
 		h(res.Class, res.Latency)
 	}
 	out.Status, out.Body, out.Err = res.Status, res.Body, res.Err
-	return res, sent
+	return res, sent, span
+}
+
+// The attempt span's name and attributes (besides http.request.method,
+// http.response.status_code and error.type).
+const (
+	AttemptSpan       = "cxone.publish"
+	AttrAttempt       = "cxbridge.attempt"                // 1 for the first attempt of a publish
+	AttrClass         = "cxbridge.cxone.class"            // cxone.Class of the answer
+	AttrNext          = "cxbridge.attempt.next"           // what the outcome policy does next: see nextLabel
+	AttrNewConnection = "cxbridge.attempt.new_connection" // sent on a connection of its own (a resend)
+)
+
+// endAttempt ends the span of an attempt whose result is res and on which
+// the outcome policy decided act.
+func endAttempt(span trace.Span, res cxone.Result, act action) {
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 4)
+		if res.Status > 0 {
+			attrs = append(attrs, attribute.Int("http.response.status_code", res.Status))
+		}
+		attrs = append(attrs, attribute.String(AttrClass, string(res.Class)), attribute.String(AttrNext, nextLabel(act)))
+		if res.Class != cxone.Accepted {
+			attrs = append(attrs, attribute.String("error.type", errorType(res)))
+			span.SetStatus(codes.Error, string(res.Class))
+		}
+		span.SetAttributes(attrs...)
+		if res.Err != nil && res.Class != cxone.Canceled {
+			span.RecordError(res.Err)
+		}
+	}
+	span.End()
+}
+
+// nextLabel names what the policy does after an attempt: accepted, or the
+// DLQ reason, when it settles; otherwise retry (back off, then attempt
+// again), resend (at once), auth_retry (back off after a refused fresh
+// token), rate_limited (wait for the 429 gate), failed (a counted failure:
+// back off and attempt again, unless it spent the retry budget: the
+// record's outcome then says retries_exhausted) or canceled.
+func nextLabel(act action) string {
+	switch act.step {
+	case settle:
+		if act.result == DeadLettered {
+			return string(act.reason)
+		}
+		return string(act.result)
+	case interrupt:
+		return string(Canceled)
+	case again:
+		return "resend"
+	case authBackoff:
+		return "auth_retry"
+	case rateLimited:
+		return "rate_limited"
+	case failed:
+		return "failed"
+	}
+	return act.step.String()
+}
+
+// errorType is the attempt's error.type: the HTTP status for an answer,
+// else the class (timeout, network_error, canceled).
+func errorType(res cxone.Result) string {
+	if res.Status > 0 {
+		return strconv.Itoa(res.Status)
+	}
+	return string(res.Class)
 }
 
 // rateLimited closes the 429 gate for everyone for the Retry-After of res

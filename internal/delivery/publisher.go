@@ -36,9 +36,11 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
 // Config configures a Publisher. Zero values take the defaults.
@@ -67,6 +69,9 @@ type Config struct {
 	Hooks Hooks
 	// Logger gets one line per final outcome. Optional.
 	Logger *slog.Logger
+	// TracerProvider makes the span of each attempt. Optional: the one
+	// tracing.Setup installed, if it did (see tracing.Tracer).
+	TracerProvider trace.TracerProvider
 }
 
 // BreakerConfig configures the circuit breaker around single attempts.
@@ -151,12 +156,13 @@ type Publisher struct {
 	gate     Gate
 	limiter  *adaptiveLimit // configured or discovered
 	evidence *evidence      // what CXone answered others, for the retry budget
+	tracer   tracing.Tracer
 }
 
 // New returns a Publisher sending with send and authenticating with tokens.
 func New(cfg Config, send Sender, tokens TokenSource) *Publisher {
 	cfg.setDefaults()
-	p := &Publisher{cfg: cfg, send: send, tokens: tokens, evidence: newEvidence()}
+	p := &Publisher{cfg: cfg, send: send, tokens: tokens, evidence: newEvidence(), tracer: tracing.NewTracer(cfg.TracerProvider)}
 	// poll bounds a wait while the breaker refuses an attempt with no open
 	// period left (its probes are out): a change of state ends it sooner.
 	poll := min(max(cfg.Breaker.OpenTimeout/20, 5*time.Millisecond), 250*time.Millisecond)

@@ -13,8 +13,13 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/retry"
+	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
 // ErrTooLarge marks a write that can never succeed because a record exceeds
@@ -57,6 +62,10 @@ type WriterConfig struct {
 	// final error (ctx ended, ErrTooLarge, ErrClosed) is the caller's.
 	Logger    *slog.Logger
 	OnFailure func(err error)
+
+	// TracerProvider makes the span of each DeadLetter. Optional: the one
+	// tracing.Setup installed, if it did (see tracing.Tracer).
+	TracerProvider trace.TracerProvider
 }
 
 // Writer writes DLQ records synchronously with acks=all. It is safe for
@@ -74,6 +83,7 @@ type Writer struct {
 	retryMax  time.Duration
 	log       *slog.Logger
 	onFailure func(error)
+	tracer    tracing.Tracer
 
 	closeOnce sync.Once
 	life      context.Context // ends with Close
@@ -117,6 +127,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		retryMax:  cfg.RetryMax,
 		log:       cfg.Logger,
 		onFailure: cfg.OnFailure,
+		tracer:    tracing.NewTracer(cfg.TracerProvider),
 	}
 	w.life, w.stop = context.WithCancel(context.Background())
 	if w.transport == nil {
@@ -321,20 +332,61 @@ func (w *Writer) retrying(ctx context.Context, attempt, records int, err error, 
 // alone are too large with nothing of orig but its coordinates
 // (WithoutOriginal). Each fallback is logged at Warn. It returns nil once
 // the topic holds one of them, else Write's error (ctx ended, ErrClosed).
-func (w *Writer) DeadLetter(ctx context.Context, orig kafka.Message, e Entry) error {
+//
+// It makes a span (DLQSpan) in ctx's trace, with the reason and the
+// fallback that the topic took (AttrFallback).
+func (w *Writer) DeadLetter(ctx context.Context, orig kafka.Message, e Entry) (err error) {
+	ctx, span := w.tracer.Start(ctx, DLQSpan, trace.SpanKindProducer, time.Time{})
+	fallback := FallbackNone
+	defer func() { w.endSpan(span, e, fallback, err) }()
 	rec := Record(orig, e)
-	err := w.Write(ctx, rec)
+	err = w.Write(ctx, rec)
 	if errors.Is(err, ErrTooLarge) {
 		w.warn(ctx, "record too large for the DLQ topic: dead-lettering it without its value", orig,
 			slog.Int("bytes", len(orig.Value)))
+		fallback = FallbackWithoutValue
 		err = w.Write(ctx, WithoutValue(rec))
 	}
 	if errors.Is(err, ErrTooLarge) {
 		w.warn(ctx, "record key and headers too large for the DLQ topic: dead-lettering its coordinates only", orig,
 			slog.Int("headers", len(orig.Headers)), slog.Int("key_bytes", len(orig.Key)))
+		fallback = FallbackWithoutOriginal
 		err = w.Write(ctx, WithoutOriginal(rec))
 	}
 	return err
+}
+
+// The DLQ write's span name, attributes (besides messaging.system,
+// messaging.operation.type and messaging.destination.name) and fallbacks.
+const (
+	DLQSpan      = "cxbridge.dlq.write"
+	AttrReason   = "cxbridge.dlq.reason"
+	AttrFallback = "cxbridge.dlq.fallback" // the last form of the record tried: one of the Fallback values
+
+	FallbackNone            = "none"             // the whole record (Record)
+	FallbackWithoutValue    = "without_value"    // WithoutValue: the record was too large
+	FallbackWithoutOriginal = "without_original" // WithoutOriginal: its key or headers were too large
+)
+
+func (w *Writer) endSpan(span trace.Span, e Entry, fallback string, err error) {
+	if span.IsRecording() {
+		reason := e.Reason
+		if reason == "" {
+			reason = event.ReasonUnknown
+		}
+		span.SetAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", w.topic),
+			attribute.String(AttrReason, string(reason)),
+			attribute.String(AttrFallback, fallback),
+		)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "DLQ write failed")
+		}
+	}
+	span.End()
 }
 
 // warn logs msg about the original record orig, with its coordinates.
