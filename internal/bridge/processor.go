@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -86,6 +87,9 @@ func (p *Processor) Process(ctx context.Context, msg kafka.Message) (settled boo
 		h()
 	}
 	r := &recordSpan{start: time.Now()}
+	if at, ok := consumer.FetchedAt(ctx); ok {
+		r.start = at // the span runs from fetch to settle
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("processing a record panicked; dead-lettering it", "panic", fmt.Sprint(v),

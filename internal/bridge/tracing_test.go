@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,11 +22,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
+	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil"
 	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
@@ -39,7 +40,7 @@ type traced struct {
 	off     *Processor // the same parts, no tracer provider: tracing off
 	sim     *sim.Server
 	spans   *tracetest.InMemoryExporter
-	logs    *lockedBuffer
+	logs    *testutil.SyncBuffer
 	brokers []string
 }
 
@@ -59,7 +60,7 @@ func newTraced(t *testing.T, maxDLQBytes int64) *traced {
 	exp := tracetest.NewInMemoryExporter()
 	tp := tracing.NewProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	simCtx, stopSim := context.WithCancel(context.Background())
@@ -446,19 +447,22 @@ func TestTracingOffSendsNoTraceparent(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// The record span runs from the record's fetch (the consumer puts the time
+// in the context) to its settlement: time queued counts.
+func TestTracingRecordSpanStartsAtFetch(t *testing.T) {
+	tr := newTraced(t, 0)
+	value := []byte(`{"eventType":"custom.user.action","source":"svc","timestamp":"2026-11-28T10:00:00Z","correlationId":"corr-fetched","data":{}}`)
+	fetched := time.Now().Add(-3 * time.Second) // queued for 3 s behind its key
+	ctx, cancel := context.WithTimeout(consumer.WithFetched(context.Background(), fetched), 30*time.Second)
+	defer cancel()
+	if !tr.proc.Process(ctx, tracedRecord(value)) {
+		t.Fatal("record not settled")
+	}
+	rec := tr.one(t, RecordSpan)
+	if !rec.StartTime.Equal(fetched) {
+		t.Fatalf("record span starts %v, want the fetch time %v", rec.StartTime, fetched)
+	}
+	if d := rec.EndTime.Sub(rec.StartTime); d < 3*time.Second {
+		t.Fatalf("record span lasts %v: want the 3 s queued and the publish", d)
+	}
 }

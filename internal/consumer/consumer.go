@@ -609,9 +609,10 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 		if err := c.waitRoom(fctx, t, p.id); err != nil {
 			return // fetched, never tracked: the watermark stays below it
 		}
-		t.Add(msg.Offset, time.Now())
+		fetched := time.Now()
+		t.Add(msg.Offset, fetched)
 		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Bytes: recordBytes(msg), Run: func() {
-			if c.process(work, msg) {
+			if c.process(WithFetched(work, fetched), msg) {
 				t.Settle(msg.Offset)
 				if c.settled.Add(1) >= int64(c.cfg.CommitEvery) {
 					select {
@@ -787,4 +788,19 @@ func (c *Consumer) Status() Status {
 		st.Partitions = append(st.Partitions, ps)
 	}
 	return st
+}
+
+type fetchedKey struct{}
+
+// WithFetched returns ctx carrying the time its record was fetched.
+func WithFetched(ctx context.Context, at time.Time) context.Context {
+	return context.WithValue(ctx, fetchedKey{}, at)
+}
+
+// FetchedAt is when the consumer fetched the record whose Process call has
+// ctx (the start of the record's trace span: time queued behind its key or
+// for a slot counts).
+func FetchedAt(ctx context.Context) (time.Time, bool) {
+	at, ok := ctx.Value(fetchedKey{}).(time.Time)
+	return at, ok
 }
