@@ -20,10 +20,10 @@ const ConfigFlag = "config"
 // sources is what a FlagSet knows beyond its flags: deprecated names, the
 // config file and the files of secrets.
 type sources struct {
-	deprecated  map[string]*deprecatedName // by old flag name
-	secretFiles map[string]*string         // secret flag → the value of its -file flag
+	deprecated   map[string]*deprecatedName // by old flag name
+	secretFiles  map[string]*string         // secret flag → the value of its -file flag
 	onDeprecated func(Deprecation)
-	unknownKey  string // the config file's first unknown key, set by Parse
+	unknownKey   string // the config file's first unknown key, set by Parse
 }
 
 func newSources() sources {
