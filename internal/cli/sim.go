@@ -60,7 +60,7 @@ func simFlags(st *simSettings) *config.FlagSet {
 	fs.DurationVar(&st.jitter, "latency-jitter", 0, "fault: extra uniform latency 0..jitter per publish")
 	fs.Float64Var(&st.errorRate, "error-rate", 0, "fault: share of publishes answered 503 (0..1)")
 	fs.DurationVar(&st.outage, "outage-for", 0, "fault: every publish and token request answers 503 for this long from start")
-	fs.Float64Var(&st.rateLimit, "rate-limit", 0, "fault: accepted publishes per second, 429 over it (0 = unlimited)")
+	fs.Float64Var(&st.rateLimit, "quota", 0, "fault: CXone's quota: accepted publishes per second, 429 over it (0 = unlimited)")
 	fs.StringVar(&st.retryAfter, "retry-after", "1", "fault: Retry-After of rate-limit 429s (seconds or HTTP date)")
 	fs.DurationVar(&st.exp, "token-expiry", 0, "fault: reject tokens older than this with 401, whatever expires_in said (0 = off)")
 	fs.StringVar(&st.forbid, "forbid-event-type", "", "fault: answer 403 to events of this eventType")
@@ -76,6 +76,7 @@ func simFlags(st *simSettings) *config.FlagSet {
 	for _, old := range []string{"client-id", "client-secret", "client-secret-file", "access-key-id", "access-key-secret", "access-key-secret-file"} {
 		fs.Deprecated(old, "cxone-"+old)
 	}
+	fs.Deprecated("rate-limit", "quota") // CXBRIDGE_RATE_LIMIT was also the worker's --cxone-rate-limit
 	return fs
 }
 
@@ -108,7 +109,7 @@ func (st *simSettings) validate() error {
 		p.Add("error-rate", "must be between 0 and 1, got %v", st.errorRate)
 	}
 	if !(st.rateLimit >= 0 && st.rateLimit <= 1e9) {
-		p.Add("rate-limit", "must be between 0 (unlimited) and 1e9, got %v", st.rateLimit)
+		p.Add("quota", "must be between 0 (unlimited) and 1e9, got %v", st.rateLimit)
 	}
 	if !sim.ValidRetryAfter(st.retryAfter) {
 		p.Add("retry-after", "must be a number of seconds or an HTTP date, got %q", st.retryAfter)

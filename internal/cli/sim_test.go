@@ -99,8 +99,8 @@ func TestSimCommandBadFlags(t *testing.T) {
 	}{
 		{[]string{"--error-rate", "2"}, nil, []string{"--error-rate", "CXBRIDGE_ERROR_RATE"}},
 		{nil, map[string]string{"CXBRIDGE_ERROR_RATE": "-0.5"}, []string{"--error-rate", "CXBRIDGE_ERROR_RATE"}},
-		{[]string{"--latency", "-1s", "--rate-limit", "-3", "--retry-after", "soon", "--addr", "nowhere"}, nil,
-			[]string{"--latency (CXBRIDGE_LATENCY)", "--rate-limit (CXBRIDGE_RATE_LIMIT)", "--retry-after (CXBRIDGE_RETRY_AFTER)", "--addr (CXBRIDGE_ADDR)"}},
+		{[]string{"--latency", "-1s", "--quota", "-3", "--retry-after", "soon", "--addr", "nowhere"}, nil,
+			[]string{"--latency (CXBRIDGE_LATENCY)", "--quota (CXBRIDGE_QUOTA)", "--retry-after (CXBRIDGE_RETRY_AFTER)", "--addr (CXBRIDGE_ADDR)"}},
 		{[]string{"--token-ttl", "10ms", "--cxone-client-id", ""}, nil, []string{"--token-ttl", "--cxone-client-id"}},
 		{[]string{"--no-such-flag"}, nil, []string{"no-such-flag"}},
 		{[]string{"--error-rate", "lots"}, nil, []string{"error-rate"}},
