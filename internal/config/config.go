@@ -62,8 +62,8 @@ var ErrHelp = flag.ErrHelp
 
 // Parse reads args, then the environment for flags not given, then the
 // config file (--config) for flags still not given, then the secret files
-// for secrets still unset. Deprecated names set their new ones (a warning
-// each, see Deprecations). Usage goes to out on --help.
+// (--NAME-file) of secrets not given. Deprecated names set their new ones,
+// a warning each (OnDeprecated). Usage goes to out on --help.
 func (fs *FlagSet) Parse(args []string, out io.Writer) error {
 	opts := []ff.Option{ff.WithEnvVarPrefix(EnvPrefix)}
 	if fs.Lookup(ConfigFlag) != nil {

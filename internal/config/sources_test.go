@@ -332,3 +332,29 @@ func TestKafkaSASLUsesCurrentPassword(t *testing.T) {
 		t.Fatalf("after the reload the initial response is %q", got)
 	}
 }
+
+// A config file can name a secret's file; the environment's secret file
+// wins over it, as every variable wins over the file.
+func TestConfigFileNamesSecretFile(t *testing.T) {
+	fromFile := writeFile(t, "s1", "secret-from-config-file\n")
+	cfg := writeFile(t, "c.yaml", "cxone-client-secret-file: "+fromFile+"\n")
+	parse := func() CXone {
+		t.Helper()
+		var c CXone
+		fs := NewFlagSet("run")
+		c.Register(fs)
+		fs.EnableConfigFile()
+		if err := fs.Parse([]string{"--config", cfg}, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := parse(); c.ClientSecret.Value() != "secret-from-config-file" || c.ClientSecret.File() != fromFile {
+		t.Fatalf("secret from %q", c.ClientSecret.File())
+	}
+	fromEnv := writeFile(t, "s2", "secret-from-env-file")
+	t.Setenv("CXBRIDGE_CXONE_CLIENT_SECRET_FILE", fromEnv)
+	if c := parse(); c.ClientSecret.Value() != "secret-from-env-file" {
+		t.Fatalf("secret from %q, want the variable's file", c.ClientSecret.File())
+	}
+}
