@@ -43,7 +43,7 @@ func (s *sources) secretFileVar(name string) *string {
 // a key, read for the settings neither given as flags nor in the
 // environment. A key that is no setting of the subcommand is an error.
 func (fs *FlagSet) EnableConfigFile() {
-	fs.String(ConfigFlag, "", "YAML file of settings, one flag name a key (e.g. kafka-brokers: host:9092); flags and environment variables win over it, it wins over the defaults; a key that is not a setting is an error")
+	fs.String(ConfigFlag, "", "YAML file of settings, one flag name a key (as `flag-name: value`); flags and environment variables win over it, it wins over the defaults; a key that is not a setting of this command is an error")
 }
 
 var errUnknownKey = errors.New("unknown setting")
