@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -198,5 +199,42 @@ func TestSimDeprecatedCredentialNames(t *testing.T) {
 	}
 	if fmt.Sprint(deps) != fmt.Sprint([]config.Deprecation{{Old: "client-id", New: "cxone-client-id"}, {Old: "client-secret", New: "cxone-client-secret"}}) {
 		t.Fatalf("deprecations %v", deps)
+	}
+}
+
+// `run --config` with a key that is no setting stops start-up (exit 2)
+// naming the key and the file; a good file's settings are used, below the
+// environment's.
+func TestRunConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.yaml"
+	if err := os.WriteFile(bad, []byte("kafka-brokers: a:9092\nmax-inflight: 10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Run(context.Background(), []string{"run", "--config", bad}, &out, &errOut); code != ExitConfig {
+		t.Fatalf("exit %d, want %d", code, ExitConfig)
+	}
+	for _, want := range []string{`unknown setting "max-inflight"`, bad} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr does not name %s:\n%s", want, errOut.String())
+		}
+	}
+
+	good := dir + "/good.yaml"
+	if err := os.WriteFile(good, []byte("max-in-flight: 0\nkafka-fetch-max-bytes: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CXBRIDGE_CONFIG", good)
+	t.Setenv("CXBRIDGE_KAFKA_FETCH_MAX_BYTES", "262144") // wins over the file's bad value
+	errOut.Reset()
+	if code := Run(context.Background(), []string{"run"}, &out, &errOut); code != ExitConfig {
+		t.Fatalf("exit %d, want %d", code, ExitConfig)
+	}
+	if !strings.Contains(errOut.String(), "--max-in-flight (CXBRIDGE_MAX_IN_FLIGHT): must be between 1 and 100000, got 0") {
+		t.Errorf("the file's max-in-flight was not used:\n%s", errOut.String())
+	}
+	if strings.Contains(errOut.String(), "kafka-fetch-max-bytes") {
+		t.Errorf("the file's kafka-fetch-max-bytes won over the variable:\n%s", errOut.String())
 	}
 }
