@@ -33,7 +33,7 @@ bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md), the end-to-end 
 bench-e2e: ## the end-to-end benchmarks: worker process + embedded broker (KAFKA=1: Apache Kafka) + simulator (several minutes)
 	$(WITH_KAFKA) $(GO) test -run '^$$' -bench EndToEnd -benchtime 1x -count 3 -timeout 60m ./internal/bench/
 
-bench-quota: ## 3 worker processes against a CXone quota of 500/s, no --rate-limit: share of the quota used, share of 429s (~10 min; docs/RELIABILITY.md)
+bench-quota: ## 3 worker processes against a CXone quota of 500/s, no --cxone-rate-limit: share of the quota used, share of 429s (~10 min; docs/RELIABILITY.md)
 	$(GO) test -run '^$$' -bench Quota -benchtime 1x -count 5 -timeout 60m ./internal/bench/
 
 .PHONY: test-kafka

@@ -36,12 +36,7 @@ func NewCXone(c config.CXone, log *slog.Logger, hooks delivery.Hooks, onRefresh 
 		return nil, err
 	}
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: c.MaxConns, TLS: tcfg, ResponseHeaderTimeout: c.Timeout})
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: c.TokenURL, Style: cxone.TokenStyle(c.TokenStyle),
-		ClientID: c.ClientID, ClientSecret: c.ClientSecret.Value(),
-		AccessKeyID: c.AccessKeyID, AccessKeySecret: c.AccessKeySecret.Value(),
-		Scope: c.Scope,
-	}, hc)
+	fetcher, err := cxone.NewRotatingFetcher(credentials(c, log), hc)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +61,33 @@ func NewCXone(c config.CXone, log *slog.Logger, hooks delivery.Hooks, onRefresh 
 		Logger:    log,
 	}, cxone.NewClient(hc, c.BaseURL, c.Timeout), tokens)
 	return &CXone{Publisher: pub, Tokens: tokens}, nil
+}
+
+// credentials gives the token requests c's credentials, their secrets as
+// they are at each request (read again from their files on SIGHUP); when
+// the token endpoint refused them, it reads the secret files again first.
+func credentials(c config.CXone, log *slog.Logger) cxone.CredentialsSource {
+	return func(reread bool) cxone.Credentials {
+		if reread {
+			for name, s := range map[string]config.Secret{"cxone-client-secret": c.ClientSecret, "cxone-access-key-secret": c.AccessKeySecret} {
+				if s.File() == "" {
+					continue
+				}
+				changed, err := s.Reload()
+				if err != nil {
+					log.Error("the token endpoint refused the credentials and the secret file cannot be read again", "file_flag", "--"+name+"-file", "error", err.Error())
+					continue
+				}
+				log.Warn("the token endpoint refused the credentials: secret file read again", "file_flag", "--"+name+"-file", "changed", changed)
+			}
+		}
+		return cxone.Credentials{
+			TokenURL: c.TokenURL, Style: cxone.TokenStyle(c.TokenStyle),
+			ClientID: c.ClientID, ClientSecret: c.ClientSecret.Value(),
+			AccessKeyID: c.AccessKeyID, AccessKeySecret: c.AccessKeySecret.Value(),
+			Scope: c.Scope,
+		}
+	}
 }
 
 func tokenHook(f func(expiresAt int64, err error)) func(*oauth2.Token, error) {

@@ -26,7 +26,7 @@ func (w *Worker) checkConsumer() (bool, string) {
 			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
 		}
 		if st.TopicMissing {
-			return false, "not a member of group " + w.s.Kafka.GroupID + ": input topic " + w.s.Kafka.InputTopic + " does not exist (create it, or check --input-topic); waiting for it"
+			return false, "not a member of group " + w.s.Kafka.GroupID + ": input topic " + w.s.Kafka.InputTopic + " does not exist (create it, or check --kafka-input-topic); waiting for it"
 		}
 		return false, "not a member of group " + w.s.Kafka.GroupID + " yet" + unserved
 	}

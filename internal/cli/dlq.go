@@ -257,7 +257,7 @@ func runDLQReplay(ctx context.Context, args []string, env Env) error {
 	fs := config.NewFlagSet("dlq replay")
 	k.Register(fs)
 	ff := registerFilterFlags(fs, "replay")
-	to := fs.String("to", "", "topic to replay into (default: --input-topic)")
+	to := fs.String("to", "", "topic to replay into (default: --kafka-input-topic)")
 	maxN := fs.Int("max", 0, "replay at most this many records (0: all)")
 	maxReplays := fs.Int("max-replays", 3, "refuse records already replayed this many times")
 	execute := fs.Bool("execute", false, "write the records (and commit the replay group); without it the replay is a dry run that writes nothing. Only read from the command line")

@@ -47,18 +47,20 @@ const (
 func simFlags(st *simSettings) *config.FlagSet {
 	fs := config.NewFlagSet("sim")
 	fs.StringVar(&st.addr, "addr", "127.0.0.1:8081", "listen address host:port (port 0 picks a free port)")
-	fs.StringVar(&st.clientID, "client-id", sim.DefaultClientID, "OAuth2 client id the token endpoint accepts")
-	fs.SecretVar(&st.clientSecret, "client-secret",
+	// The credentials have the names of the worker's (the same settings
+	// give the worker and the simulator the same credentials).
+	fs.StringVar(&st.clientID, "cxone-client-id", sim.DefaultClientID, "OAuth2 client id the token endpoint accepts")
+	fs.SecretVar(&st.clientSecret, "cxone-client-secret",
 		"OAuth2 client secret the token endpoint accepts; when unset: "+sim.DefaultClientSecret)
-	fs.StringVar(&st.accessKeyID, "access-key-id", sim.DefaultAccessKeyID, "access key id (password grant username) the token endpoint accepts")
-	fs.SecretVar(&st.accessKeySec, "access-key-secret",
+	fs.StringVar(&st.accessKeyID, "cxone-access-key-id", sim.DefaultAccessKeyID, "access key id (password grant username) the token endpoint accepts")
+	fs.SecretVar(&st.accessKeySec, "cxone-access-key-secret",
 		"access key secret (password grant password) the token endpoint accepts; when unset: "+sim.DefaultAccessKeySecret)
 	fs.DurationVar(&st.tokenTTL, "token-ttl", sim.DefaultTokenTTL, "lifetime of issued tokens (expires_in)")
 	fs.DurationVar(&st.latency, "latency", 0, "fault: latency added to every publish")
 	fs.DurationVar(&st.jitter, "latency-jitter", 0, "fault: extra uniform latency 0..jitter per publish")
 	fs.Float64Var(&st.errorRate, "error-rate", 0, "fault: share of publishes answered 503 (0..1)")
 	fs.DurationVar(&st.outage, "outage-for", 0, "fault: every publish and token request answers 503 for this long from start")
-	fs.Float64Var(&st.rateLimit, "rate-limit", 0, "fault: accepted publishes per second, 429 over it (0 = unlimited)")
+	fs.Float64Var(&st.rateLimit, "quota", 0, "fault: CXone's quota: accepted publishes per second, 429 over it (0 = unlimited)")
 	fs.StringVar(&st.retryAfter, "retry-after", "1", "fault: Retry-After of rate-limit 429s (seconds or HTTP date)")
 	fs.DurationVar(&st.exp, "token-expiry", 0, "fault: reject tokens older than this with 401, whatever expires_in said (0 = off)")
 	fs.StringVar(&st.forbid, "forbid-event-type", "", "fault: answer 403 to events of this eventType")
@@ -68,6 +70,13 @@ func simFlags(st *simSettings) *config.FlagSet {
 		"with --tls-dir: extra host names or IP addresses, comma-separated, the generated certificate is valid for (always 127.0.0.1, ::1, localhost and the --addr host)")
 	fs.StringVar(&st.tlsCert, "tls-cert-file", "", "serve HTTPS with this PEM certificate (chain) and --tls-key-file")
 	fs.StringVar(&st.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.EnableConfigFile()
+	// Before they had the worker's names: CXBRIDGE_CLIENT_ID was also the
+	// worker's Kafka client id.
+	for _, old := range []string{"client-id", "client-secret", "client-secret-file", "access-key-id", "access-key-secret", "access-key-secret-file"} {
+		fs.Deprecated(old, "cxone-"+old)
+	}
+	fs.Deprecated("rate-limit", "quota") // CXBRIDGE_RATE_LIMIT was also the worker's --cxone-rate-limit
 	return fs
 }
 
@@ -80,10 +89,10 @@ func (st *simSettings) validate() error {
 		p.Add("addr", "port must be 0..65535, got %q", port)
 	}
 	if st.clientID == "" {
-		p.Add("client-id", "must not be empty")
+		p.Add("cxone-client-id", "must not be empty")
 	}
 	if st.accessKeyID == "" {
-		p.Add("access-key-id", "must not be empty")
+		p.Add("cxone-access-key-id", "must not be empty")
 	}
 	if st.tokenTTL < time.Second {
 		p.Add("token-ttl", "must be at least 1s, got %s", st.tokenTTL)
@@ -100,7 +109,7 @@ func (st *simSettings) validate() error {
 		p.Add("error-rate", "must be between 0 and 1, got %v", st.errorRate)
 	}
 	if !(st.rateLimit >= 0 && st.rateLimit <= 1e9) {
-		p.Add("rate-limit", "must be between 0 (unlimited) and 1e9, got %v", st.rateLimit)
+		p.Add("quota", "must be between 0 (unlimited) and 1e9, got %v", st.rateLimit)
 	}
 	if !sim.ValidRetryAfter(st.retryAfter) {
 		p.Add("retry-after", "must be a number of seconds or an HTTP date, got %q", st.retryAfter)
@@ -270,13 +279,14 @@ func (st *simSettings) config(log *slog.Logger) sim.Config {
 func runSim(ctx context.Context, args []string, env Env) error {
 	var st simSettings
 	fs := simFlags(&st)
+	log := newLogger(env.Stderr, slog.LevelInfo)
+	fs.OnDeprecated(func(d config.Deprecation) { config.LogDeprecation(log, d) })
 	if err := fs.Parse(args, env.Stdout); err != nil {
 		return err
 	}
 	if err := st.validate(); err != nil {
 		return err
 	}
-	log := newLogger(env.Stderr, slog.LevelInfo)
 	cfg := st.config(log)
 	tlsc, err := st.tlsSetup(time.Now())
 	if err != nil {

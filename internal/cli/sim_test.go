@@ -60,7 +60,7 @@ func (w *lineWriter) String() string {
 func TestSimCommandServesUntilCancelled(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const secret = "not-the-default-secret"
-	t.Setenv("CXBRIDGE_CLIENT_SECRET", secret)
+	t.Setenv("CXBRIDGE_CXONE_CLIENT_SECRET", secret)
 	start, stderr, stop := startSim(t, "--latency", "1ms")
 
 	tr := &http.Transport{}
@@ -99,9 +99,9 @@ func TestSimCommandBadFlags(t *testing.T) {
 	}{
 		{[]string{"--error-rate", "2"}, nil, []string{"--error-rate", "CXBRIDGE_ERROR_RATE"}},
 		{nil, map[string]string{"CXBRIDGE_ERROR_RATE": "-0.5"}, []string{"--error-rate", "CXBRIDGE_ERROR_RATE"}},
-		{[]string{"--latency", "-1s", "--rate-limit", "-3", "--retry-after", "soon", "--addr", "nowhere"}, nil,
-			[]string{"--latency (CXBRIDGE_LATENCY)", "--rate-limit (CXBRIDGE_RATE_LIMIT)", "--retry-after (CXBRIDGE_RETRY_AFTER)", "--addr (CXBRIDGE_ADDR)"}},
-		{[]string{"--token-ttl", "10ms", "--client-id", ""}, nil, []string{"--token-ttl", "--client-id"}},
+		{[]string{"--latency", "-1s", "--quota", "-3", "--retry-after", "soon", "--addr", "nowhere"}, nil,
+			[]string{"--latency (CXBRIDGE_LATENCY)", "--quota (CXBRIDGE_QUOTA)", "--retry-after (CXBRIDGE_RETRY_AFTER)", "--addr (CXBRIDGE_ADDR)"}},
+		{[]string{"--token-ttl", "10ms", "--cxone-client-id", ""}, nil, []string{"--token-ttl", "--cxone-client-id"}},
 		{[]string{"--no-such-flag"}, nil, []string{"no-such-flag"}},
 		{[]string{"--error-rate", "lots"}, nil, []string{"error-rate"}},
 	}
@@ -137,7 +137,7 @@ func TestSimCommandHelp(t *testing.T) {
 	if code := cli.Run(context.Background(), []string{"sim", "--help"}, &stdout, &stderr); code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, w := range []string{"--addr", "127.0.0.1:8081", "CXBRIDGE_CLIENT_SECRET_FILE", "cxbridge-dev-secret",
+	for _, w := range []string{"--addr", "127.0.0.1:8081", "CXBRIDGE_CXONE_CLIENT_SECRET_FILE", "cxbridge-dev-secret",
 		"cxbridge-dev-key-secret", "--error-rate", "--forbid-event-type", "--token-expiry",
 		"--tls-dir", "--tls-hosts", "--tls-cert-file", "--tls-key-file", "--cxone-ca-file"} {
 		if !strings.Contains(stdout.String(), w) {

@@ -1,8 +1,10 @@
-// Package config reads a subcommand's settings from its flags and from
-// CXBRIDGE_* environment variables (flags win), reads secrets from
-// CXBRIDGE_<NAME>_FILE when asked to, validates them with one line per bad
-// setting naming the flag and the variable, and keeps secret values out of
-// every printout.
+// Package config reads a subcommand's settings from its flags, from
+// CXBRIDGE_* environment variables and from a YAML config file (--config),
+// in that order of precedence over the defaults; reads secrets from files
+// (--NAME-file, CXBRIDGE_NAME_FILE) and reads them again on demand (Reload);
+// keeps deprecated names working with a warning; validates the settings
+// with one line per bad setting naming the flag and the variable; and keeps
+// secret values out of every printout.
 //
 // It does not know what the settings mean beyond their validation: the
 // subcommands own their setting structs.
@@ -13,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -35,21 +36,24 @@ func FileEnvVar(flagName string) string { return EnvVar(flagName) + "_FILE" }
 type FlagSet struct {
 	*flag.FlagSet
 	secrets map[string]*Secret
+	sources // deprecated names, the config file, secret files: sources.go
 }
 
 // NewFlagSet returns a FlagSet for subcommand name whose usage lists every
 // setting with its variable and default.
 func NewFlagSet(name string) *FlagSet {
-	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), secrets: map[string]*Secret{}}
+	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), secrets: map[string]*Secret{}, sources: newSources()}
 	fs.SetOutput(io.Discard)
 	return fs
 }
 
-// SecretVar defines a secret flag. Its value can also come from the file
-// named by CXBRIDGE_<NAME>_FILE. It is never printed.
+// SecretVar defines a secret flag, and --NAME-file: a file holding its
+// value, read again by ReloadSecrets. It is never printed.
 func (fs *FlagSet) SecretVar(s *Secret, name, usage string) {
-	fs.Var(s, name, usage)
+	fs.Var(s, name, usage+" (or --"+name+"-file)")
 	fs.secrets[name] = s
+	fs.StringVar(fs.secretFileVar(name), name+"-file", "",
+		"file holding --"+name+" (trailing line ends dropped)")
 }
 
 // ErrHelp is returned by Parse when -h or --help was asked for; the usage has
@@ -57,43 +61,47 @@ func (fs *FlagSet) SecretVar(s *Secret, name, usage string) {
 var ErrHelp = flag.ErrHelp
 
 // Parse reads args, then the environment for flags not given, then the
-// *_FILE variables for secrets still unset. Usage goes to out on --help.
+// config file (--config) for flags still not given, then the secret files
+// (--NAME-file) of secrets not given. Deprecated names set their new ones,
+// a warning each (OnDeprecated). Usage goes to out on --help.
 func (fs *FlagSet) Parse(args []string, out io.Writer) error {
-	err := ff.Parse(fs.FlagSet, args, ff.WithEnvVarPrefix(EnvPrefix))
+	opts := []ff.Option{ff.WithEnvVarPrefix(EnvPrefix)}
+	if fs.Lookup(ConfigFlag) != nil {
+		opts = append(opts, ff.WithConfigFileFlag(ConfigFlag), ff.WithConfigFileParser(fs.configParser()))
+	}
+	err := ff.Parse(fs.FlagSet, args, opts...)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.PrintUsage(out)
 		return ErrHelp
 	}
-	if err != nil { // an unknown flag or an unparsable value
-		return &Error{Lines: []string{err.Error() + " (see --help)"}}
+	if err != nil { // an unknown flag or setting, an unparsable value, an unreadable config file
+		return fs.parseError(err)
 	}
 	var probs Problems
+	fs.applyDeprecated(&probs)
 	for name, s := range fs.secrets {
-		if s.set {
+		path := *fs.secretFileVar(name)
+		if path == "" || fs.Changed(name) {
 			continue
 		}
-		path := os.Getenv(FileEnvVar(name))
-		if path == "" {
-			continue
-		}
-		b, err := os.ReadFile(path)
+		v, err := readSecretFile(path)
 		if err != nil {
-			probs.add(fmt.Sprintf("%s: cannot read the secret file: %v", FileEnvVar(name), err))
+			probs.Add(name+"-file", "cannot read the secret file: %v", err)
 			continue
 		}
-		s.value = strings.TrimRight(string(b), "\r\n")
-		s.set = true
+		s.c = newCell(v, path)
 	}
 	return probs.Err()
 }
 
 // PrintUsage writes every setting: flag, variable, default and usage.
 func (fs *FlagSet) PrintUsage(out io.Writer) {
-	fmt.Fprintf(out, "Usage: cxbridge %s [flags]\n\nEvery flag can also be set by its environment variable; flags win.\n\n", fs.Name())
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	for _, name := range names {
+	fmt.Fprintf(out, "Usage: cxbridge %s [flags]\n\nEvery flag can also be set by its environment variable; flags win.\n", fs.Name())
+	if fs.Lookup(ConfigFlag) != nil {
+		fmt.Fprintf(out, "Settings neither given as flags nor in the environment are read from --%s (YAML: one flag name a key).\n", ConfigFlag)
+	}
+	fmt.Fprintln(out)
+	for _, name := range fs.names() {
 		f := fs.Lookup(name)
 		fmt.Fprintf(out, "  --%s\n", name)
 		fmt.Fprintf(out, "        %s\n", f.Usage)
@@ -110,6 +118,7 @@ func (fs *FlagSet) PrintUsage(out io.Writer) {
 		}
 		fmt.Fprintf(out, "        env %s, default %s\n", env, def)
 	}
+	fs.printDeprecated(out)
 }
 
 // Markdown returns every setting as Markdown table rows: flag, variable,
@@ -117,10 +126,7 @@ func (fs *FlagSet) PrintUsage(out io.Writer) {
 func (fs *FlagSet) Markdown() string {
 	var b strings.Builder
 	b.WriteString("| flag | environment variable | default | meaning |\n|---|---|---|---|\n")
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range fs.names() {
 		f := fs.Lookup(name)
 		env := "`" + EnvVar(name) + "`"
 		def := "`" + f.DefValue + "`"
@@ -128,12 +134,24 @@ func (fs *FlagSet) Markdown() string {
 			def = ""
 		}
 		if _, secret := fs.secrets[name]; secret {
-			env += " or `" + FileEnvVar(name) + "`"
 			def = "(secret)"
 		}
 		fmt.Fprintf(&b, "| `--%s` | %s | %s | %s |\n", name, env, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
 	}
+	b.WriteString(fs.markdownDeprecated())
 	return b.String()
+}
+
+// names are the flags' names, sorted, less the deprecated ones.
+func (fs *FlagSet) names() []string {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, old := fs.deprecated[f.Name]; !old {
+			names = append(names, f.Name)
+		}
+	})
+	sort.Strings(names)
+	return names
 }
 
 // Problems collects one line per bad setting.

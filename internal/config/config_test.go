@@ -58,10 +58,10 @@ func TestDefaults(t *testing.T) {
 // Environment variables set settings; flags win over them.
 func TestEnvAndFlagPrecedence(t *testing.T) {
 	t.Setenv("CXBRIDGE_CXONE_BASE_URL", "https://env.example.com")
-	t.Setenv("CXBRIDGE_MAX_RETRIES", "7")
+	t.Setenv("CXBRIDGE_CXONE_MAX_RETRIES", "7")
 	t.Setenv("CXBRIDGE_CXONE_CLIENT_ID", "env-id")
 	t.Setenv("CXBRIDGE_CXONE_CLIENT_SECRET", "env-secret")
-	c, err := parseCXone(t, "--max-retries", "2")
+	c, err := parseCXone(t, "--cxone-max-retries", "2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +115,10 @@ func TestValidationNamesFlagAndVariable(t *testing.T) {
 		{"password without key", append(goodArgs, "--cxone-token-style", "password"), "cxone-access-key-id"},
 		{"password without key secret", append(goodArgs, "--cxone-token-style", "password", "--cxone-access-key-id", "k"), "cxone-access-key-secret"},
 		{"zero timeout", append(goodArgs, "--cxone-timeout", "0s"), "cxone-timeout"},
-		{"negative retries", append(goodArgs, "--max-retries", "-1"), "max-retries"},
-		{"zero breaker failures", append(goodArgs, "--breaker-failures", "0"), "breaker-failures"},
-		{"negative rate", append(goodArgs, "--rate-limit", "-5"), "rate-limit"},
-		{"zero max backoff", append(goodArgs, "--max-backoff", "0s"), "max-backoff"},
+		{"negative retries", append(goodArgs, "--cxone-max-retries", "-1"), "cxone-max-retries"},
+		{"zero breaker failures", append(goodArgs, "--cxone-breaker-failures", "0"), "cxone-breaker-failures"},
+		{"negative rate", append(goodArgs, "--cxone-rate-limit", "-5"), "cxone-rate-limit"},
+		{"zero max backoff", append(goodArgs, "--cxone-max-backoff", "0s"), "cxone-max-backoff"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestValidationNamesFlagAndVariable(t *testing.T) {
 
 // Several bad settings give several lines, all at once.
 func TestValidationReportsEveryProblem(t *testing.T) {
-	_, err := parseCXone(t, "--cxone-timeout", "0s", "--max-retries", "-1")
+	_, err := parseCXone(t, "--cxone-timeout", "0s", "--cxone-max-retries", "-1")
 	var cerr *Error
 	if !errors.As(err, &cerr) || len(cerr.Lines) < 4 {
 		t.Fatalf("want at least 4 lines (base url, client id, secret, timeout, retries), got %v", err)
@@ -172,8 +172,8 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 	help := out.String()
 	for _, name := range []string{"cxone-base-url", "cxone-token-url", "cxone-token-style", "cxone-client-id", "cxone-client-secret",
-		"cxone-access-key-id", "cxone-access-key-secret", "cxone-scope", "cxone-timeout", "token-refresh-before",
-		"max-retries", "max-backoff", "breaker-failures", "breaker-open-timeout", "rate-limit"} {
+		"cxone-access-key-id", "cxone-access-key-secret", "cxone-scope", "cxone-timeout", "cxone-token-refresh-before",
+		"cxone-max-retries", "cxone-max-backoff", "cxone-breaker-failures", "cxone-breaker-open-timeout", "cxone-rate-limit"} {
 		if !strings.Contains(help, "--"+name+"\n") || !strings.Contains(help, "env "+EnvVar(name)) {
 			t.Errorf("help lacks %s or its variable", name)
 		}

@@ -51,15 +51,23 @@ func (c *CXone) Register(fs *FlagSet) {
 	fs.BoolVar(&c.AllowHTTP, "cxone-allow-http", c.AllowHTTP, "allow plain http:// CXone URLs to a non-loopback host")
 	fs.StringVar(&c.CAFile, "cxone-ca-file", c.CAFile, "PEM file of CA certificates trusted for CXone (default: the system's)")
 	fs.IntVar(&c.MaxConns, "cxone-max-conns", orInt(c.MaxConns, d.MaxConns), "most connections to CXone")
-	fs.DurationVar(&c.TokenRefreshBefore, "token-refresh-before", orDur(c.TokenRefreshBefore, d.TokenRefreshBefore), "refresh a token this long before it expires (at most half its lifetime)")
-	fs.IntVar(&c.MaxRetries, "max-retries", orInt(c.MaxRetries, d.MaxRetries), "retries of a 5xx, redirect, timeout or network error before the event is dead-lettered, counting only failures while CXone answered other publishes normally (an outage spends none)")
-	fs.DurationVar(&c.RetryBackoff, "retry-backoff", orDur(c.RetryBackoff, d.RetryBackoff), "wait before the first retry, doubling after, plus jitter")
-	fs.DurationVar(&c.MaxBackoff, "max-backoff", orDur(c.MaxBackoff, d.MaxBackoff), "cap of every retry wait and Retry-After")
-	fs.IntVar(&c.BreakerFailures, "breaker-failures", orInt(c.BreakerFailures, d.BreakerFailures), "consecutive failed attempts that open the circuit breaker")
-	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", orDur(c.BreakerOpenTimeout, d.BreakerOpenTimeout), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
-	fs.IntVar(&c.BreakerProbes, "breaker-probes", orInt(c.BreakerProbes, d.BreakerProbes), "successful half-open probes that close the breaker")
-	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "most publish attempts per second of the whole consumer group: each member allows its share (partitions held ÷ partitions of the input topic, updated at every rebalance), halved by a 429, then recovering; 0: none until CXone answers 429, then one found from its answers")
+	fs.DurationVar(&c.TokenRefreshBefore, "cxone-token-refresh-before", orDur(c.TokenRefreshBefore, d.TokenRefreshBefore), "refresh a token this long before it expires (at most half its lifetime)")
+	fs.IntVar(&c.MaxRetries, "cxone-max-retries", orInt(c.MaxRetries, d.MaxRetries), "retries of a 5xx, redirect, timeout or network error before the event is dead-lettered, counting only failures while CXone answered other publishes normally (an outage spends none)")
+	fs.DurationVar(&c.RetryBackoff, "cxone-retry-backoff", orDur(c.RetryBackoff, d.RetryBackoff), "wait before the first retry, doubling after, plus jitter")
+	fs.DurationVar(&c.MaxBackoff, "cxone-max-backoff", orDur(c.MaxBackoff, d.MaxBackoff), "cap of every retry wait and Retry-After")
+	fs.IntVar(&c.BreakerFailures, "cxone-breaker-failures", orInt(c.BreakerFailures, d.BreakerFailures), "consecutive failed attempts that open the circuit breaker")
+	fs.DurationVar(&c.BreakerOpenTimeout, "cxone-breaker-open-timeout", orDur(c.BreakerOpenTimeout, d.BreakerOpenTimeout), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
+	fs.IntVar(&c.BreakerProbes, "cxone-breaker-probes", orInt(c.BreakerProbes, d.BreakerProbes), "successful half-open probes that close the breaker")
+	fs.Float64Var(&c.RateLimit, "cxone-rate-limit", c.RateLimit, "most publish attempts per second of the whole consumer group: each member allows its share (partitions held ÷ partitions of the input topic, updated at every rebalance), halved by a 429, then recovering; 0: none until CXone answers 429, then one found from its answers")
+	for _, old := range CXoneRenamed {
+		fs.Deprecated(old, "cxone-"+old)
+	}
 }
+
+// CXoneRenamed are the CXone settings' names before every one began with
+// cxone-: each still works, with a warning.
+var CXoneRenamed = []string{"token-refresh-before", "max-retries", "retry-backoff", "max-backoff",
+	"breaker-failures", "breaker-open-timeout", "breaker-probes", "rate-limit"}
 
 // Validate adds a problem for every bad CXone setting and fills the token URL.
 func (c *CXone) Validate(p *Problems) {
@@ -89,26 +97,26 @@ func (c *CXone) Validate(p *Problems) {
 		}
 	}
 	positive(p, "cxone-timeout", c.Timeout)
-	positive(p, "retry-backoff", c.RetryBackoff)
-	positive(p, "max-backoff", c.MaxBackoff)
-	positive(p, "breaker-open-timeout", c.BreakerOpenTimeout)
+	positive(p, "cxone-retry-backoff", c.RetryBackoff)
+	positive(p, "cxone-max-backoff", c.MaxBackoff)
+	positive(p, "cxone-breaker-open-timeout", c.BreakerOpenTimeout)
 	if c.TokenRefreshBefore < 0 {
-		p.Add("token-refresh-before", "must not be negative, got %s", c.TokenRefreshBefore)
+		p.Add("cxone-token-refresh-before", "must not be negative, got %s", c.TokenRefreshBefore)
 	}
 	if c.MaxConns < 1 {
 		p.Add("cxone-max-conns", "must be at least 1, got %d", c.MaxConns)
 	}
 	if c.MaxRetries < 0 {
-		p.Add("max-retries", "must not be negative, got %d", c.MaxRetries)
+		p.Add("cxone-max-retries", "must not be negative, got %d", c.MaxRetries)
 	}
 	if c.BreakerFailures < 1 {
-		p.Add("breaker-failures", "must be at least 1, got %d", c.BreakerFailures)
+		p.Add("cxone-breaker-failures", "must be at least 1, got %d", c.BreakerFailures)
 	}
 	if c.BreakerProbes < 1 {
-		p.Add("breaker-probes", "must be at least 1, got %d", c.BreakerProbes)
+		p.Add("cxone-breaker-probes", "must be at least 1, got %d", c.BreakerProbes)
 	}
 	if c.RateLimit < 0 {
-		p.Add("rate-limit", "must not be negative, got %g", c.RateLimit)
+		p.Add("cxone-rate-limit", "must not be negative, got %g", c.RateLimit)
 	}
 }
 

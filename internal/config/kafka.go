@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -47,11 +48,11 @@ type Kafka struct {
 func (k *Kafka) Register(fs *FlagSet) {
 	d := DefaultKafka()
 	fs.StringVar(&k.Brokers, "kafka-brokers", or(k.Brokers, d.Brokers), "Kafka bootstrap brokers, comma-separated host:port")
-	fs.StringVar(&k.InputTopic, "input-topic", or(k.InputTopic, d.InputTopic), "topic of events to publish")
-	fs.StringVar(&k.GroupID, "group-id", or(k.GroupID, d.GroupID), "consumer group id: every worker of one deployment shares it")
-	fs.StringVar(&k.DLQTopic, "dlq-topic", or(k.DLQTopic, d.DLQTopic), "topic of records that can never be delivered")
-	fs.StringVar(&k.ClientID, "client-id", or(k.ClientID, d.ClientID), "Kafka client id")
-	fs.StringVar(&k.StartOffset, "start-offset", or(k.StartOffset, d.StartOffset), "where a group without committed offsets starts: earliest or latest")
+	fs.StringVar(&k.InputTopic, "kafka-input-topic", or(k.InputTopic, d.InputTopic), "topic of events to publish")
+	fs.StringVar(&k.GroupID, "kafka-group-id", or(k.GroupID, d.GroupID), "consumer group id: every worker of one deployment shares it")
+	fs.StringVar(&k.DLQTopic, "kafka-dlq-topic", or(k.DLQTopic, d.DLQTopic), "topic of records that can never be delivered")
+	fs.StringVar(&k.ClientID, "kafka-client-id", or(k.ClientID, d.ClientID), "Kafka client id")
+	fs.StringVar(&k.StartOffset, "kafka-start-offset", or(k.StartOffset, d.StartOffset), "where a group without committed offsets starts: earliest or latest")
 	fs.BoolVar(&k.TLS, "kafka-tls", k.TLS, "connect to Kafka with TLS")
 	fs.StringVar(&k.TLSCAFile, "kafka-tls-ca-file", k.TLSCAFile, "PEM CA certificates for Kafka (default: the system's)")
 	fs.StringVar(&k.TLSCertFile, "kafka-tls-cert-file", k.TLSCertFile, "PEM client certificate for Kafka")
@@ -65,7 +66,15 @@ func (k *Kafka) Register(fs *FlagSet) {
 	fs.DurationVar(&k.HeartbeatInterval, "kafka-heartbeat-interval", orDur(k.HeartbeatInterval, d.HeartbeatInterval), "group heartbeat interval")
 	fs.IntVar(&k.FetchMaxBytes, "kafka-fetch-max-bytes", orInt(k.FetchMaxBytes, d.FetchMaxBytes), "bytes one fetch of a partition asks for; each partition holds one fetch response at a time, and a record batch larger than this still comes whole")
 	fs.DurationVar(&k.FetchMaxWait, "kafka-fetch-max-wait", orDur(k.FetchMaxWait, d.FetchMaxWait), "longest a fetch waits for new records")
+	for _, old := range KafkaRenamed {
+		fs.Deprecated(old, "kafka-"+old)
+	}
 }
+
+// KafkaRenamed are the Kafka settings' names before every one began with
+// kafka- (CXBRIDGE_CLIENT_ID meant the Kafka client id to `run` and the
+// OAuth2 client id to `sim`): each still works, with a warning.
+var KafkaRenamed = []string{"input-topic", "group-id", "dlq-topic", "client-id", "start-offset"}
 
 // Validate adds a problem for every bad Kafka setting.
 func (k *Kafka) Validate(p *Problems) {
@@ -77,16 +86,16 @@ func (k *Kafka) Validate(p *Problems) {
 			p.Add("kafka-brokers", "%q must be host:port", b)
 		}
 	}
-	for name, v := range map[string]string{"input-topic": k.InputTopic, "group-id": k.GroupID, "dlq-topic": k.DLQTopic} {
+	for name, v := range map[string]string{"kafka-input-topic": k.InputTopic, "kafka-group-id": k.GroupID, "kafka-dlq-topic": k.DLQTopic} {
 		if v == "" {
 			p.Add(name, "is required")
 		}
 	}
 	if k.InputTopic != "" && k.InputTopic == k.DLQTopic {
-		p.Add("dlq-topic", "must differ from --input-topic (%q)", k.InputTopic)
+		p.Add("kafka-dlq-topic", "must differ from --kafka-input-topic (%q)", k.InputTopic)
 	}
 	if k.StartOffset != "earliest" && k.StartOffset != "latest" {
-		p.Add("start-offset", "must be earliest or latest, got %q", k.StartOffset)
+		p.Add("kafka-start-offset", "must be earliest or latest, got %q", k.StartOffset)
 	}
 	if (k.TLSCertFile == "") != (k.TLSKeyFile == "") {
 		p.Add("kafka-tls-key-file", "--kafka-tls-cert-file and --kafka-tls-key-file go together")
@@ -161,8 +170,41 @@ func (k *Kafka) TLSConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// SASL returns the SASL mechanism, nil without SASL.
+// SASL returns the SASL mechanism, nil without SASL. Each connection
+// authenticates with the password as it is then: one read from a file
+// (--kafka-sasl-password-file) and read again (FlagSet.ReloadSecrets, on
+// SIGHUP) is used by the connections made after.
 func (k *Kafka) SASL() (sasl.Mechanism, error) {
+	if k.SASLMechanism == "" {
+		return nil, nil
+	}
+	if mech, err := k.sasl(); err != nil || mech == nil { // a bad mechanism or user name: found at start
+		return mech, err
+	}
+	return currentSASL{k: *k}, nil
+}
+
+// currentSASL is a SASL mechanism made anew, with the current password,
+// for every authentication.
+type currentSASL struct{ k Kafka }
+
+func (m currentSASL) Name() string {
+	mech, err := m.k.sasl()
+	if err != nil {
+		return ""
+	}
+	return mech.Name()
+}
+
+func (m currentSASL) Start(ctx context.Context) (sasl.StateMachine, []byte, error) {
+	mech, err := m.k.sasl()
+	if err != nil {
+		return nil, nil, err
+	}
+	return mech.Start(ctx)
+}
+
+func (k *Kafka) sasl() (sasl.Mechanism, error) {
 	switch k.SASLMechanism {
 	case "plain":
 		return plain.Mechanism{Username: k.SASLUsername, Password: k.SASLPassword.Value()}, nil

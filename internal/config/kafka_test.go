@@ -57,8 +57,8 @@ func TestKafkaWorkerValidation(t *testing.T) {
 		flag string
 	}{
 		{"broker without port", []string{"--kafka-brokers", "kafka1"}, "kafka-brokers"},
-		{"same dlq and input", []string{"--dlq-topic", "cxone.events"}, "dlq-topic"},
-		{"bad start offset", []string{"--start-offset", "middle"}, "start-offset"},
+		{"same dlq and input", []string{"--kafka-dlq-topic", "cxone.events"}, "kafka-dlq-topic"},
+		{"bad start offset", []string{"--kafka-start-offset", "middle"}, "kafka-start-offset"},
 		{"cert without key", []string{"--kafka-tls-cert-file", "c.pem"}, "kafka-tls-key-file"},
 		{"unknown sasl", []string{"--kafka-sasl-mechanism", "gssapi"}, "kafka-sasl-mechanism"},
 		{"sasl without user", []string{"--kafka-sasl-mechanism", "plain"}, "kafka-sasl-username"},

@@ -32,7 +32,7 @@ func (c *Consumer) awaitTopic(ctx context.Context) error {
 			if !missing {
 				missing = true
 				c.topicMissing.Store(true)
-				c.log.Warn("the input topic does not exist; waiting for it before joining the group (create it, or check --input-topic)",
+				c.log.Warn("the input topic does not exist; waiting for it before joining the group (create it, or check --kafka-input-topic)",
 					"topic", c.cfg.Topic, "group", c.cfg.GroupID)
 			}
 			return err

@@ -272,9 +272,9 @@ func inputPartitions(t *testing.T) int {
 	t.Helper()
 	c := loadCompose(t)
 	worker := proc(t, c, "worker", "run")
-	n, ok := topicSpecs(t, c)[worker.get("input-topic")]
+	n, ok := topicSpecs(t, c)[worker.get("kafka-input-topic")]
 	if !ok {
-		t.Fatalf("the topics job does not create the input topic %q", worker.get("input-topic"))
+		t.Fatalf("the topics job does not create the input topic %q", worker.get("kafka-input-topic"))
 	}
 	return n
 }
@@ -284,16 +284,16 @@ func TestComposeTopics(t *testing.T) {
 	worker := proc(t, c, "worker", "run")
 	producer := proc(t, c, "producer", "produce")
 	topics := topicSpecs(t, c)
-	for _, flag := range []string{"input-topic", "dlq-topic"} {
+	for _, flag := range []string{"kafka-input-topic", "kafka-dlq-topic"} {
 		name := worker.get(flag)
 		if topics[name] == 0 {
 			t.Errorf("the topics job does not create the worker's --%s %q (creates %v)", flag, name, topics)
 		}
 	}
-	if in, dlq := worker.get("input-topic"), worker.get("dlq-topic"); in == dlq {
+	if in, dlq := worker.get("kafka-input-topic"), worker.get("kafka-dlq-topic"); in == dlq {
 		t.Errorf("the worker's input and DLQ topics are both %q", in)
 	}
-	if got, want := producer.get("input-topic"), worker.get("input-topic"); got != want {
+	if got, want := producer.get("kafka-input-topic"), worker.get("kafka-input-topic"); got != want {
 		t.Errorf("the producer writes to %q, the worker reads %q", got, want)
 	}
 	topicsJob := c.Services["topics"]
@@ -355,7 +355,7 @@ func TestComposeWorker(t *testing.T) {
 	} else if n := inputPartitions(t); *svc.Deploy.Replicas > n {
 		t.Errorf("worker: %d replicas for %d partitions: some would hold none", *svc.Deploy.Replicas, n)
 	}
-	if worker.get("group-id") == "" {
+	if worker.get("kafka-group-id") == "" {
 		t.Error("worker: no consumer group")
 	}
 	for _, s := range c.Services {
@@ -420,7 +420,7 @@ func TestComposeCredentialsMatchSimulator(t *testing.T) {
 	if got := worker.get("cxone-client-id"); got != id {
 		t.Errorf("worker: client id %q, the simulator's default is %q", got, id)
 	}
-	if got := simp.get("client-id"); got != id {
+	if got := simp.get("cxone-client-id"); got != id {
 		t.Errorf("sim: client id %q, want its default %q", got, id)
 	}
 	if _, ok := worker.env["CXBRIDGE_CXONE_CLIENT_SECRET"]; ok {

@@ -634,9 +634,9 @@ func TestK8sKEDA(t *testing.T) {
 	md := so.Spec.Triggers[0].Metadata
 	for key, flag := range map[string]string{
 		"bootstrapServers":  "kafka-brokers",
-		"consumerGroup":     "group-id",
-		"topic":             "input-topic",
-		"offsetResetPolicy": "start-offset",
+		"consumerGroup":     "kafka-group-id",
+		"topic":             "kafka-input-topic",
+		"offsetResetPolicy": "kafka-start-offset",
 	} {
 		if got, want := md[key], w.get(t, flag); got != want {
 			t.Errorf("scaledobject: %s %q, the worker's --%s is %q", key, got, flag, want)

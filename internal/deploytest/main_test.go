@@ -293,8 +293,8 @@ func portOf(t *testing.T, addr string) int {
 // says.
 func simDefaults(t *testing.T) (id, secret string) {
 	t.Helper()
-	if got := helpOf(t, "sim").byFlag["client-id"].Default; got != sim.DefaultClientID {
-		t.Fatalf("cxbridge sim --help: --client-id default %q, internal/sim says %q", got, sim.DefaultClientID)
+	if got := helpOf(t, "sim").byFlag["cxone-client-id"].Default; got != sim.DefaultClientID {
+		t.Fatalf("cxbridge sim --help: --cxone-client-id default %q, internal/sim says %q", got, sim.DefaultClientID)
 	}
 	return sim.DefaultClientID, sim.DefaultClientSecret
 }

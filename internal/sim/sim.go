@@ -130,6 +130,8 @@ type Server struct {
 	tokens      sync.Map // access token → *tokenInfo
 	tokensSince atomic.Int64
 
+	rotatedSecret atomic.Pointer[string] // RotateClientSecret's, else cfg.ClientSecret
+
 	faults    atomic.Pointer[faultState]
 	scriptMu  sync.Mutex
 	script    []Response
@@ -262,6 +264,22 @@ func (s *Server) KeySequence(key string) []int64 {
 		return nil
 	}
 	return slices.Clone(kt.seqs)
+}
+
+// RotateClientSecret makes the token endpoint accept secret, and no
+// longer the client secret it accepted before (a rotation in CXone).
+// Tokens already issued stay valid.
+func (s *Server) RotateClientSecret(secret string) {
+	s.rotatedSecret.Store(&secret)
+	s.log.Info("sim: client secret rotated")
+}
+
+// clientSecret is the client secret the token endpoint accepts.
+func (s *Server) clientSecret() string {
+	if p := s.rotatedSecret.Load(); p != nil {
+		return *p
+	}
+	return s.cfg.ClientSecret
 }
 
 // RevokeTokens makes every token issued so far unknown: publishes with them

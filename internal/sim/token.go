@@ -72,7 +72,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		// RFC 6749 §2.3.1: Basic credentials are form-encoded first.
 		id, secret = formUnescape(u), formUnescape(p)
 	}
-	if id == "" || secret == "" || !equal(id, s.cfg.ClientID) || !equal(secret, s.cfg.ClientSecret) {
+	if id == "" || secret == "" || !equal(id, s.cfg.ClientID) || !equal(secret, s.clientSecret()) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="cxone-sim"`)
 		tokenError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong client secret")
 		return
