@@ -167,7 +167,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // startMemWorker starts a worker with the memory test's settings on topic.
 func startMemWorker(t *testing.T, e *env, topic, group string) *worker {
 	t.Helper()
-	return e.startWorker(t, "--input-topic", topic, "--group-id", group, "--admin-addr", freeAddr(t),
+	return e.startWorker(t, "--kafka-input-topic", topic, "--kafka-group-id", group, "--admin-addr", freeAddr(t),
 		"--kafka-fetch-max-bytes", strconv.Itoa(memFetchMax), "--max-in-flight", strconv.Itoa(memMaxInFlight),
 		"--log-level", "warn")
 }
@@ -437,7 +437,7 @@ func TestLargeEventsMemoryAtDefaults(t *testing.T) {
 	msgs, fill = nil, ""
 	t.Logf("wrote %d valid events, %s", n, mib(total))
 
-	w := e.startWorker(t, "--input-topic", topic, "--group-id", group, "--admin-addr", freeAddr(t), "--log-level", "warn")
+	w := e.startWorker(t, "--kafka-input-topic", topic, "--kafka-group-id", group, "--admin-addr", freeAddr(t), "--log-level", "warn")
 	peak := finishMemRun(t, e, w, topic, group)
 	if st := s.Stats(); st.Distinct != n {
 		t.Fatalf("%d events accepted, want %d (%+v)", st.Distinct, n, st)

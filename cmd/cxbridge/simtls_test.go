@@ -207,7 +207,7 @@ func TestSimOverTLSProcesses(t *testing.T) {
 
 	// Without the CA: the handshake fails, no token, nothing published.
 	admin := freeAddr(t)
-	w := e.startWorker(t, "--group-id", untrusting, "--admin-addr", admin, "--shutdown-timeout", "2s")
+	w := e.startWorker(t, "--kafka-group-id", untrusting, "--admin-addr", admin, "--shutdown-timeout", "2s")
 	var ready readiness
 	testutil.WaitFor(t, 30*time.Second, "/readyz to name the certificate problem", func() bool {
 		ready = readiness{}

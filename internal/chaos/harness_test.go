@@ -269,7 +269,7 @@ func (h *Harness) StartWorker(name string) error {
 		return err
 	}
 	p, err := h.start(name, "run",
-		"--kafka-brokers", h.brokerAddr, "--group-id", h.group, "--input-topic", h.input, "--dlq-topic", h.dlq,
+		"--kafka-brokers", h.brokerAddr, "--kafka-group-id", h.group, "--kafka-input-topic", h.input, "--kafka-dlq-topic", h.dlq,
 		"--cxone-base-url", h.cxoneURL, "--cxone-client-id", sim.DefaultClientID,
 		"--admin-addr", admin, "--log-level", "info")
 	if err != nil {

@@ -109,7 +109,7 @@ func Run(ctx context.Context, bin, dir string, size Size, sc Scenario, logf func
 		rate = sc.Rate(size)
 	}
 	tp := time.Now()
-	prod, err := h.start("producer", "produce", "--kafka-brokers", h.brokerAddr, "--input-topic", h.input,
+	prod, err := h.start("producer", "produce", "--kafka-brokers", h.brokerAddr, "--kafka-input-topic", h.input,
 		"--count", strconv.Itoa(size.Records), "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--keys", strconv.Itoa(size.Keys), "--size", strconv.Itoa(size.Bytes),
 		"--invalid-ratio", strconv.FormatFloat(h.invalidRatio, 'f', -1, 64))
