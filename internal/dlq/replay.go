@@ -90,14 +90,14 @@ func (f Filter) Key(to string) string {
 
 // ReplayConfig configures Replay.
 type ReplayConfig struct {
-	Reader     ReaderConfig // the DLQ topic
-	Group      string       // the replay's consumer group: its committed offsets are where a run starts
-	To         string       // topic the records go back to; "" for each record's own (Topics)
+	Reader ReaderConfig // the DLQ topic
+	Group  string       // the replay's consumer group: its committed offsets are where a run starts
+	To     string       // topic the records go back to; "" for each record's own (Topics)
 	// Topics, when To is "", are the topics records may go back to (the
 	// worker's input topics): each record goes to its original topic (its
 	// cxbridge.dlq.original.topic header), and one from a topic not
 	// listed is refused.
-	Topics []string
+	Topics     []string
 	Filter     Filter
 	Max        int     // most records to replay, 0 for all
 	MaxReplays int     // records replayed this many times already are refused
