@@ -143,6 +143,15 @@ func (k *Kafka) InputTopics() []string {
 	return out
 }
 
+// FirstInputTopic is the first of InputTopics, "" when there is none: the
+// topic the tools that write one topic (produce, dev's producer) use.
+func (k *Kafka) FirstInputTopic() string {
+	if ts := k.InputTopics(); len(ts) > 0 {
+		return ts[0]
+	}
+	return ""
+}
+
 // BrokerList returns the brokers as a slice.
 func (k *Kafka) BrokerList() []string {
 	var out []string

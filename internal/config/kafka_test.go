@@ -209,6 +209,9 @@ func TestInputTopicList(t *testing.T) {
 	if got := k.InputTopics(); !slices.Equal(got, []string{"orders", "tickets"}) {
 		t.Fatalf("InputTopics = %q; want [orders tickets]", got)
 	}
+	if k.FirstInputTopic() != "orders" || (&Kafka{}).FirstInputTopic() != "" {
+		t.Fatalf("FirstInputTopic = %q, of none %q", k.FirstInputTopic(), (&Kafka{}).FirstInputTopic())
+	}
 	if got := (&Kafka{InputTopic: "cxone.events"}).InputTopics(); !slices.Equal(got, []string{"cxone.events"}) {
 		t.Fatalf("InputTopics of the default = %q", got)
 	}
