@@ -136,9 +136,9 @@ func (w *Worker) watchGroup(now time.Time, o consumer.GroupLags, st consumer.Sta
 	w.mu.Unlock()
 	switch {
 	case len(v.Unserved) == 0 && logged:
-		w.log.Info("the group serves every partition of the input topics again")
+		w.log.Info("the group serves every partition of the input topic again")
 	case len(v.Unserved) > 0 && !logged:
-		w.log.Warn("the group leaves partitions of the input topics with uncommitted records unserved",
+		w.log.Warn("the group leaves partitions of the input topic with uncommitted records unserved",
 			"partitions", describeUnserved(v.Unserved), "bound", w.groupWatch.bound.String(), "not_acting_because", v.Held)
 	}
 	if v.Rejoin {

@@ -1,6 +1,7 @@
 // Package consumer is cxbridge's member of a Kafka consumer group: it joins
-// the group with kafka-go's ConsumerGroup, runs one fetch loop per assigned
-// partition, hands every record to a dispatch.Dispatcher, tracks which
+// the group with kafka-go's ConsumerGroup, subscribed to every input topic,
+// runs one fetch loop per assigned partition (a partition is always a
+// partition of one topic: TopicPartition), hands every record to a dispatch.Dispatcher, tracks which
 // offsets are settled and commits each partition's watermark of contiguous
 // settled offsets — periodically, at revocation and at shutdown — always
 // with the generation that fetched the records (design invariants 1, 2, 4).
