@@ -55,7 +55,7 @@ func (w *Worker) assigned(ctx context.Context, partitions []consumer.TopicPartit
 	default:
 	}
 	if err != nil {
-		w.log.Warn("reading the input topics' partition count failed; the rate limit's share uses the last count known", "error", err.Error(), "partitions", n)
+		w.log.Warn("reading the input topic's partition count failed; the rate limit's share uses the last count known", "error", err.Error(), "partitions", n)
 	}
 	s := share(len(partitions), n)
 	w.pub.SetShare(s)
