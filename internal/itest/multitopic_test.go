@@ -182,3 +182,58 @@ func lagSeries(r *running) int {
 	}
 	return 0
 }
+
+// With --start-offset latest, a new group starts each partition of each
+// topic at that topic's own end when it joins, committed at once: the
+// records written to either topic before are skipped, those after are all
+// accepted. The topics hold different counts, so a partition started at
+// the other topic's offsets would show.
+func TestTwoTopicsStartLatest(t *testing.T) {
+	const partitions = 3
+	s := newStack(t, partitions, sim.Config{})
+	second := s.broker.CreateTopic("tickets", partitions, nil)
+	topics := []string{s.input, second}
+	s.write(goodRecords(300, 30, 501))
+	writeTopic(t, s, second, goodRecords(45, 9, 502))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	before, err := consumer.ReadGroupLags(ctx, s.client, s.group, topics)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sumEnd(before[s.input]) != 300 || sumEnd(before[second]) != 45 {
+		t.Fatalf("end offsets before the start %+v; want 300 and 45 records", before)
+	}
+	r := s.startWorker(func(st *bridge.Settings) {
+		st.Kafka.InputTopic = s.input + "," + second
+		st.Kafka.StartOffset = "latest"
+	})
+	// Each partition's resolved start is committed at once: the group's
+	// committed offsets become each topic's end offsets of before.
+	var o consumer.GroupLags
+	waitFor(t, 30*time.Second, "the group committed at each topic's end", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		o, err = consumer.ReadGroupLags(ctx, s.client, s.group, topics)
+		if err != nil {
+			return false
+		}
+		for _, tp := range before.Partitions() {
+			if o.Committed(tp) != before[tp.Topic].End[tp.Partition] {
+				return false
+			}
+		}
+		return true
+	}, func() string { return fmt.Sprintf("committed %+v; ends before %+v (error %v)", o, before, err) })
+	s.write(goodRecords(60, 12, 503))
+	writeTopic(t, s, second, goodRecords(30, 6, 504))
+	s.waitAccepted(90, time.Minute)
+	o = waitCommittedTopics(t, s, topics, time.Minute)
+	if sumEnd(o[s.input]) != 360 || sumEnd(o[second]) != 75 {
+		t.Errorf("end offsets %+v; want 360 and 75", o)
+	}
+	if st := s.sim.Stats(); st.Distinct != 90 {
+		t.Errorf("simulator %+v; want the 90 records written after the start only", st)
+	}
+	r.stop(t)
+}
