@@ -19,13 +19,13 @@ const balanceEvery = 3 * lagEvery
 // member's fair part of the group's (see delivery.Publisher.Balance). It
 // runs once per window, and only when this member held the same
 // partitions in the same generation throughout.
-func (w *Worker) balance(base offsetsRead, cur consumer.GroupLag, st consumer.Status) (used bool) {
+func (w *Worker) balance(base offsetsRead, cur consumer.GroupLags, st consumer.Status) (used bool) {
 	if !st.Joined || st.Generation != base.generation {
 		return false
 	}
-	var held []int
+	var held []consumer.TopicPartition
 	for _, p := range st.Partitions {
-		held = append(held, p.Partition)
+		held = append(held, consumer.TopicPartition{Topic: p.Topic, Partition: p.Partition})
 	}
 	part, got, ok := balanceInputs(base.offsets, cur, held)
 	if ok {
@@ -38,25 +38,28 @@ func (w *Worker) balance(base offsetsRead, cur consumer.GroupLag, st consumer.St
 type offsetsRead struct {
 	at         time.Time
 	generation int32 // this member's, when read (-1: not a member)
-	offsets    consumer.GroupLag
+	offsets    consumer.GroupLags
 }
 
 // balanceInputs compares two reads of the group's offsets: got is the part
 // of what the group settled in between (its commits; a partition's first
 // commit, or one moved back, counts nothing) that was settled on the
-// partitions held, part the share of the group's backlog on them now.
+// partitions held (of every input topic), part the share of the group's
+// backlog on them now.
 // Without a backlog of at least balanceEvery's worth at the rate the
 // group settled there is nothing to share out: ok is false.
-func balanceInputs(prev, cur consumer.GroupLag, held []int) (part, got float64, ok bool) {
-	if prev.Committed == nil {
+func balanceInputs(prev, cur consumer.GroupLags, held []consumer.TopicPartition) (part, got float64, ok bool) {
+	if prev == nil {
 		return 0, 0, false
 	}
-	settled := map[int]int64{}
+	settled := map[consumer.TopicPartition]int64{}
 	var group int64
-	for p, c := range cur.Committed {
-		if pc, ok := prev.Committed[p]; ok && pc >= 0 && c >= pc {
-			settled[p] = c - pc
-			group += c - pc
+	for topic, o := range cur {
+		for p, c := range o.Committed {
+			if pc, ok := prev[topic].Committed[p]; ok && pc >= 0 && c >= pc {
+				settled[consumer.TopicPartition{Topic: topic, Partition: p}] = c - pc
+				group += c - pc
+			}
 		}
 	}
 	total := cur.TotalLag()
@@ -75,13 +78,13 @@ func balanceInputs(prev, cur consumer.GroupLag, held []int) (part, got float64, 
 const lagEvery = 5 * time.Second
 
 // watchLag sets cxbridge_consumer_lag for the partitions this member holds,
-// from the group's committed offsets and the topic's end offsets (not
+// from the group's committed offsets and the topics' end offsets (not
 // Reader.Stats().Lag, which is wrong with several partitions). Each
 // partition is reported by its owner only, so sums over replicas are right.
 func (w *Worker) watchLag(ctx context.Context) {
 	t := time.NewTicker(lagEvery)
 	defer t.Stop()
-	topic := w.s.Kafka.InputTopic
+	topics := w.s.Kafka.InputTopics()
 	var reads []offsetsRead // since the last balance
 	for {
 		select {
@@ -91,7 +94,7 @@ func (w *Worker) watchLag(ctx context.Context) {
 		case <-w.lagNow:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
-		o, err := consumer.ReadGroupLag(rctx, w.kafkaClient, w.s.Kafka.GroupID, topic)
+		o, err := consumer.ReadGroupLags(rctx, w.kafkaClient, w.s.Kafka.GroupID, topics)
 		cancel()
 		if err != nil {
 			w.log.Debug("reading the group's lag failed", "error", err.Error())
@@ -105,14 +108,15 @@ func (w *Worker) watchLag(ctx context.Context) {
 		}
 		w.mu.Lock()
 		w.offsets = o
-		recount := len(o.End) > 0 && len(o.End) != w.partitions
+		n := len(o.Partitions())
+		recount := n > 0 && n != w.partitions
 		if recount {
-			w.partitions = len(o.End)
+			w.partitions = n
 		}
 		held := len(w.held)
 		w.mu.Unlock()
 		if recount { // partitions added to the topic, or unknown at the rebalance
-			w.pub.SetShare(share(held, len(o.End)))
+			w.pub.SetShare(share(held, n))
 		}
 		if len(reads) > 0 && now.Sub(reads[0].at) >= balanceEvery-lagEvery/2 {
 			if w.balance(reads[0], o, st) {
@@ -123,10 +127,13 @@ func (w *Worker) watchLag(ctx context.Context) {
 		}
 		reads = append(reads, offsetsRead{at: now, generation: gen, offsets: o})
 		w.watchGroup(now, o, st)
-		lag := make(map[int]int64, len(st.Partitions))
+		lag := map[string]map[int]int64{}
 		for _, p := range st.Partitions {
-			lag[p.Partition] = o.Lag(p.Partition)
+			if lag[p.Topic] == nil {
+				lag[p.Topic] = map[int]int64{}
+			}
+			lag[p.Topic][p.Partition] = o.Lag(consumer.TopicPartition{Topic: p.Topic, Partition: p.Partition})
 		}
-		w.metrics.ObserveLag(topic, lag)
+		w.metrics.ObserveLag(lag)
 	}
 }

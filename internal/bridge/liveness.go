@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -27,23 +26,25 @@ import (
 //
 // wedged is the verdict, a pure function of the consumer's status and the
 // group's offsets as last read (End unknown: not wedged).
-func wedged(st consumer.Status, offsets consumer.GroupLag, bound time.Duration) []int {
+func wedged(st consumer.Status, offsets consumer.GroupLags, bound time.Duration) []consumer.TopicPartition {
 	if !st.Joined {
 		return nil
 	}
-	var out []int
+	var out []consumer.TopicPartition
 	for _, p := range st.Partitions {
-		end, ok := offsets.End[p.Partition]
+		end, ok := offsets[p.Topic].End[p.Partition]
 		if !ok || p.Pending > 0 || p.SinceStep <= bound {
 			continue
 		}
-		at := max(p.Committed, offsets.Committed[p.Partition])
+		at := p.Committed
+		if c, ok := offsets[p.Topic].Committed[p.Partition]; ok {
+			at = max(at, c)
+		}
 		if end > at {
-			out = append(out, p.Partition)
+			out = append(out, consumer.TopicPartition{Topic: p.Topic, Partition: p.Partition})
 		}
 	}
-	sort.Ints(out)
-	return out
+	return out // Status is sorted by topic, then partition
 }
 
 // livenessBound is how long a partition's fetch loop may go without a step
@@ -67,7 +68,7 @@ func (w *Worker) checkLive() (bool, string) {
 	}
 	ids := make([]string, len(parts))
 	for i, p := range parts {
-		ids[i] = fmt.Sprint(p)
+		ids[i] = p.String()
 	}
 	detail := fmt.Sprintf("consumer wedged: partition(s) %s have records to fetch, none in flight, and their fetch loop made no step for over %s",
 		strings.Join(ids, ", "), bound)

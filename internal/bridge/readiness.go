@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -25,8 +26,8 @@ func (w *Worker) checkConsumer() (bool, string) {
 		if kerr != nil {
 			return false, "not a member of group " + w.s.Kafka.GroupID + " yet: Kafka brokers not reachable: " + kerr.Error()
 		}
-		if st.TopicMissing {
-			return false, "not a member of group " + w.s.Kafka.GroupID + ": input topic " + w.s.Kafka.InputTopic + " does not exist (create it, or check --kafka-input-topic); waiting for it"
+		if len(st.MissingTopics) > 0 {
+			return false, "not a member of group " + w.s.Kafka.GroupID + ": input topic " + strings.Join(st.MissingTopics, ", ") + " does not exist (create it, or check --kafka-input-topic); waiting for it"
 		}
 		return false, "not a member of group " + w.s.Kafka.GroupID + " yet" + unserved
 	}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/consumer"
 )
 
 // share is a member's part of the group's work: the partitions it holds ÷
-// the partitions of the input topic, in [0, 1]. A member holding nothing
+// the partitions of the input topics (all of them), in [0, 1]. A member holding nothing
 // has 0; an unknown total (0) counts what it holds as all there is.
 func share(held, total int) float64 {
 	switch {
@@ -24,13 +27,14 @@ func share(held, total int) float64 {
 
 // assigned runs at every rebalance, before the generation's partitions
 // are fetched: the rate limit (--rate-limit is the group's) becomes this
-// member's share of it. The topic's partition count is read from the
-// brokers; when they cannot tell, the last count known is used (none:
-// the member takes the whole limit until watchLag knows better).
-func (w *Worker) assigned(ctx context.Context, partitions []int) {
+// member's share of it. The topics' partition count (summed over the
+// input topics) is read from the brokers; when they cannot tell, the last
+// count known is used (none: the member takes the whole limit until
+// watchLag knows better).
+func (w *Worker) assigned(ctx context.Context, partitions []consumer.TopicPartition) {
 	w.metrics.Rebalances.Inc()
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	n, err := partitionCount(rctx, w.kafkaClient, w.s.Kafka.InputTopic)
+	n, err := partitionCount(rctx, w.kafkaClient, w.s.Kafka.InputTopics())
 	cancel()
 	w.mu.Lock()
 	if err == nil {
@@ -38,12 +42,14 @@ func (w *Worker) assigned(ctx context.Context, partitions []int) {
 	} else {
 		n = w.partitions
 	}
-	gone := slices.DeleteFunc(w.held, func(p int) bool { return slices.Contains(partitions, p) })
+	gone := slices.DeleteFunc(w.held, func(p consumer.TopicPartition) bool { return slices.Contains(partitions, p) })
 	w.held = slices.Clone(partitions)
 	w.mu.Unlock()
 	// Series of partitions this member no longer holds go: their owner
 	// reports them now (sums over the group stay right).
-	w.metrics.ForgetPartitions(w.s.Kafka.InputTopic, gone)
+	for _, tp := range gone {
+		w.metrics.ForgetPartitions(tp.Topic, []int{tp.Partition})
+	}
 	select { // the lag of the partitions held now, at once rather than at the next read
 	case w.lagNow <- struct{}{}:
 	default:
@@ -56,19 +62,22 @@ func (w *Worker) assigned(ctx context.Context, partitions []int) {
 	w.log.Info("rate limit share", "partitions_held", len(partitions), "partitions", n, "share", s, "rate_limit_per_second", w.pub.RateLimit())
 }
 
-// partitionCount reads how many partitions topic has.
-func partitionCount(ctx context.Context, c *kafka.Client, topic string) (int, error) {
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+// partitionCount reads how many partitions the topics have, together.
+func partitionCount(ctx context.Context, c *kafka.Client, topics []string) (int, error) {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
+		return 0, fmt.Errorf("metadata of %s: %w", strings.Join(topics, ","), err)
 	}
-	for _, t := range md.Topics {
-		if t.Name == topic {
-			if t.Error != nil {
-				return 0, fmt.Errorf("metadata of %s: %w", topic, t.Error)
-			}
-			return len(t.Partitions), nil
+	n := 0
+	for _, topic := range topics {
+		i := slices.IndexFunc(md.Topics, func(t kafka.Topic) bool { return t.Name == topic })
+		if i < 0 {
+			return 0, fmt.Errorf("metadata of %s: topic not found", topic)
 		}
+		if t := md.Topics[i]; t.Error != nil {
+			return 0, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		n += len(md.Topics[i].Partitions)
 	}
-	return 0, fmt.Errorf("metadata of %s: topic not found", topic)
+	return n, nil
 }

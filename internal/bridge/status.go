@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,10 +33,11 @@ type Status struct {
 
 // PartitionStatus is one held partition on the status page.
 type PartitionStatus struct {
-	Partition int   `json:"partition"`
-	Committed int64 `json:"committed"` // the group's committed offset, -1 for none
-	Lag       int64 `json:"lag"`
-	Pending   int   `json:"pending"` // fetched, not yet settled
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Committed int64  `json:"committed"` // the group's committed offset, -1 for none
+	Lag       int64  `json:"lag"`
+	Pending   int    `json:"pending"` // fetched, not yet settled
 }
 
 // Status returns a snapshot for the status page.
@@ -56,13 +56,12 @@ func (w *Worker) Status() Status {
 	s.Unserved, s.UnservedNote = w.verdict.Unserved, w.verdict.note()
 	w.mu.Unlock()
 	for _, p := range w.consumer.Status().Partitions {
-		ps := PartitionStatus{Partition: p.Partition, Committed: -1, Pending: p.Pending}
-		if offsets.End != nil {
-			ps.Committed, ps.Lag = offsets.Committed[p.Partition], offsets.Lag(p.Partition)
+		ps := PartitionStatus{Topic: p.Topic, Partition: p.Partition, Committed: -1, Pending: p.Pending}
+		if o, ok := offsets[p.Topic]; ok && o.End != nil {
+			ps.Committed, ps.Lag = o.Committed[p.Partition], o.Lag(p.Partition)
 		}
-		s.Partitions = append(s.Partitions, ps)
+		s.Partitions = append(s.Partitions, ps) // in topic, partition order (consumer.Status)
 	}
-	sort.Slice(s.Partitions, func(i, j int) bool { return s.Partitions[i].Partition < s.Partitions[j].Partition })
 	return s
 }
 

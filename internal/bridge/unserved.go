@@ -2,8 +2,7 @@ package bridge
 
 import (
 	"fmt"
-	"maps"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +15,7 @@ import (
 // or a member holds partitions it does not fetch. Nothing in the protocol
 // tells the living members: they drain their own partitions and sit idle
 // while records pile up on the others. The worker watches for it from the
-// group's committed offsets and the topic's end offsets, which it reads
+// group's committed offsets and the topics' end offsets, which it reads
 // every lagEvery anyway, and when it sees it leaves the group and joins it
 // again: a rebalance drops every member that does not join it.
 //
@@ -68,7 +67,9 @@ const maxRejoinBackoff = 16
 
 // unservedPartition is one partition the group leaves unserved.
 type unservedPartition struct {
+	Topic     string        `json:"topic"`
 	Partition int           `json:"partition"`
+	Name      string        `json:"-"` // in logs and /readyz: the partition, topic/partition with several topics
 	Lag       int64         `json:"lag"`
 	For       time.Duration `json:"-"`
 	ForS      float64       `json:"for_seconds"`
@@ -103,21 +104,23 @@ type groupWatch struct {
 
 	gen        int32     // this member's generation at the last read
 	assignedAt time.Time // when this member got that generation (seen)
-	last       map[int]int64
-	still      map[int]time.Time // since when the partition is still
-	movedAt    map[int]time.Time // when its committed offset last moved
+	last       map[consumer.TopicPartition]int64
+	still      map[consumer.TopicPartition]time.Time // since when the partition is still
+	movedAt    map[consumer.TopicPartition]time.Time // when its committed offset last moved
 
+	topics     int       // input topics at the last read
 	rejoins    int       // rejoins in the current episode
 	nextRejoin time.Time // not before
 }
 
 func newGroupWatch(bound time.Duration) *groupWatch {
-	return &groupWatch{bound: bound, gen: -1, last: map[int]int64{}, still: map[int]time.Time{}, movedAt: map[int]time.Time{}}
+	return &groupWatch{bound: bound, gen: -1, last: map[consumer.TopicPartition]int64{},
+		still: map[consumer.TopicPartition]time.Time{}, movedAt: map[consumer.TopicPartition]time.Time{}}
 }
 
 // watchGroup is run with every read of the offsets: it applies the rule,
 // publishes what it says (metric, /readyz, status page, logs) and rejoins.
-func (w *Worker) watchGroup(now time.Time, o consumer.GroupLag, st consumer.Status) {
+func (w *Worker) watchGroup(now time.Time, o consumer.GroupLags, st consumer.Status) {
 	v := w.groupWatch.observe(now, o, st)
 	w.mu.Lock()
 	if !st.Joined && w.groupWatch.rejoins > 0 && len(w.verdict.Unserved) > 0 {
@@ -149,9 +152,11 @@ func (w *Worker) watchGroup(now time.Time, o consumer.GroupLag, st consumer.Stat
 
 // observe takes one read of the offsets at now with the member's status
 // then, and says what the member should do.
-func (g *groupWatch) observe(now time.Time, o consumer.GroupLag, st consumer.Status) groupVerdict {
-	for p := range o.End {
-		c, lag := o.Committed[p], o.Lag(p)
+func (g *groupWatch) observe(now time.Time, o consumer.GroupLags, st consumer.Status) groupVerdict {
+	all := o.Partitions()
+	g.topics = len(o)
+	for _, p := range all {
+		c, lag := o.Committed(p), o.Lag(p)
 		prev, seen := g.last[p]
 		g.last[p] = c
 		moved := seen && c != prev
@@ -171,14 +176,14 @@ func (g *groupWatch) observe(now time.Time, o consumer.GroupLag, st consumer.Sta
 	if st.Generation != g.gen {
 		g.gen, g.assignedAt = st.Generation, now
 	}
-	held := map[int]consumer.PartitionStatus{}
+	held := map[consumer.TopicPartition]consumer.PartitionStatus{}
 	for _, p := range st.Partitions {
-		held[p.Partition] = p
+		held[consumer.TopicPartition{Topic: p.Topic, Partition: p.Partition}] = p
 	}
 	var v groupVerdict
-	var busy []int
+	var busy []string
 	episode, serving := false, false
-	for _, p := range slices.Sorted(maps.Keys(o.End)) {
+	for _, p := range all {
 		lag := o.Lag(p)
 		hp, mine := held[p]
 		if now.Sub(g.movedAt[p]) < g.bound || mine && lag == 0 {
@@ -193,11 +198,11 @@ func (g *groupWatch) observe(now time.Time, o consumer.GroupLag, st consumer.Sta
 			continue
 		}
 		if mine && hp.Tracked > 0 {
-			busy = append(busy, p)
+			busy = append(busy, g.name(p))
 			continue
 		}
 		d := now.Sub(still)
-		v.Unserved = append(v.Unserved, unservedPartition{Partition: p, Lag: lag, For: d, ForS: d.Round(time.Second).Seconds(), Held: mine})
+		v.Unserved = append(v.Unserved, unservedPartition{Topic: p.Topic, Partition: p.Partition, Name: g.name(p), Lag: lag, For: d, ForS: d.Round(time.Second).Seconds(), Held: mine})
 	}
 	switch {
 	case !episode:
@@ -223,11 +228,24 @@ func (g *groupWatch) observe(now time.Time, o consumer.GroupLag, st consumer.Sta
 	return v
 }
 
+// name is how logs and /readyz name a partition: its number while the
+// group reads one topic, topic/partition with several.
+func (g *groupWatch) name(p consumer.TopicPartition) string {
+	if g.topics > 1 {
+		return p.String()
+	}
+	return strconv.Itoa(p.Partition)
+}
+
 // describe says which partitions are unserved, for logs and /readyz.
 func describeUnserved(u []unservedPartition) string {
 	parts := make([]string, len(u))
 	for i, p := range u {
-		parts[i] = fmt.Sprintf("%d (%d uncommitted, still for %v)", p.Partition, p.Lag, p.For.Round(time.Second))
+		name := p.Name
+		if name == "" {
+			name = strconv.Itoa(p.Partition)
+		}
+		parts[i] = fmt.Sprintf("%s (%d uncommitted, still for %v)", name, p.Lag, p.For.Round(time.Second))
 		if p.Held {
 			parts[i] += " held by this member without fetching"
 		}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,12 +27,12 @@ type read struct {
 	held2    bool // a reason not to act is given
 }
 
-func (r read) offsets() consumer.GroupLag {
+func (r read) offsets() consumer.GroupLags {
 	o := consumer.GroupLag{Committed: map[int]int64{}, End: map[int]int64{}}
 	for p := range 6 {
 		o.Committed[p], o.End[p] = r.committed[p], r.end[p]
 	}
-	return o
+	return consumer.GroupLags{"in": o}
 }
 
 func (r read) status() consumer.Status {
@@ -43,7 +44,7 @@ func (r read) status() consumer.Status {
 			}
 		}
 	}) {
-		st.Partitions = append(st.Partitions, consumer.PartitionStatus{Partition: p, Tracked: r.held[p]})
+		st.Partitions = append(st.Partitions, consumer.PartitionStatus{Topic: "in", Partition: p, Tracked: r.held[p]})
 	}
 	return st
 }
@@ -188,5 +189,34 @@ func TestGroupWatchBackoffCap(t *testing.T) {
 	want := []int{15, 20, 40, 80, 160, 160, 160}
 	if at[0] != 10 || !slices.Equal(gaps[:min(len(gaps), len(want))], want) {
 		t.Errorf("rejoins at %v s (gaps %v), want the first at 10 s and gaps %v…", at, gaps, want)
+	}
+}
+
+// With two input topics, partition 0 of each is its own partition: this
+// member holds a/0 and keeps up; b/0 stays still with records. b/0 — not
+// a/0, whose number it shares — is unserved after the bound, and the logs
+// name it topic/partition.
+func TestGroupWatchTwoTopics(t *testing.T) {
+	const bound = 10 * time.Second
+	g := newGroupWatch(bound)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := consumer.Status{Joined: true, Generation: 3, Partitions: []consumer.PartitionStatus{{Topic: "a", Partition: 0}}}
+	var v groupVerdict
+	for s := 0; s <= 10; s += 5 {
+		c := int64(10 * s)
+		o := consumer.GroupLags{
+			"a": {Committed: map[int]int64{0: c}, End: map[int]int64{0: c}},
+			"b": {Committed: map[int]int64{0: 40}, End: map[int]int64{0: 50 + c}},
+		}
+		v = g.observe(t0.Add(time.Duration(s)*time.Second), o, st)
+		if s < 10 && (v.Rejoin || len(v.Unserved) > 0) {
+			t.Fatalf("at %ds: %+v; want nothing before the bound", s, v)
+		}
+	}
+	if !v.Rejoin || len(v.Unserved) != 1 || v.Unserved[0].Topic != "b" || v.Unserved[0].Partition != 0 || v.Unserved[0].Held {
+		t.Fatalf("after the bound: %+v; want b/0 unserved (not held) and a rejoin", v)
+	}
+	if got := describeUnserved(v.Unserved); !strings.HasPrefix(got, "b/0 (110 uncommitted") {
+		t.Errorf("describeUnserved = %q; want it to name b/0", got)
 	}
 }

@@ -31,7 +31,7 @@ type Settings struct {
 	PartitionWatchInterval time.Duration
 	// FetchHook, for fault-injection tests: called before each fetch of a
 	// partition; it may block until ctx ends (consumer.Hooks.Fetch).
-	FetchHook func(ctx context.Context, partition int)
+	FetchHook func(ctx context.Context, topic string, partition int)
 }
 
 // Worker is one cxbridge worker: a consumer-group member that publishes to
@@ -50,12 +50,12 @@ type Worker struct {
 	history  *admin.History // the status page's charts, sampled while Run runs
 
 	kafkaClient *kafka.Client
-	transport   *kafka.Transport  // the DLQ writer's and kafkaClient's; closed by Run
-	dialer      *kafka.Dialer     // TLS and SASL, for the start-up check
-	offsets     consumer.GroupLag // the group's, as last read by watchLag; under mu
-	partitions  int               // the input topic's partition count, last read; under mu
-	held        []int             // the partitions this member holds, as of the last assignment; under mu
-	lagNow      chan struct{}     // asks watchLag for a read at once (an assignment)
+	transport   *kafka.Transport          // the DLQ writer's and kafkaClient's; closed by Run
+	dialer      *kafka.Dialer             // TLS and SASL, for the start-up check
+	offsets     consumer.GroupLags        // the group's, as last read by watchLag; under mu
+	partitions  int                       // the input topics' partition count (all topics), last read; under mu
+	held        []consumer.TopicPartition // the partitions this member holds, as of the last assignment; under mu
+	lagNow      chan struct{}             // asks watchLag for a read at once (an assignment)
 
 	groupWatch     *groupWatch  // used by watchLag only
 	verdict        groupVerdict // its last; under mu
@@ -131,7 +131,7 @@ func (w *Worker) newDispatcher() (*dispatch.Dispatcher, error) {
 	d := dispatch.New(mode, w.s.Worker.MaxInFlight,
 		dispatch.MaxBytes(w.s.Worker.MaxInFlightBytes), dispatch.LaneShare(config.LaneShare(w.s.Worker.MaxInFlight)))
 	d.OnPanic(func(j dispatch.Job, v any) {
-		w.log.Error("record processing panicked; the record stays unsettled", "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
+		w.log.Error("record processing panicked; the record stays unsettled", "topic", j.Topic, "partition", j.Partition, "offset", j.Offset, "panic", fmt.Sprint(v))
 	})
 	return d, nil
 }
@@ -139,9 +139,9 @@ func (w *Worker) newDispatcher() (*dispatch.Dispatcher, error) {
 // newConsumer builds the group member that fetches into the dispatcher
 // and settles records with proc.
 func (w *Worker) newConsumer(proc *Processor) (*consumer.Consumer, error) {
-	s, topic := w.s, w.s.Kafka.InputTopic
+	s := w.s
 	return consumer.New(consumer.Config{
-		Brokers: s.Kafka.BrokerList(), Topic: topic, GroupID: s.Kafka.GroupID, Dialer: w.dialer,
+		Brokers: s.Kafka.BrokerList(), Topics: s.Kafka.InputTopics(), GroupID: s.Kafka.GroupID, Dialer: w.dialer,
 		StartOffset:    s.Kafka.StartOffsetValue(),
 		SessionTimeout: s.Kafka.SessionTimeout, RebalanceTimeout: s.Kafka.RebalanceTimeout,
 		HeartbeatInterval: s.Kafka.HeartbeatInterval, JoinBackoff: s.JoinBackoff,
@@ -152,9 +152,11 @@ func (w *Worker) newConsumer(proc *Processor) (*consumer.Consumer, error) {
 		DrainTimeout:   s.Worker.DrainTimeout, ShutdownTimeout: s.Worker.ShutdownTimeout,
 		Logger: w.log,
 		Hooks: consumer.Hooks{
-			Commit:   func(p int, off int64, err error) { w.metrics.ObserveCommit(topic, p, off, err) },
-			Assigned: func(_ int32, partitions []int) { w.assigned(context.Background(), partitions) },
-			Fetch:    s.FetchHook,
+			Commit: func(topic string, p int, off int64, err error) { w.metrics.ObserveCommit(topic, p, off, err) },
+			Assigned: func(_ int32, partitions []consumer.TopicPartition) {
+				w.assigned(context.Background(), partitions)
+			},
+			Fetch: s.FetchHook,
 		},
 	}, w.disp, proc.Process)
 }

@@ -106,7 +106,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 				fail(err)
 			}
 		})
-		fmt.Fprintf(env.Stdout, "dev: producer writing %.0f records/s (%.0f%% bad) to %s\n", s.rate, 100*s.invalidRatio, s.worker.Kafka.InputTopic)
+		fmt.Fprintf(env.Stdout, "dev: producer writing %.0f records/s (%.0f%% bad) to %s\n", s.rate, 100*s.invalidRatio, s.worker.Kafka.FirstInputTopic())
 	}
 	var w *bridge.Worker
 	if parts["worker"] {
@@ -195,7 +195,7 @@ func (s *devSettings) resolve(fs *config.FlagSet) (map[string]bool, devBroker, e
 // startBroker starts the embedded broker with the input and DLQ topics.
 func (s *devSettings) startBroker(env Env, stack devBroker) (*devstack.Broker, error) {
 	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: s.brokerAddr, Partitions: s.partitions,
-		Topics: []string{s.worker.Kafka.InputTopic, s.worker.Kafka.DLQTopic}, MinSessionTimeout: time.Second,
+		Topics: append(s.worker.Kafka.InputTopics(), s.worker.Kafka.DLQTopic), MinSessionTimeout: time.Second,
 		DataDir: s.dataDir, TLS: stack.tls, SASLUsers: stack.users})
 	if err != nil {
 		return nil, err
@@ -225,7 +225,7 @@ func (s *devSettings) startSim(ctx context.Context, env Env, log *slog.Logger) (
 // producer is the producer's configuration: the worker's input topic and
 // Kafka connection (tr), the dev flags' rate, keys and bad records.
 func (s *devSettings) producer(tr *kafka.Transport) produce.Config {
-	return produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.InputTopic, Transport: tr,
+	return produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.FirstInputTopic(), Transport: tr, // the first input topic
 		Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50}
 }
 

@@ -257,7 +257,7 @@ func runDLQReplay(ctx context.Context, args []string, env Env) error {
 	fs := config.NewFlagSet("dlq replay")
 	k.Register(fs)
 	ff := registerFilterFlags(fs, "replay")
-	to := fs.String("to", "", "topic to replay into (default: --kafka-input-topic)")
+	to := fs.String("to", "", "topic to replay into (default: --kafka-input-topic; with several input topics, each record's own original topic)")
 	maxN := fs.Int("max", 0, "replay at most this many records (0: all)")
 	maxReplays := fs.Int("max-replays", 3, "refuse records already replayed this many times")
 	execute := fs.Bool("execute", false, "write the records (and commit the replay group); without it the replay is a dry run that writes nothing. Only read from the command line")
@@ -326,7 +326,11 @@ func runDLQReplay(ctx context.Context, args []string, env Env) error {
 	if *group == "" {
 		*group = "cxbridge-dlq-replay-" + f.Key(target)
 	}
-	cfg := dlq.ReplayConfig{Reader: rc, Group: *group, To: target, Filter: f, Max: *maxN, MaxReplays: *maxReplays, DryRun: !*execute,
+	into := target
+	if topics := k.InputTopics(); *to == "" && len(topics) > 1 {
+		into = "" // each record back to its own topic, one of topics
+	}
+	cfg := dlq.ReplayConfig{Reader: rc, Group: *group, To: into, Topics: k.InputTopics(), Filter: f, Max: *maxN, MaxReplays: *maxReplays, DryRun: !*execute,
 		Rate: *rateLimit, Partitions: *partitionsThen}
 	if f, ok := env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		var bar *progressbar.ProgressBar
@@ -351,9 +355,15 @@ func runDLQReplay(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintf(w, " [group %s]\n", *group)
 	if st.Replayed > 0 {
-		fmt.Fprintf(w, "by partition of %s (%d partitions):", target, st.TopicPartitions)
-		for _, p := range slices.Sorted(maps.Keys(st.ByPartition)) {
-			fmt.Fprintf(w, " %d: %d", p, st.ByPartition[p])
+		for i, topic := range slices.Sorted(maps.Keys(st.ByTopicPartition)) {
+			if i > 0 {
+				fmt.Fprint(w, "; ")
+			}
+			by := st.ByTopicPartition[topic]
+			fmt.Fprintf(w, "by partition of %s (%d partitions):", topic, st.Targets[topic])
+			for _, p := range slices.Sorted(maps.Keys(by)) {
+				fmt.Fprintf(w, " %d: %d", p, by[p])
+			}
 		}
 		fmt.Fprint(w, "; placed:")
 		for _, how := range slices.Sorted(maps.Keys(st.ByPlacement)) {

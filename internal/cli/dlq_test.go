@@ -276,3 +276,42 @@ func TestDLQReplay(t *testing.T) {
 		t.Fatalf("unknown dlq subcommand: code %d", code)
 	}
 }
+
+// With --input-topic listing two topics and no --to, dlq replay puts each
+// record back on its own original topic, at its original partition, and
+// prints the count per topic.
+func TestDLQReplayTwoInputTopics(t *testing.T) {
+	fx := newDLQFixture(t)
+	res, err := (&kafka.Client{Addr: kafka.TCP(fx.b.Addrs...)}).CreateTopics(fx.ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: "tickets", NumPartitions: 2, ReplicationFactor: 1}}})
+	if err != nil || res.Errors["tickets"] != nil {
+		t.Fatalf("creating tickets: %v %v", err, res.Errors)
+	}
+	w, err := dlq.NewWriter(dlq.WriterConfig{Brokers: fx.b.Addrs, Topic: "cxone.events.dlq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := kafka.Message{Topic: "tickets", Partition: 1, Offset: 7, Key: []byte("t7"), Value: []byte("v")}
+	if err := w.Write(fx.ctx, dlq.Record(orig, dlq.NewEntry(orig, event.ReasonRejected))); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	code, out := fx.run("dlq", "replay", "--input-topic", "cxone.events,tickets", "--reason", "rejected", "--execute")
+	if code != 0 || !strings.Contains(out, "replayed 3 records") ||
+		!strings.Contains(out, "by partition of cxone.events (6 partitions): 0: 2; by partition of tickets (2 partitions): 1: 1;") {
+		t.Fatalf("replay: %d %s", code, out)
+	}
+	if n := len(fx.inputRecords()); n != 2 {
+		t.Errorf("%d records on cxone.events; want its 2", n)
+	}
+	var tickets []kafka.Message
+	if err := dlq.Scan(fx.ctx, dlq.ReaderConfig{Brokers: fx.b.Addrs, Topic: "tickets"}, func(m kafka.Message) error {
+		tickets = append(tickets, m)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(tickets) != 1 || string(tickets[0].Key) != "t7" || tickets[0].Partition != 1 {
+		t.Fatalf("tickets holds %v; want t7 on partition 1", tickets)
+	}
+}

@@ -63,7 +63,7 @@ func runProduce(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	s.cfg.Brokers, s.cfg.Topic, s.cfg.Transport = s.kafka.BrokerList(), s.kafka.InputTopic, tr
+	s.cfg.Brokers, s.cfg.Topic, s.cfg.Transport = s.kafka.BrokerList(), s.kafka.FirstInputTopic(), tr // the first of several input topics
 	s.cfg.OnRetry = func(err error, wait time.Duration) {
 		fmt.Fprintf(env.Stderr, "produce: write failed, retrying in %s: %v\n", wait, err)
 	}

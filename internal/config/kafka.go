@@ -20,7 +20,7 @@ import (
 // defaults are DefaultKafka's (with the reasons for the group's timings).
 type Kafka struct {
 	Brokers     string // comma-separated host:port list.
-	InputTopic  string
+	InputTopic  string // comma-separated: the group reads every topic listed (InputTopics).
 	GroupID     string
 	DLQTopic    string
 	ClientID    string
@@ -48,7 +48,7 @@ type Kafka struct {
 func (k *Kafka) Register(fs *FlagSet) {
 	d := DefaultKafka()
 	fs.StringVar(&k.Brokers, "kafka-brokers", or(k.Brokers, d.Brokers), "Kafka bootstrap brokers, comma-separated host:port")
-	fs.StringVar(&k.InputTopic, "kafka-input-topic", or(k.InputTopic, d.InputTopic), "topic of events to publish")
+	fs.StringVar(&k.InputTopic, "kafka-input-topic", or(k.InputTopic, d.InputTopic), "topic of events to publish; a comma-separated list reads several topics with one group (offsets, lag and metrics are per topic)")
 	fs.StringVar(&k.GroupID, "kafka-group-id", or(k.GroupID, d.GroupID), "consumer group id: every worker of one deployment shares it")
 	fs.StringVar(&k.DLQTopic, "kafka-dlq-topic", or(k.DLQTopic, d.DLQTopic), "topic of records that can never be delivered")
 	fs.StringVar(&k.ClientID, "kafka-client-id", or(k.ClientID, d.ClientID), "Kafka client id")
@@ -91,8 +91,8 @@ func (k *Kafka) Validate(p *Problems) {
 			p.Add(name, "is required")
 		}
 	}
-	if k.InputTopic != "" && k.InputTopic == k.DLQTopic {
-		p.Add("kafka-dlq-topic", "must differ from --kafka-input-topic (%q)", k.InputTopic)
+	if k.InputTopic != "" {
+		k.validateInputTopics(p)
 	}
 	if k.StartOffset != "earliest" && k.StartOffset != "latest" {
 		p.Add("kafka-start-offset", "must be earliest or latest, got %q", k.StartOffset)
@@ -122,6 +122,43 @@ func (k *Kafka) Validate(p *Problems) {
 	if k.FetchMaxBytes < 64<<10 || k.FetchMaxBytes > 64<<20 {
 		p.Add("kafka-fetch-max-bytes", "must be between 64 KiB and 64 MiB, got %d (a larger record batch still comes whole: this sizes fetches, not records)", k.FetchMaxBytes)
 	}
+}
+
+// validateInputTopics checks --input-topic's list: no empty name, no name
+// twice, and not the DLQ topic (a dead-lettered record would come back).
+func (k *Kafka) validateInputTopics(p *Problems) {
+	seen := map[string]bool{}
+	for _, name := range strings.Split(k.InputTopic, ",") {
+		switch name = strings.TrimSpace(name); {
+		case name == "":
+			p.Add("kafka-input-topic", "has an empty topic name in %q (a comma-separated list of topics)", k.InputTopic)
+		case seen[name]:
+			p.Add("kafka-input-topic", "lists topic %q twice", name)
+		case name == k.DLQTopic:
+			p.Add("kafka-dlq-topic", "must differ from --kafka-input-topic's topics (%q is both)", name)
+		}
+		seen[name] = true
+	}
+}
+
+// InputTopics returns --input-topic's topics, in the order given.
+func (k *Kafka) InputTopics() []string {
+	var out []string
+	for _, t := range strings.Split(k.InputTopic, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// FirstInputTopic is the first of InputTopics, "" when there is none: the
+// topic the tools that write one topic (produce, dev's producer) use.
+func (k *Kafka) FirstInputTopic() string {
+	if ts := k.InputTopics(); len(ts) > 0 {
+		return ts[0]
+	}
+	return ""
 }
 
 // BrokerList returns the brokers as a slice.

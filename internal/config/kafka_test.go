@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,10 @@ func TestKafkaWorkerValidation(t *testing.T) {
 	}{
 		{"broker without port", []string{"--kafka-brokers", "kafka1"}, "kafka-brokers"},
 		{"same dlq and input", []string{"--kafka-dlq-topic", "cxone.events"}, "kafka-dlq-topic"},
+		{"dlq among the input topics", []string{"--kafka-input-topic", "orders,cxone.events.dlq"}, "kafka-dlq-topic"},
+		{"empty input topic in the list", []string{"--kafka-input-topic", "orders,,tickets"}, "kafka-input-topic"},
+		{"trailing comma in the input topics", []string{"--kafka-input-topic", "orders,"}, "kafka-input-topic"},
+		{"input topic twice", []string{"--kafka-input-topic", "orders, tickets,orders"}, "kafka-input-topic"},
 		{"bad start offset", []string{"--kafka-start-offset", "middle"}, "kafka-start-offset"},
 		{"cert without key", []string{"--kafka-tls-cert-file", "c.pem"}, "kafka-tls-key-file"},
 		{"unknown sasl", []string{"--kafka-sasl-mechanism", "gssapi"}, "kafka-sasl-mechanism"},
@@ -190,6 +195,34 @@ func TestOrderingValues(t *testing.T) {
 		_, _, err := parseKafkaWorker(t, "--ordering", v)
 		if err == nil || !strings.Contains(err.Error(), "--ordering (CXBRIDGE_ORDERING): must be key, partition or none") {
 			t.Errorf("--ordering %q: %v, want the ordering problem", v, err)
+		}
+	}
+}
+
+// --input-topic takes a comma-separated list; a bad list names the topic
+// and the setting.
+func TestInputTopicList(t *testing.T) {
+	k, _, err := parseKafkaWorker(t, "--kafka-input-topic", " orders, tickets ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := k.InputTopics(); !slices.Equal(got, []string{"orders", "tickets"}) {
+		t.Fatalf("InputTopics = %q; want [orders tickets]", got)
+	}
+	if k.FirstInputTopic() != "orders" || (&Kafka{}).FirstInputTopic() != "" {
+		t.Fatalf("FirstInputTopic = %q, of none %q", k.FirstInputTopic(), (&Kafka{}).FirstInputTopic())
+	}
+	if got := (&Kafka{InputTopic: "cxone.events"}).InputTopics(); !slices.Equal(got, []string{"cxone.events"}) {
+		t.Fatalf("InputTopics of the default = %q", got)
+	}
+	for args, want := range map[string]string{
+		"orders,,tickets":         `--input-topic (CXBRIDGE_INPUT_TOPIC): has an empty topic name in "orders,,tickets"`,
+		"orders,tickets,orders":   `--input-topic (CXBRIDGE_INPUT_TOPIC): lists topic "orders" twice`,
+		"orders,cxone.events.dlq": `--dlq-topic (CXBRIDGE_DLQ_TOPIC): must differ from --input-topic's topics ("cxone.events.dlq" is both)`,
+	} {
+		_, _, err := parseKafkaWorker(t, "--kafka-input-topic", args)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--input-topic %q: %v; want a line %q", args, err, want)
 		}
 	}
 }

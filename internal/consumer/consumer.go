@@ -1,6 +1,7 @@
 // Package consumer is cxbridge's member of a Kafka consumer group: it joins
-// the group with kafka-go's ConsumerGroup, runs one fetch loop per assigned
-// partition, hands every record to a dispatch.Dispatcher, tracks which
+// the group with kafka-go's ConsumerGroup, subscribed to every input topic,
+// runs one fetch loop per assigned partition (a partition is always a
+// partition of one topic: TopicPartition), hands every record to a dispatch.Dispatcher, tracks which
 // offsets are settled and commits each partition's watermark of contiguous
 // settled offsets — periodically, at revocation and at shutdown — always
 // with the generation that fetched the records (design invariants 1, 2, 4).
@@ -43,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +64,12 @@ type Processor func(ctx context.Context, msg kafka.Message) (settled bool)
 // Config configures a Consumer. Zero durations take the defaults.
 type Config struct {
 	Brokers []string // Required.
-	Topic   string   // Required.
-	GroupID string   // Required.
+	// Topics are the topics the group reads; Topic is the one topic when
+	// Topics is empty. One of them is required. A partition is a partition
+	// of one topic everywhere: its tracker, commits, status and lag.
+	Topics  []string
+	Topic   string
+	GroupID string // Required.
 	// Dialer carries client id, TLS and SASL. Optional.
 	Dialer *kafka.Dialer
 	// StartOffset is where a partition without a committed offset starts:
@@ -110,12 +116,25 @@ type Config struct {
 
 // Hooks are optional observers; nil fields are skipped.
 type Hooks struct {
-	Commit   func(partition int, offset int64, err error)
-	Assigned func(generation int32, partitions []int)
+	Commit   func(topic string, partition int, offset int64, err error)
+	Assigned func(generation int32, partitions []TopicPartition)
 	// Fetch is called before each fetch request of a partition's reader.
 	// It may block until ctx ends: fault-injection tests use it to wedge
 	// one partition's fetch loop.
-	Fetch func(ctx context.Context, partition int)
+	Fetch func(ctx context.Context, topic string, partition int)
+}
+
+// TopicPartition names a partition of a topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int
+}
+
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+
+// compareTP orders by topic, then partition.
+func compareTP(a, b TopicPartition) int {
+	return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 }
 
 func (c *Config) setDefaults() {
@@ -161,8 +180,9 @@ type Consumer struct {
 	settled  atomic.Int64  // records settled since the last commit round
 	commitCh chan struct{} // pokes the committer after CommitEvery settles
 	closing  atomic.Bool   // Run is closing the group (kafka-go leaves it)
-	// topicMissing: the broker says the input topic does not exist (awaitTopic).
-	topicMissing atomic.Bool
+	// missing: the input topics the broker says do not exist (awaitTopics);
+	// nil when none.
+	missing atomic.Pointer[[]string]
 	// rejoining: the member is leaving the group to join it again (Rejoin);
 	// its partitions drain within DrainTimeout, not ShutdownTimeout.
 	rejoining atomic.Bool
@@ -172,7 +192,7 @@ type Consumer struct {
 	newFetcher func(p *partition) fetcher
 
 	mu         sync.Mutex
-	partitions map[int]*partition // of the current generation
+	partitions map[TopicPartition]*partition // of the current generation
 	genID      int32
 	joined     bool
 	leave      func() bool // ends the current membership unless it is ending (Rejoin); nil outside Run
@@ -183,7 +203,7 @@ type Consumer struct {
 type generation struct {
 	id       int32
 	member   string
-	assigned []kafka.PartitionAssignment // of the topic
+	assigned map[string][]kafka.PartitionAssignment // by topic
 	// start runs fn on a goroutine of the generation: fn's ctx ends when
 	// the generation ends, and the generation ends as soon as any fn
 	// returns (kafka.Generation.Start).
@@ -201,6 +221,7 @@ type fetcher interface {
 
 // partition is one assigned partition of one generation.
 type partition struct {
+	topic     string
 	id        int
 	start     int64 // the assignment's offset; negative = none committed yet
 	tracker   atomic.Pointer[tracker]
@@ -216,7 +237,10 @@ func (p *partition) step() { p.stepAt.Store(time.Now().UnixNano()) }
 // New returns a consumer that hands records to process through disp.
 func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, error) {
 	cfg.setDefaults()
-	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.GroupID == "" {
+	if len(cfg.Topics) == 0 && cfg.Topic != "" {
+		cfg.Topics = []string{cfg.Topic}
+	}
+	if len(cfg.Brokers) == 0 || len(cfg.Topics) == 0 || slices.Contains(cfg.Topics, "") || cfg.GroupID == "" {
 		return nil, errors.New("consumer: brokers, topic and group id are required")
 	}
 	if cfg.StartOffset != kafka.FirstOffset && cfg.StartOffset != kafka.LastOffset {
@@ -232,7 +256,7 @@ func New(cfg Config, disp *dispatch.Dispatcher, process Processor) (*Consumer, e
 		transport:  tr,
 		client:     &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.CoordinatorTimeout},
 		commitCh:   make(chan struct{}, 1),
-		partitions: map[int]*partition{},
+		partitions: map[TopicPartition]*partition{},
 	}
 	c.newFetcher = c.readerFor
 	return c, nil
@@ -266,7 +290,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		leave()
 		c.mu.Lock()
 		c.leave = nil
-		c.partitions, c.joined = map[int]*partition{}, false
+		c.partitions, c.joined = map[TopicPartition]*partition{}, false
 		c.mu.Unlock()
 		c.rejoining.Store(false)
 		if err != nil || ctx.Err() != nil {
@@ -305,7 +329,7 @@ func (c *Consumer) member(ctx context.Context) error {
 		ID:                     c.cfg.GroupID,
 		Brokers:                c.cfg.Brokers,
 		Dialer:                 c.cfg.Dialer,
-		Topics:                 []string{c.cfg.Topic},
+		Topics:                 c.cfg.Topics,
 		HeartbeatInterval:      c.cfg.HeartbeatInterval,
 		SessionTimeout:         c.cfg.SessionTimeout,
 		RebalanceTimeout:       c.cfg.RebalanceTimeout,
@@ -319,7 +343,7 @@ func (c *Consumer) member(ctx context.Context) error {
 		return fmt.Errorf("consumer group: %w", err)
 	}
 	for ctx.Err() == nil {
-		if c.awaitTopic(ctx) != nil {
+		if c.awaitTopics(ctx) != nil {
 			break
 		}
 		gen, err := group.Next(ctx)
@@ -354,7 +378,7 @@ func (c *Consumer) member(ctx context.Context) error {
 // generationOf is what the consumer uses of gen.
 func (c *Consumer) generationOf(gen *kafka.Generation) *generation {
 	return &generation{
-		id: gen.ID, member: gen.MemberID, assigned: gen.Assignments[c.cfg.Topic],
+		id: gen.ID, member: gen.MemberID, assigned: gen.Assignments,
 		start: gen.Start, commit: gen.CommitOffsets,
 		leave: func(ctx context.Context) error {
 			res, err := c.client.LeaveGroup(ctx, &kafka.LeaveGroupRequest{GroupID: c.cfg.GroupID, Members: []kafka.LeaveGroupRequestMember{{ID: gen.MemberID}}})
@@ -374,18 +398,23 @@ func (c *Consumer) generationOf(gen *kafka.Generation) *generation {
 // generation then still runs (heartbeats, commits) until Run closes the
 // group.
 func (c *Consumer) runGeneration(ctx context.Context, gen *generation) {
-	parts := make(map[int]*partition, len(gen.assigned))
-	ids := make([]int, 0, len(gen.assigned))
-	for _, a := range gen.assigned {
-		parts[a.ID] = &partition{id: a.ID, start: a.Offset, committed: -1}
-		ids = append(ids, a.ID)
+	parts := map[TopicPartition]*partition{}
+	var tps []TopicPartition
+	for _, topic := range c.cfg.Topics {
+		for _, a := range gen.assigned[topic] {
+			tp := TopicPartition{topic, a.ID}
+			parts[tp] = &partition{topic: topic, id: a.ID, start: a.Offset, committed: -1}
+			tps = append(tps, tp)
+		}
 	}
+	slices.SortFunc(tps, compareTP)
+	ids := c.describe(tps)
 	c.mu.Lock()
 	c.partitions, c.genID, c.joined = parts, gen.id, true
 	c.mu.Unlock()
 	c.log.Info("partitions assigned", "generation", gen.id, "member", gen.member, "partitions", ids)
 	if h := c.cfg.Hooks.Assigned; h != nil {
-		h(gen.id, ids)
+		h(gen.id, tps)
 	}
 
 	var commitMu sync.Mutex // serialises this generation's commits: never out of order
@@ -431,6 +460,23 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *generation) {
 	c.log.Info("partitions revoked", "generation", gen.id, "partitions", ids)
 }
 
+// describe is what the logs say of a list of partitions: their numbers
+// with one topic, topic/partition with several.
+func (c *Consumer) describe(tps []TopicPartition) any {
+	if len(c.cfg.Topics) == 1 {
+		ids := make([]int, len(tps))
+		for i, tp := range tps {
+			ids[i] = tp.Partition
+		}
+		return ids
+	}
+	out := make([]string, len(tps))
+	for i, tp := range tps {
+		out[i] = tp.String()
+	}
+	return out
+}
+
 // runPartition fixes where the partition starts, fetches it until the
 // generation or ctx ends, then drains and makes the partition's final
 // commit, and calls drained. It returns when the generation ends:
@@ -460,23 +506,23 @@ func (c *Consumer) runPartition(ctx, gctx context.Context, gen *generation, p *p
 	// them, to be published again by the next owner.
 	dctx, cancel, budget := c.drainContext(ctx, gctx)
 	dropped := 0
-	if err := c.disp.WaitPartition(dctx, p.id); err != nil {
-		c.log.Warn("drain budget spent: interrupting the partition's records", "partition", p.id, "budget", budget)
+	if err := c.disp.WaitPartition(dctx, p.topic, p.id); err != nil {
+		c.log.Warn("drain budget spent: interrupting the partition's records", "topic", p.topic, "partition", p.id, "budget", budget)
 		endWork()
-		dropped = c.disp.Drop(p.id)
-		_ = c.disp.WaitPartition(context.Background(), p.id) // running ones return promptly once work ends
+		dropped = c.disp.Drop(p.topic, p.id)
+		_ = c.disp.WaitPartition(context.Background(), p.topic, p.id) // running ones return promptly once work ends
 	}
 	cancel()
 	c.commit(gen, []*partition{p}, commitMu)
 	if t := p.tracker.Load(); t != nil {
-		c.log.Info("partition drained", "partition", p.id, "committed", p.committed, "dropped", dropped, "unsettled", t.Pending())
+		c.log.Info("partition drained", "topic", p.topic, "partition", p.id, "committed", p.committed, "dropped", dropped, "unsettled", t.Pending())
 	}
 }
 
 // readerFor makes p's reader of the brokers, from p.start.
 func (c *Consumer) readerFor(p *partition) fetcher {
 	return &reader{
-		tr: c.transport, client: c.client, addr: kafka.TCP(c.cfg.Brokers...), topic: c.cfg.Topic, partition: p.id,
+		tr: c.transport, client: c.client, addr: kafka.TCP(c.cfg.Brokers...), topic: p.topic, partition: p.id,
 		maxBytes: c.cfg.FetchMaxBytes, maxWait: c.cfg.FetchMaxWait, next: p.start, warn: c.log.Warn, onFetch: p.step, beforeFetch: c.cfg.Hooks.Fetch,
 		// Offsets without a record (transaction markers, aborted
 		// transactions) are settled as they are passed, so that the
@@ -533,9 +579,9 @@ func (c *Consumer) startPartition(ctx context.Context, gen *generation, p *parti
 	}
 	err := retry.Do(ctx, retry.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second,
 		OnRetry: func(_ int, err error, _ time.Duration) {
-			c.log.Warn("resolving the start offset of a partition the group never committed failed; retrying", "partition", p.id, "error", err.Error())
+			c.log.Warn("resolving the start offset of a partition the group never committed failed; retrying", "topic", p.topic, "partition", p.id, "error", err.Error())
 		}}, func(int) error {
-		off, err := c.resolveStart(ctx, p.id)
+		off, err := c.resolveStart(ctx, p.topic, p.id)
 		p.step()
 		switch {
 		case err == nil:
@@ -550,7 +596,7 @@ func (c *Consumer) startPartition(ctx context.Context, gen *generation, p *parti
 	}
 	p.tracker.Store(newTracker(p.start))
 	c.commit(gen, []*partition{p}, commitMu) // a failure is retried by the commit loop
-	c.log.Info("partition without a committed offset starts at its resolved start offset", "partition", p.id, "offset", p.start,
+	c.log.Info("partition without a committed offset starts at its resolved start offset", "topic", p.topic, "partition", p.id, "offset", p.start,
 		"start_offset", map[int64]string{kafka.FirstOffset: "earliest", kafka.LastOffset: "latest"}[c.cfg.StartOffset])
 	return true
 }
@@ -558,19 +604,19 @@ func (c *Consumer) startPartition(ctx context.Context, gen *generation, p *parti
 // resolveStart asks the partition's leader for StartOffset's absolute
 // offset, at read_committed isolation (latest is then the last stable
 // offset: records of transactions still open come after it).
-func (c *Consumer) resolveStart(ctx context.Context, id int) (int64, error) {
+func (c *Consumer) resolveStart(ctx context.Context, topic string, id int) (int64, error) {
 	req := kafka.FirstOffsetOf(id)
 	if c.cfg.StartOffset == kafka.LastOffset {
 		req = kafka.LastOffsetOf(id)
 	}
 	res, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics:         map[string][]kafka.OffsetRequest{c.cfg.Topic: {req}},
+		Topics:         map[string][]kafka.OffsetRequest{topic: {req}},
 		IsolationLevel: kafka.ReadCommitted,
 	})
 	if err != nil {
 		return 0, err
 	}
-	for _, po := range res.Topics[c.cfg.Topic] {
+	for _, po := range res.Topics[topic] {
 		if po.Partition != id {
 			continue
 		}
@@ -582,7 +628,7 @@ func (c *Consumer) resolveStart(ctx context.Context, id int) (int64, error) {
 		}
 		return po.FirstOffset, nil
 	}
-	return 0, fmt.Errorf("no offset of partition %d in the answer", id)
+	return 0, fmt.Errorf("no offset of %s/%d in the answer", topic, id)
 }
 
 // fetch reads records and submits them until fctx ends.
@@ -596,7 +642,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 				return
 			}
 			failures++
-			c.log.Warn("fetch failed; retrying", "partition", p.id, "error", err.Error())
+			c.log.Warn("fetch failed; retrying", "topic", p.topic, "partition", p.id, "error", err.Error())
 			// A stream, not one operation: retry.Do does not fit. 200ms
 			// doubling up to 5s, reset by a fetched record.
 			if retry.Sleep(fctx, retry.Backoff(failures, 200*time.Millisecond, fetchRetryMax)) != nil {
@@ -606,12 +652,12 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 		}
 		failures = 0
 		t := p.tracker.Load()
-		if err := c.waitRoom(fctx, t, p.id); err != nil {
+		if err := c.waitRoom(fctx, t, p); err != nil {
 			return // fetched, never tracked: the watermark stays below it
 		}
 		fetched := time.Now()
 		t.Add(msg.Offset, fetched)
-		job := dispatch.Job{Partition: p.id, Offset: msg.Offset, Key: msg.Key, Bytes: recordBytes(msg), Run: func() {
+		job := dispatch.Job{Topic: p.topic, Partition: p.id, Offset: msg.Offset, Key: msg.Key, Bytes: recordBytes(msg), Run: func() {
 			if c.process(WithFetched(work, fetched), msg) {
 				t.Settle(msg.Offset)
 				if c.settled.Add(1) >= int64(c.cfg.CommitEvery) {
@@ -632,18 +678,18 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 // its oldest unsettled record holds back every one after it (a DLQ that
 // refuses it for good), and fetching on would only grow what a crash or a
 // rebalance fetches again.
-func (c *Consumer) waitRoom(fctx context.Context, t *tracker, partition int) error {
+func (c *Consumer) waitRoom(fctx context.Context, t *tracker, p *partition) error {
 	limit := c.cfg.MaxUncommitted
 	if limit <= 0 || t.Len() < limit {
 		return nil
 	}
 	off, at, _ := t.Oldest()
 	c.log.Warn("partition paused: too many records wait behind its oldest unsettled one",
-		"partition", partition, "held", t.Len(), "max", limit, "oldest_offset", off, "oldest_age", time.Since(at).Round(time.Millisecond).String())
+		"topic", p.topic, "partition", p.id, "held", t.Len(), "max", limit, "oldest_offset", off, "oldest_age", time.Since(at).Round(time.Millisecond).String())
 	if err := t.WaitRoom(fctx, limit); err != nil {
 		return err
 	}
-	c.log.Info("partition resumed", "partition", partition)
+	c.log.Info("partition resumed", "topic", p.topic, "partition", p.id)
 	return nil
 }
 
@@ -658,7 +704,7 @@ func recordBytes(msg kafka.Message) int64 {
 
 // commitLoop commits every partition's watermark every CommitInterval and
 // after CommitEvery settles, until the generation ends.
-func (c *Consumer) commitLoop(gctx context.Context, gen *generation, parts map[int]*partition, commitMu *sync.Mutex) {
+func (c *Consumer) commitLoop(gctx context.Context, gen *generation, parts map[TopicPartition]*partition, commitMu *sync.Mutex) {
 	list := make([]*partition, 0, len(parts))
 	for _, p := range parts {
 		list = append(list, p)
@@ -705,22 +751,25 @@ func (c *Consumer) leaveAfterDrain(ctx, gctx context.Context, gen *generation, d
 func (c *Consumer) commit(gen *generation, parts []*partition, commitMu *sync.Mutex) {
 	commitMu.Lock()
 	defer commitMu.Unlock()
-	offsets := map[int]int64{}
+	offsets := map[string]map[int]int64{}
 	for _, p := range parts {
 		t := p.tracker.Load()
 		if t == nil {
 			continue
 		}
 		if w := t.Watermark(); w > p.committed {
-			offsets[p.id] = w
+			if offsets[p.topic] == nil {
+				offsets[p.topic] = map[int]int64{}
+			}
+			offsets[p.topic][p.id] = w
 		}
 	}
 	if len(offsets) == 0 {
 		return
 	}
-	err := gen.commit(map[string]map[int]int64{c.cfg.Topic: offsets})
+	err := gen.commit(offsets)
 	for _, p := range parts {
-		w, ok := offsets[p.id]
+		w, ok := offsets[p.topic][p.id]
 		if !ok {
 			continue
 		}
@@ -728,11 +777,15 @@ func (c *Consumer) commit(gen *generation, parts []*partition, commitMu *sync.Mu
 			p.committed = w
 		}
 		if h := c.cfg.Hooks.Commit; h != nil {
-			h(p.id, w, err)
+			h(p.topic, p.id, w, err)
 		}
 	}
 	if err != nil {
-		c.log.Warn("commit failed", "generation", gen.id, "offsets", fmt.Sprint(offsets), "error", err.Error())
+		var what any = offsets
+		if len(c.cfg.Topics) == 1 {
+			what = offsets[c.cfg.Topics[0]] // as it always was with one topic
+		}
+		c.log.Warn("commit failed", "generation", gen.id, "offsets", fmt.Sprint(what), "error", err.Error())
 	}
 }
 
@@ -740,14 +793,15 @@ func (c *Consumer) commit(gen *generation, parts []*partition, commitMu *sync.Mu
 type Status struct {
 	Joined     bool
 	Generation int32
-	// TopicMissing: the broker says the input topic does not exist; the
-	// member waits for it before joining.
-	TopicMissing bool
-	Partitions   []PartitionStatus
+	// MissingTopics: the input topics the broker says do not exist; the
+	// member waits for them before joining.
+	MissingTopics []string
+	Partitions    []PartitionStatus
 }
 
 // PartitionStatus is one assigned partition.
 type PartitionStatus struct {
+	Topic     string
 	Partition int
 	Committed int64 // by this member in this generation; -1 when none yet
 	Pending   int   // fetched, not settled
@@ -769,11 +823,14 @@ func (c *Consumer) StepBound() time.Duration {
 // Status returns the member's current assignment and progress.
 func (c *Consumer) Status() Status {
 	c.mu.Lock()
-	st := Status{Joined: c.joined, Generation: c.genID, TopicMissing: c.topicMissing.Load()}
+	st := Status{Joined: c.joined, Generation: c.genID}
+	if m := c.missing.Load(); m != nil {
+		st.MissingTopics = *m
+	}
 	parts := c.partitions
 	c.mu.Unlock()
 	for _, p := range parts {
-		ps := PartitionStatus{Partition: p.id, Committed: -1}
+		ps := PartitionStatus{Topic: p.topic, Partition: p.id, Committed: -1}
 		if at := p.stepAt.Load(); at != 0 {
 			ps.SinceStep = time.Since(time.Unix(0, at))
 		}
@@ -787,6 +844,9 @@ func (c *Consumer) Status() Status {
 		}
 		st.Partitions = append(st.Partitions, ps)
 	}
+	slices.SortFunc(st.Partitions, func(a, b PartitionStatus) int {
+		return compareTP(TopicPartition{a.Topic, a.Partition}, TopicPartition{b.Topic, b.Partition})
+	})
 	return st
 }
 

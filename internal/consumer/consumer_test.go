@@ -47,8 +47,9 @@ func (l *memLog) append(partition int, keys ...string) {
 
 // memReader reads a memLog from an offset, and waits at its end.
 type memReader struct {
-	log  *memLog
-	next int64
+	log   *memLog
+	topic string
+	next  int64
 }
 
 func (r *memReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
@@ -56,6 +57,7 @@ func (r *memReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 		r.log.mu.Lock()
 		if r.next < int64(len(r.log.recs)) {
 			m := r.log.recs[r.next]
+			m.Topic = r.topic
 			r.next++
 			r.log.mu.Unlock()
 			return m, nil
@@ -89,7 +91,8 @@ type testGen struct {
 
 type commitCall struct {
 	at      time.Time
-	offsets map[int]int64
+	offsets map[int]int64 // of topic "in"
+	all     map[string]map[int]int64
 	err     error
 }
 
@@ -105,9 +108,17 @@ func newTestGen(t *testing.T, id int32) *testGen {
 }
 
 func (g *testGen) generation(assigned map[int]int64) *generation {
-	var as []kafka.PartitionAssignment
-	for _, id := range slices.Sorted(maps.Keys(assigned)) {
-		as = append(as, kafka.PartitionAssignment{ID: id, Offset: assigned[id]})
+	return g.generationOf(map[string]map[int]int64{"in": assigned})
+}
+
+// generationOf is a generation with partitions of several topics
+// assigned (topic → partition → start offset).
+func (g *testGen) generationOf(assigned map[string]map[int]int64) *generation {
+	as := map[string][]kafka.PartitionAssignment{}
+	for topic, parts := range assigned {
+		for _, id := range slices.Sorted(maps.Keys(parts)) {
+			as[topic] = append(as[topic], kafka.PartitionAssignment{ID: id, Offset: parts[id]})
+		}
 	}
 	return &generation{
 		id: g.id, member: fmt.Sprintf("member-%d", g.id), assigned: as,
@@ -120,7 +131,10 @@ func (g *testGen) generation(assigned map[int]int64) *generation {
 		commit: func(offsets map[string]map[int]int64) error {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			call := commitCall{at: time.Now(), offsets: maps.Clone(offsets["in"])}
+			call := commitCall{at: time.Now(), offsets: maps.Clone(offsets["in"]), all: map[string]map[int]int64{}}
+			for topic, o := range offsets {
+				call.all[topic] = maps.Clone(o)
+			}
 			if g.fail > 0 {
 				g.fail--
 				call.err = errCommit
@@ -152,11 +166,15 @@ func (g *testGen) calls() []commitCall {
 }
 
 // committed returns the offsets committed successfully, in order, of
-// partition p.
-func (g *testGen) committed(p int) []int64 {
+// partition p of topic "in".
+func (g *testGen) committed(p int) []int64 { return g.committedOf("in", p) }
+
+// committedOf returns the offsets committed successfully, in order, of
+// partition p of topic.
+func (g *testGen) committedOf(topic string, p int) []int64 {
 	var out []int64
 	for _, c := range g.calls() {
-		if o, ok := c.offsets[p]; ok && c.err == nil {
+		if o, ok := c.all[topic][p]; ok && c.err == nil {
 			out = append(out, o)
 		}
 	}
@@ -165,6 +183,7 @@ func (g *testGen) committed(p int) []int64 {
 
 // ran is one call of the Processor.
 type ran struct {
+	topic     string
 	partition int
 	offset    int64
 	end       time.Time
@@ -177,7 +196,7 @@ type rig struct {
 	t    *testing.T
 	c    *Consumer
 	disp *dispatch.Dispatcher
-	logs map[int]*memLog
+	logs map[TopicPartition]*memLog
 
 	mu   sync.Mutex
 	runs []ran
@@ -186,7 +205,7 @@ type rig struct {
 // newRig makes a consumer at the defaults whose Processor is process,
 // recorded.
 func newRig(t *testing.T, process Processor) *rig {
-	r := &rig{t: t, disp: dispatch.New(dispatch.ModeKey, 100), logs: map[int]*memLog{}}
+	r := &rig{t: t, disp: dispatch.New(dispatch.ModeKey, 100), logs: map[TopicPartition]*memLog{}}
 	// A record still blocked when the test ends (it failed) ends with it,
 	// so that the bubble is left with no goroutine behind.
 	testEnded, endTest := context.WithCancel(context.Background())
@@ -197,32 +216,43 @@ func newRig(t *testing.T, process Processor) *rig {
 		defer context.AfterFunc(testEnded, cancel)()
 		settled := process(pctx, msg)
 		r.mu.Lock()
-		r.runs = append(r.runs, ran{partition: msg.Partition, offset: msg.Offset, end: time.Now(), settled: settled, ctxErr: ctx.Err()})
+		r.runs = append(r.runs, ran{topic: msg.Topic, partition: msg.Partition, offset: msg.Offset, end: time.Now(), settled: settled, ctxErr: ctx.Err()})
 		r.mu.Unlock()
 		return settled
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.newFetcher = func(p *partition) fetcher { return &memReader{log: r.log(p.id), next: p.start} }
+	c.newFetcher = func(p *partition) fetcher {
+		return &memReader{log: r.logOf(p.topic, p.id), topic: p.topic, next: p.start}
+	}
 	r.c = c
 	return r
 }
 
-func (r *rig) log(p int) *memLog {
-	if r.logs[p] == nil {
-		r.logs[p] = &memLog{}
+func (r *rig) log(p int) *memLog { return r.logOf("in", p) }
+
+// logOf is the log of partition p of topic.
+func (r *rig) logOf(topic string, p int) *memLog {
+	tp := TopicPartition{topic, p}
+	if r.logs[tp] == nil {
+		r.logs[tp] = &memLog{}
 	}
-	return r.logs[p]
+	return r.logs[tp]
 }
 
-// ran returns the Processor's calls so far for partition p, by offset.
-func (r *rig) ran(p int) map[int64][]ran {
+// ran returns the Processor's calls so far for partition p of topic "in",
+// by offset.
+func (r *rig) ran(p int) map[int64][]ran { return r.ranOf("in", p) }
+
+// ranOf returns the Processor's calls so far for partition p of topic, by
+// offset.
+func (r *rig) ranOf(topic string, p int) map[int64][]ran {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[int64][]ran{}
 	for _, x := range r.runs {
-		if x.partition == p {
+		if x.topic == topic && x.partition == p {
 			out[x.offset] = append(out[x.offset], x)
 		}
 	}
@@ -442,7 +472,7 @@ func TestFailedCommitIsRetried(t *testing.T) {
 		var mu sync.Mutex
 		var hooked []error
 		r := newRig(t, func(context.Context, kafka.Message) bool { return true })
-		r.c.cfg.Hooks.Commit = func(p int, off int64, err error) {
+		r.c.cfg.Hooks.Commit = func(_ string, p int, off int64, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			hooked = append(hooked, err)
@@ -608,7 +638,7 @@ func TestRevocationWithRecordsInFlight(t *testing.T) {
 		if got := g.committed(0); !slices.Equal(got, []int64{2}) {
 			t.Errorf("commits %v; want [2]", got)
 		}
-		if held, _ := r.disp.PartitionInFlight(0); held != 0 || r.disp.InFlight() != 0 {
+		if held, _ := r.disp.PartitionInFlight("in", 0); held != 0 || r.disp.InFlight() != 0 {
 			t.Errorf("the dispatcher holds %d records of the partition (%d in all) after the drain; want none", held, r.disp.InFlight())
 		}
 	})
@@ -720,7 +750,7 @@ func TestGenerationReadsTheBrokerReadCommitted(t *testing.T) {
 	var values []string
 	disp := dispatch.New(dispatch.ModeKey, 100)
 	committed := make(chan int64, 100)
-	c, err := New(Config{Brokers: b.Addrs, Topic: topic, GroupID: "unused", Hooks: Hooks{Commit: func(_ int, off int64, err error) {
+	c, err := New(Config{Brokers: b.Addrs, Topic: topic, GroupID: "unused", Hooks: Hooks{Commit: func(_ string, _ int, off int64, err error) {
 		if err == nil {
 			committed <- off
 		}
@@ -763,4 +793,103 @@ func TestGenerationReadsTheBrokerReadCommitted(t *testing.T) {
 	if got := g.committed(0); got[len(got)-1] != 10 {
 		t.Errorf("commits %v; want the last at 10", got)
 	}
+}
+
+// TestTwoTopics: a generation with partition 0 of two topics — the same
+// partition number — keeps them apart everywhere: each has its own
+// tracker (offset 3 of "in" unsettled holds "in" back, not "other"), the
+// commits carry each topic's watermark under its topic, the hooks and the
+// status name the topic, and the shutdown drain of one does not wait for,
+// or drop, the other's records.
+func TestTwoTopics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		r := newRig(t, func(ctx context.Context, msg kafka.Message) bool {
+			if msg.Topic == "in" && msg.Offset == 3 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return false
+				}
+			}
+			return true
+		})
+		r.c.cfg.Topics = []string{"in", "other"}
+		var mu sync.Mutex
+		var hooked []string
+		var assigned []TopicPartition
+		r.c.cfg.Hooks.Commit = func(topic string, p int, off int64, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			hooked = append(hooked, fmt.Sprintf("%s/%d@%d", topic, p, off))
+		}
+		r.c.cfg.Hooks.Assigned = func(_ int32, tps []TopicPartition) { assigned = tps }
+		r.logOf("in", 0).append(0, keys(10)...)
+		r.logOf("other", 0).append(0, keys(4)...)
+		r.logOf("other", 1).append(1, keys(2)...)
+		g := newTestGen(t, 1)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.c.runGeneration(ctx, g.generationOf(map[string]map[int]int64{"in": {0: 0}, "other": {0: 0, 1: 5}}))
+		}()
+		synctest.Wait()
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if want := []TopicPartition{{"in", 0}, {"other", 0}, {"other", 1}}; !slices.Equal(assigned, want) {
+			t.Fatalf("Hooks.Assigned got %v; want %v", assigned, want)
+		}
+		if got := g.committedOf("in", 0); !slices.Equal(got, []int64{3}) {
+			t.Errorf("in/0 commits %v; want [3] (offset 3 unsettled)", got)
+		}
+		if got := g.committedOf("other", 0); !slices.Equal(got, []int64{4}) {
+			t.Errorf("other/0 commits %v; want [4] (every record settled)", got)
+		}
+		// other/1 starts at 5, past its log's records: its watermark
+		// stays at 5, committed once.
+		if got := g.committedOf("other", 1); !slices.Equal(got, []int64{5}) {
+			t.Errorf("other/1 commits %v; want [5]", got)
+		}
+		if c := g.calls()[0]; len(c.all) != 2 || c.all["in"][0] != 3 || c.all["other"][0] != 4 {
+			t.Errorf("first commit %v; want one request with both topics", c.all)
+		}
+		st := r.c.Status()
+		var got []string
+		for _, p := range st.Partitions {
+			got = append(got, fmt.Sprintf("%s/%d:%d/%d", p.Topic, p.Partition, p.Committed, p.Pending))
+		}
+		if want := []string{"in/0:3/1", "other/0:4/0", "other/1:5/0"}; !slices.Equal(got, want) {
+			t.Errorf("status (topic/partition:watermark/pending) %v; want %v", got, want)
+		}
+		if held, _ := r.disp.PartitionInFlight("other", 0); held != 0 {
+			t.Errorf("other/0 holds %d records; want 0 (in/0's unsettled record is not its)", held)
+		}
+		if held, _ := r.disp.PartitionInFlight("in", 0); held != 1 {
+			t.Errorf("in/0 holds %d records; want 1", held)
+		}
+		// Shutdown: in/0 waits for its record within the budget; the
+		// others drain at once. Released after 2s, it settles, and the
+		// final commit carries 10.
+		cancel()
+		time.Sleep(2 * time.Second)
+		close(release)
+		await(t, done, "runGeneration to return")
+		r.closeGroup(g)
+		if got := g.committedOf("in", 0); !slices.Equal(got, []int64{3, 10}) {
+			t.Errorf("in/0 commits %v after shutdown; want [3 10]", got)
+		}
+		if got := g.committedOf("other", 0); !slices.Equal(got, []int64{4}) {
+			t.Errorf("other/0 commits %v after shutdown; want [4]", got)
+		}
+		if n := len(r.ranOf("in", 0)) + len(r.ranOf("other", 0)); n != 14 {
+			t.Errorf("%d records ran; want 14 (10 of in/0, 4 of other/0)", n)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		slices.Sort(hooked)
+		if want := []string{"in/0@10", "in/0@3", "other/0@4", "other/1@5"}; !slices.Equal(hooked, want) {
+			t.Errorf("Hooks.Commit saw %v; want %v", hooked, want)
+		}
+	})
 }

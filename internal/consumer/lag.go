@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -93,4 +94,53 @@ func ReadGroupLag(ctx context.Context, c *kafka.Client, group, topic string) (Gr
 		}
 	}
 	return o, nil
+}
+
+// GroupLags is a group's lag on several topics, by topic.
+type GroupLags map[string]GroupLag
+
+// Lag returns the records not yet committed by the group on tp.
+func (l GroupLags) Lag(tp TopicPartition) int64 { return l[tp.Topic].Lag(tp.Partition) }
+
+// Committed returns the group's committed offset of tp, -1 for none.
+func (l GroupLags) Committed(tp TopicPartition) int64 {
+	if c, ok := l[tp.Topic].Committed[tp.Partition]; ok {
+		return c
+	}
+	return -1
+}
+
+// TotalLag sums Lag over every partition of every topic.
+func (l GroupLags) TotalLag() int64 {
+	var n int64
+	for _, o := range l {
+		n += o.TotalLag()
+	}
+	return n
+}
+
+// Partitions returns every partition of every topic, ordered by topic and
+// partition.
+func (l GroupLags) Partitions() []TopicPartition {
+	var out []TopicPartition
+	for topic, o := range l {
+		for p := range o.End {
+			out = append(out, TopicPartition{topic, p})
+		}
+	}
+	slices.SortFunc(out, compareTP)
+	return out
+}
+
+// ReadGroupLags reads the group's lag on each of topics (ReadGroupLag).
+func ReadGroupLags(ctx context.Context, c *kafka.Client, group string, topics []string) (GroupLags, error) {
+	l := make(GroupLags, len(topics))
+	for _, topic := range topics {
+		o, err := ReadGroupLag(ctx, c, group, topic)
+		if err != nil {
+			return nil, err
+		}
+		l[topic] = o
+	}
+	return l, nil
 }

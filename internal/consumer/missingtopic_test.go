@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,11 +27,11 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 	b := testkafka.Start(t, testkafka.Config{Partitions: 1, Topics: []string{"other"}})
 	topic := b.Topic("late") // not created yet
 	var generations atomic.Int32
-	assigned := make(chan []int, 100)
+	assigned := make(chan []TopicPartition, 100)
 	var logs testutil.SyncBuffer
 	c, err := New(Config{Brokers: b.Addrs, Topic: topic, GroupID: b.Group("g-missing"),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Hooks: Hooks{Assigned: func(_ int32, parts []int) {
+		Hooks: Hooks{Assigned: func(_ int32, parts []TopicPartition) {
 			generations.Add(1)
 			select {
 			case assigned <- parts:
@@ -55,8 +56,8 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !c.Status().TopicMissing {
-		t.Fatal("Status().TopicMissing is false while the member waits for its topic")
+	if got := c.Status().MissingTopics; !slices.Equal(got, []string{topic}) {
+		t.Fatalf("Status().MissingTopics = %v while the member waits for %s", got, topic)
 	}
 	// A window of time, not a synchronisation: how many generations the
 	// member went through while the topic was missing (before the fix:
@@ -68,15 +69,15 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 
 	// The topic appears: the member joins and gets its partitions.
 	b.CreateTopic("late", 2, nil)
-	for got := []int(nil); len(got) != 2; {
+	for got := []TopicPartition(nil); len(got) != 2; {
 		select {
 		case got = <-assigned:
 		case <-ctx.Done():
 			t.Fatalf("no generation with the new topic's 2 partitions; log:\n%s", logs.String())
 		}
 	}
-	if c.Status().TopicMissing {
-		t.Fatal("Status().TopicMissing is still true once the topic exists")
+	if got := c.Status().MissingTopics; got != nil {
+		t.Fatalf("Status().MissingTopics = %v once the topic exists", got)
 	}
 	cancel()
 	select {

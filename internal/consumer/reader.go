@@ -54,7 +54,7 @@ type reader struct {
 	onFetch   func() // called when a fetch answers or fails (the partition's liveness); may be nil
 	// beforeFetch, when set, is called before each fetch request (a
 	// fault-injection hook: it may block until ctx ends).
-	beforeFetch func(ctx context.Context, partition int)
+	beforeFetch func(ctx context.Context, topic string, partition int)
 
 	hwm       int64                          // of the last response
 	fetched   bool                           // the last response held batches
@@ -106,7 +106,7 @@ func (r *reader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 // fetch replaces the current response with the next one.
 func (r *reader) fetch(ctx context.Context) error {
 	if r.beforeFetch != nil {
-		r.beforeFetch(ctx, r.partition)
+		r.beforeFetch(ctx, r.topic, r.partition)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -19,7 +19,7 @@ func TestFetchLoopSteps(t *testing.T) {
 	var blockP1 atomic.Bool
 	blockP1.Store(true)
 	c, err := New(Config{Brokers: b.Addrs, Topic: b.Topic("idle"), GroupID: "unused",
-		Hooks: Hooks{Fetch: func(ctx context.Context, partition int) {
+		Hooks: Hooks{Fetch: func(ctx context.Context, _ string, partition int) {
 			if partition == 1 && blockP1.Load() {
 				<-ctx.Done()
 			}

@@ -3,6 +3,8 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -10,67 +12,66 @@ import (
 	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
-// errTopicMissing: the broker answered that the input topic does not exist.
+// errTopicMissing: the broker answered that an input topic does not exist.
 var errTopicMissing = errors.New("input topic does not exist")
 
-// awaitTopic returns once the broker knows the input topic, or cannot be
-// asked (joining the group then reports the broker's state), or ctx ends.
+// awaitTopics returns once the broker knows every input topic, or cannot
+// be asked (joining the group then reports the broker's state), or ctx
+// ends.
 //
-// A group member whose topic does not exist gets no partitions, and
+// A group member whose topic does not exist gets no partitions of it, and
 // kafka-go ends each such generation as soon as it starts (its partition
 // watcher cannot read the topic), so without this wait the member would
 // join generation after generation as fast as the coordinator answers —
 // thousands a second — and never say why. Instead it waits, says so once in
-// the log and on /readyz, and joins when the topic appears. The check asks
-// for the topic's metadata without asking the broker to create it.
-func (c *Consumer) awaitTopic(ctx context.Context) error {
-	missing := false
+// the log and on /readyz, and joins when the topics exist. The check asks
+// for the topics' metadata without asking the broker to create them.
+func (c *Consumer) awaitTopics(ctx context.Context) error {
+	var missing []string
 	err := retry.Do(ctx, retry.Policy{Base: time.Second, Max: 10 * time.Second}, func(int) error {
-		err := c.topicExists(ctx)
+		absent, err := c.absentTopics(ctx)
 		switch {
-		case errors.Is(err, errTopicMissing):
-			if !missing {
-				missing = true
-				c.topicMissing.Store(true)
-				c.log.Warn("the input topic does not exist; waiting for it before joining the group (create it, or check --kafka-input-topic)",
-					"topic", c.cfg.Topic, "group", c.cfg.GroupID)
-			}
-			return err
 		case err != nil:
-			c.log.Debug("reading the input topic's metadata failed; joining the group anyway", "topic", c.cfg.Topic, "error", err.Error())
+			c.log.Debug("reading the input topics' metadata failed; joining the group anyway", "topics", c.cfg.Topics, "error", err.Error())
+			return nil
+		case len(absent) == 0:
+			return nil
 		}
-		return nil
+		if !slices.Equal(absent, missing) {
+			missing = absent
+			published := slices.Clone(absent)
+			c.missing.Store(&published)
+			c.log.Warn("the input topic does not exist; waiting for it before joining the group (create it, or check --kafka-input-topic)",
+				"topics", absent, "group", c.cfg.GroupID)
+		}
+		return fmt.Errorf("%w: %v", errTopicMissing, absent)
 	})
-	if missing && err == nil {
-		c.log.Info("the input topic exists now; joining the group", "topic", c.cfg.Topic)
+	if missing != nil && err == nil {
+		c.log.Info("the input topics exist now; joining the group", "topics", c.cfg.Topics)
 	}
-	c.topicMissing.Store(false)
+	c.missing.Store(nil)
 	return err
 }
 
-// topicExists asks the brokers for the input topic's metadata: nil when it
-// has partitions, errTopicMissing when the broker says it does not exist
-// (or has none), another error when the brokers cannot be asked.
-func (c *Consumer) topicExists(ctx context.Context) error {
+// absentTopics asks the brokers for the input topics' metadata and
+// returns those the broker says do not exist (or have no partitions); an
+// error when the brokers cannot be asked.
+func (c *Consumer) absentTopics(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CoordinatorTimeout)
 	defer cancel()
-	res, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.cfg.Topic}})
+	res, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, t := range res.Topics {
-		if t.Name != c.cfg.Topic {
-			continue
-		}
+	var absent []string
+	for _, name := range c.cfg.Topics {
+		i := slices.IndexFunc(res.Topics, func(t kafka.Topic) bool { return t.Name == name })
 		switch {
-		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
-			return errTopicMissing
-		case t.Error != nil:
-			return t.Error
-		case len(t.Partitions) == 0:
-			return errTopicMissing
+		case i < 0, errors.Is(res.Topics[i].Error, kafka.UnknownTopicOrPartition), res.Topics[i].Error == nil && len(res.Topics[i].Partitions) == 0:
+			absent = append(absent, name)
+		case res.Topics[i].Error != nil:
+			return nil, res.Topics[i].Error
 		}
-		return nil
 	}
-	return errTopicMissing
+	return absent, nil
 }

@@ -55,6 +55,9 @@ var ErrNoRun = errors.New("dispatch: job has no Run func")
 
 // Job is the work for one record.
 type Job struct {
+	// Topic and Partition are the record's partition: ordering lanes,
+	// Drop and WaitPartition are per partition of a topic.
+	Topic     string
 	Partition int
 	Offset    int64
 	// Key is the Kafka key. In ModeKey, jobs with the same non-empty key
@@ -95,7 +98,7 @@ type Dispatcher struct {
 	waiting   []*waiter     // Submits waiting for room, in arrival order
 	laneRoom  chan struct{} // closed when a lane shrinks; nil unless a Submit waits for its lane
 	idle      chan struct{} // closed when held drops to 0; nil unless Wait waits
-	parts     map[int]*part
+	parts     map[partID]*part
 	free      []*lane // recycled key lanes
 }
 
@@ -104,6 +107,12 @@ type waiter struct {
 	bytes    int64
 	ready    chan struct{} // closed once admitted
 	admitted bool          // under mu
+}
+
+// partID is a partition of a topic.
+type partID struct {
+	topic     string
+	partition int
 }
 
 type part struct {
@@ -167,7 +176,7 @@ func New(mode Mode, maxInFlight int, opts ...Option) *Dispatcher {
 		mode:      mode,
 		max:       maxInFlight,
 		laneShare: maxInFlight,
-		parts:     make(map[int]*part),
+		parts:     make(map[partID]*part),
 	}
 	for _, o := range opts {
 		o(d)
@@ -204,7 +213,7 @@ func (d *Dispatcher) Submit(ctx context.Context, j Job) error {
 		return err
 	}
 	d.mu.Lock()
-	pt := d.part(j.Partition)
+	pt := d.part(partID{j.Topic, j.Partition})
 	pt.held++
 	l := d.laneOf(pt, j.Key, true)
 	if l != nil {
@@ -221,14 +230,14 @@ func (d *Dispatcher) Submit(ctx context.Context, j Job) error {
 }
 
 // part returns the state of a partition, created when absent. d.mu is held.
-func (d *Dispatcher) part(partition int) *part {
-	pt := d.parts[partition]
+func (d *Dispatcher) part(id partID) *part {
+	pt := d.parts[id]
 	if pt == nil {
 		pt = &part{}
 		if d.mode == ModeKey {
 			pt.lanes = make(map[string]*lane)
 		}
-		d.parts[partition] = pt
+		d.parts[id] = pt
 	}
 	return pt
 }
@@ -259,7 +268,7 @@ func (d *Dispatcher) waitLane(ctx context.Context, j Job) error {
 	for {
 		d.mu.Lock()
 		var l *lane
-		if pt := d.parts[j.Partition]; pt != nil {
+		if pt := d.parts[partID{j.Topic, j.Partition}]; pt != nil {
 			l = d.laneOf(pt, j.Key, false)
 		}
 		if l == nil || l.held() < d.laneShare {
@@ -337,13 +346,13 @@ func (d *Dispatcher) admit() {
 	}
 }
 
-// Drop discards the jobs of partition that are queued but not started and
+// Drop discards the jobs of topic's partition that are queued but not started and
 // returns how many; their Run is never called and their slots are freed.
 // Running jobs go on. Jobs submitted after Drop are held as usual, so stop
 // submitting for the partition first.
-func (d *Dispatcher) Drop(partition int) int {
+func (d *Dispatcher) Drop(topic string, partition int) int {
 	d.mu.Lock()
-	pt := d.parts[partition]
+	pt := d.parts[partID{topic, partition}]
 	if pt == nil {
 		d.mu.Unlock()
 		return 0
@@ -361,11 +370,11 @@ func (d *Dispatcher) Drop(partition int) int {
 	return n
 }
 
-// WaitPartition waits until the partition has no queued or running job,
+// WaitPartition waits until topic's partition has no queued or running job,
 // or returns ctx.Err() if ctx ends first.
-func (d *Dispatcher) WaitPartition(ctx context.Context, partition int) error {
+func (d *Dispatcher) WaitPartition(ctx context.Context, topic string, partition int) error {
 	d.mu.Lock()
-	pt := d.parts[partition]
+	pt := d.parts[partID{topic, partition}]
 	if pt == nil || pt.held == 0 {
 		d.mu.Unlock()
 		return nil
@@ -408,12 +417,12 @@ func (d *Dispatcher) InFlightBytes() int64 {
 	return d.heldBytes
 }
 
-// PartitionInFlight returns the number of jobs of partition held, and the
+// PartitionInFlight returns the number of jobs of topic's partition held, and the
 // most held by one of its lanes (0 when it has none).
-func (d *Dispatcher) PartitionInFlight(partition int) (held, longestLane int) {
+func (d *Dispatcher) PartitionInFlight(topic string, partition int) (held, longestLane int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	pt := d.parts[partition]
+	pt := d.parts[partID{topic, partition}]
 	if pt == nil {
 		return 0, 0
 	}

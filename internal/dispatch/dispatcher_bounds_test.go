@@ -143,7 +143,7 @@ func TestSubmitErrors(t *testing.T) {
 	if err := d.Wait(cancelled); err != nil {
 		t.Fatalf("Wait with nothing held: %v", err)
 	}
-	if err := d.WaitPartition(cancelled, 7); err != nil {
+	if err := d.WaitPartition(cancelled, "", 7); err != nil {
 		t.Fatalf("WaitPartition with nothing held: %v", err)
 	}
 }
@@ -182,13 +182,13 @@ func TestDropAndWaitPartition(t *testing.T) {
 				if got := d.InFlight(); got != max {
 					t.Fatalf("InFlight %d, want %d", got, max)
 				}
-				if got := d.Drop(0); got != queued0 {
+				if got := d.Drop("", 0); got != queued0 {
 					t.Fatalf("Drop(0) = %d, want %d", got, queued0)
 				}
-				if got := d.Drop(0); got != 0 {
+				if got := d.Drop("", 0); got != 0 {
 					t.Fatalf("second Drop(0) = %d", got)
 				}
-				if got := d.Drop(42); got != 0 {
+				if got := d.Drop("", 42); got != 0 {
 					t.Fatalf("Drop(42) = %d", got)
 				}
 				if got := d.InFlight(); got != 2+queued1 {
@@ -210,11 +210,11 @@ func TestDropAndWaitPartition(t *testing.T) {
 
 				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 				defer cancel()
-				if err := d.WaitPartition(ctx, 0); !errors.Is(err, context.DeadlineExceeded) {
+				if err := d.WaitPartition(ctx, "", 0); !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("WaitPartition(0) with a job running: %v", err)
 				}
 				waited := make(chan error, 1)
-				go func() { waited <- d.WaitPartition(testCtx(t), 0) }()
+				go func() { waited <- d.WaitPartition(testCtx(t), "", 0) }()
 				close(rel[0])
 				if err := recv(t, waited, "WaitPartition(0)"); err != nil {
 					t.Fatal(err)
@@ -432,7 +432,7 @@ func TestLaneShare(t *testing.T) {
 				for range share - 1 {
 					submit(t, d, Job{Partition: 0, Key: []byte("hot"), Run: func() { ran.Add(1) }})
 				}
-				if held, lane := d.PartitionInFlight(0); held != share || lane != share {
+				if held, lane := d.PartitionInFlight("", 0); held != share || lane != share {
 					t.Fatalf("partition 0: %d held, longest lane %d, want %d", held, lane, share)
 				}
 				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
@@ -488,7 +488,7 @@ func TestDropReleasesBytesAndLanes(t *testing.T) {
 		stillWaiting(t, laneIn, "Submit past the lane's share")
 		bytesIn := submitAsync(testCtx(t), d, Job{Partition: 1, Bytes: 50, Run: func() {}})
 		stillWaiting(t, bytesIn, "Submit past the byte budget")
-		if got := d.Drop(0); got != 1 {
+		if got := d.Drop("", 0); got != 1 {
 			t.Fatalf("Drop(0) = %d, want 1", got)
 		}
 		if err := recv(t, bytesIn, "Submit after Drop gave bytes back"); err != nil {
@@ -546,5 +546,58 @@ func TestBytesNeverExceedBudget(t *testing.T) {
 	checkIdle(t, d)
 	if alone.Load() == 0 {
 		t.Fatal("no job over the budget ran")
+	}
+}
+
+// TestPartitionsOfTwoTopics: partition 0 of two topics are two partitions
+// — a key of one does not wait for the same key of the other, and
+// dropping or waiting for one leaves the other's jobs alone.
+func TestPartitionsOfTwoTopics(t *testing.T) {
+	for _, mode := range []Mode{ModeKey, ModePartition} {
+		t.Run(string(mode), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				d := New(mode, 10)
+				started := make(chan string, 2)
+				rel := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+				for _, topic := range []string{"a", "b"} {
+					submit(t, d, Job{Topic: topic, Partition: 0, Key: []byte("k"), Run: func() {
+						started <- topic
+						<-rel[topic]
+					}})
+				}
+				// Both run at once: neither waits behind the other's lane.
+				got := map[string]bool{recv(t, started, "a first job to start"): true, recv(t, started, "a second job to start"): true}
+				if !got["a"] || !got["b"] {
+					t.Fatalf("started %v; want a and b", got)
+				}
+				var ranB atomic.Int64
+				submit(t, d, Job{Topic: "a", Partition: 0, Offset: 1, Key: []byte("k"), Run: func() { t.Error("dropped job a/0/1 ran") }})
+				submit(t, d, Job{Topic: "b", Partition: 0, Offset: 1, Key: []byte("k"), Run: func() { ranB.Add(1) }})
+				if held, _ := d.PartitionInFlight("a", 0); held != 2 {
+					t.Fatalf("a/0 holds %d; want 2", held)
+				}
+				if n := d.Drop("a", 0); n != 1 {
+					t.Fatalf(`Drop("a", 0) = %d; want 1`, n)
+				}
+				if held, _ := d.PartitionInFlight("b", 0); held != 2 {
+					t.Fatalf("b/0 holds %d after a/0 was dropped; want 2", held)
+				}
+				close(rel["a"])
+				if err := d.WaitPartition(testCtx(t), "a", 0); err != nil {
+					t.Fatal(err)
+				}
+				if held, _ := d.PartitionInFlight("b", 0); held != 2 || ranB.Load() != 0 {
+					t.Fatalf("b/0 holds %d, ran %d once a/0 drained; want 2 held, 0 ran", held, ranB.Load())
+				}
+				close(rel["b"])
+				if err := d.Wait(testCtx(t)); err != nil {
+					t.Fatal(err)
+				}
+				if ranB.Load() != 1 {
+					t.Fatalf("b/0/1 ran %d times", ranB.Load())
+				}
+				checkIdle(t, d)
+			})
+		})
 	}
 }

@@ -54,7 +54,7 @@ func checkIdle(t *testing.T, d *Dispatcher) {
 	}
 	for p, pt := range d.parts {
 		if pt.held != 0 || len(pt.lanes) != 0 || pt.lane.running || len(pt.lane.q) != 0 {
-			t.Errorf("partition %d after Wait: held %d, %d key lanes, lane running %v with %d queued",
+			t.Errorf("partition %v after Wait: held %d, %d key lanes, lane running %v with %d queued",
 				p, pt.held, len(pt.lanes), pt.lane.running, len(pt.lane.q))
 		}
 	}

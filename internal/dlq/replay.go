@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,17 +90,22 @@ func (f Filter) Key(to string) string {
 
 // ReplayConfig configures Replay.
 type ReplayConfig struct {
-	Reader     ReaderConfig // the DLQ topic
-	Group      string       // the replay's consumer group: its committed offsets are where a run starts
-	To         string       // topic the records go back to
+	Reader ReaderConfig // the DLQ topic
+	Group  string       // the replay's consumer group: its committed offsets are where a run starts
+	To     string       // topic the records go back to; "" for each record's own (Topics)
+	// Topics, when To is "", are the topics records may go back to (the
+	// worker's input topics): each record goes to its original topic (its
+	// cxbridge.dlq.original.topic header), and one from a topic not
+	// listed is refused.
+	Topics     []string
 	Filter     Filter
 	Max        int     // most records to replay, 0 for all
 	MaxReplays int     // records replayed this many times already are refused
 	DryRun     bool    // write nothing, commit nothing
 	Rate       float64 // records/s, 0 for no limit
-	// Partitions is the partition count the target topic had when the
-	// records were dead-lettered (a DLQ record does not carry it); 0 takes
-	// it as the current count. See Placement.
+	// Partitions is the partition count the target topic (each of them,
+	// with Topics) had when the records were dead-lettered (a DLQ record
+	// does not carry it); 0 takes it as the current count. See Placement.
 	Partitions int
 	// Progress, when set, is called with the offsets scanned so far and
 	// the total to scan.
@@ -112,13 +118,20 @@ type ReplayStats struct {
 	Replayed int64            `json:"replayed"` // written to the target (or would be, in a dry run)
 	Skipped  int64            `json:"skipped"`  // not selected by the filter
 	Refused  map[string]int64 `json:"refused"`  // selected but not replayable, by why
-	// Topic is the target topic and TopicPartitions its partition count.
-	Topic           string `json:"topic"`
-	TopicPartitions int    `json:"topic_partitions"`
-	// ByPartition counts the replayed records by target partition, and
-	// ByPlacement by how the partition was chosen (the Placed* values).
-	ByPartition map[int]int64    `json:"by_partition"`
-	ByPlacement map[string]int64 `json:"by_placement"`
+	// Topic is the target topic and TopicPartitions its partition count
+	// (with several targets, Topic lists them and TopicPartitions sums
+	// their counts; Targets has each one's).
+	Topic           string         `json:"topic"`
+	TopicPartitions int            `json:"topic_partitions"`
+	Targets         map[string]int `json:"targets"`
+	// ByPartition counts the replayed records by target partition (of
+	// the one target; with several, ByTopic and ByTopicPartition tell
+	// them apart), and ByPlacement by how the partition was chosen (the
+	// Placed* values).
+	ByPartition      map[int]int64            `json:"by_partition"`
+	ByTopic          map[string]int64         `json:"by_topic"`
+	ByTopicPartition map[string]map[int]int64 `json:"by_topic_partition"`
+	ByPlacement      map[string]int64         `json:"by_placement"`
 	// Keyed counts the replayed records with a key, and AtJavaPartition
 	// those of them whose original partition is where Kafka's default
 	// partitioner puts their key at the current count. Fewer than all
@@ -131,7 +144,8 @@ type ReplayStats struct {
 
 var errMaxReached = errors.New("max reached")
 
-// Replay re-produces selected DLQ records to cfg.To: key, value and original
+// Replay re-produces selected DLQ records to cfg.To (or each to its own
+// original topic, one of cfg.Topics): key, value and original
 // headers unchanged, the correlation and trace ids kept (in their
 // cxbridge.dlq.* headers, which the worker reads back), cxbridge.dlq.replays
 // incremented. It starts where cfg.Group's committed offsets say and commits
@@ -142,8 +156,13 @@ var errMaxReached = errors.New("max reached")
 // is unchanged, else the Java default partitioner's for its key). A dry run
 // (DryRun) reads and counts the same, and writes and commits nothing.
 func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
-	st := ReplayStats{Refused: map[string]int64{}, Topic: cfg.To, ByPartition: map[int]int64{}, ByPlacement: map[string]int64{}}
-	if len(cfg.Reader.Brokers) == 0 || cfg.Reader.Topic == "" || cfg.To == "" {
+	targets := []string{cfg.To}
+	if cfg.To == "" {
+		targets = cfg.Topics
+	}
+	st := ReplayStats{Refused: map[string]int64{}, Topic: strings.Join(targets, ","), Targets: map[string]int{},
+		ByPartition: map[int]int64{}, ByTopic: map[string]int64{}, ByTopicPartition: map[string]map[int]int64{}, ByPlacement: map[string]int64{}}
+	if len(cfg.Reader.Brokers) == 0 || cfg.Reader.Topic == "" || len(targets) == 0 || slices.Contains(targets, "") {
 		return st, errors.New("dlq: replay needs brokers, the DLQ topic and a target topic")
 	}
 	addr := kafka.TCP(cfg.Reader.Brokers...)
@@ -157,19 +176,23 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 	if err != nil {
 		return st, err
 	}
-	targetParts, err := topicPartitions(ctx, addr, t, cfg.To)
-	if err != nil {
-		return st, fmt.Errorf("dlq: replay target: %w", err)
+	places := map[string]Placement{}
+	for _, to := range targets {
+		targetParts, err := topicPartitions(ctx, addr, t, to)
+		if err != nil {
+			return st, fmt.Errorf("dlq: replay target: %w", err)
+		}
+		st.Targets[to] = len(targetParts)
+		st.TopicPartitions += len(targetParts)
+		if cfg.Partitions > len(targetParts) {
+			return st, fmt.Errorf("dlq: replay target %s has %d partitions, fewer than the %d it is said to have had (Kafka never removes partitions)",
+				to, len(targetParts), cfg.Partitions)
+		}
+		places[to] = Placement{Now: len(targetParts), Then: cfg.Partitions}
 	}
-	st.TopicPartitions = len(targetParts)
-	if cfg.Partitions > len(targetParts) {
-		return st, fmt.Errorf("dlq: replay target %s has %d partitions, fewer than the %d it is said to have had (Kafka never removes partitions)",
-			cfg.To, len(targetParts), cfg.Partitions)
-	}
-	place := Placement{Now: len(targetParts), Then: cfg.Partitions}
-	// Each record's partition is chosen by place before it is written; the
-	// Writer's balancer only reads it back.
-	w := &kafka.Writer{Addr: addr, Topic: cfg.To, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, Transport: t,
+	// Each record's topic and partition are chosen before it is written;
+	// the Writer's balancer only reads the partition back.
+	w := &kafka.Writer{Addr: addr, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, Transport: t,
 		Balancer: kafka.BalancerFunc(func(m kafka.Message, _ ...int) int { return m.Partition })}
 	defer w.Close()
 	var lim *rate.Limiter
@@ -203,6 +226,8 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 			st.Refused["replayed too often"]++
 		case hasHeader(m.Headers, HeaderValueOmitted):
 			st.Refused["value omitted"]++
+		case cfg.To == "" && !slices.Contains(cfg.Topics, e.Topic):
+			st.Refused["original topic not an input topic"]++
 		default:
 			if cfg.Max > 0 && st.Replayed >= int64(cfg.Max) {
 				return errMaxReached
@@ -212,16 +237,25 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 					return err
 				}
 			}
+			to := cmp.Or(cfg.To, e.Topic)
+			place := places[to]
 			p, how := place.Partition(m.Key, e.Partition)
 			if !cfg.DryRun {
 				out := replayMessage(m, e)
-				out.Partition = p
+				out.Topic, out.Partition = to, p
 				if err := w.WriteMessages(ctx, out); err != nil {
-					return fmt.Errorf("replay to %s partition %d: %w", cfg.To, p, err)
+					return fmt.Errorf("replay to %s partition %d: %w", to, p, err)
 				}
 			}
 			st.Replayed++
-			st.ByPartition[p]++
+			if len(targets) == 1 {
+				st.ByPartition[p]++
+			}
+			st.ByTopic[to]++
+			if st.ByTopicPartition[to] == nil {
+				st.ByTopicPartition[to] = map[int]int64{}
+			}
+			st.ByTopicPartition[to][p]++
 			st.ByPlacement[how]++
 			if m.Key != nil {
 				st.Keyed++

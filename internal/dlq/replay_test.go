@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -377,5 +378,51 @@ func TestFilterKeyStable(t *testing.T) {
 	}
 	if len(keys) != 4 {
 		t.Errorf("the new filter fields do not all change the key: %v", keys)
+	}
+}
+
+// With several input topics and no --to, each record goes back to its own
+// original topic, to its original partition; a record from a topic that
+// is not an input topic is refused. The DLQ holds records of orders and
+// tickets (partition 1 of each, so a mix-up shows) and one of a retired
+// topic.
+func TestReplayToEachOriginalTopic(t *testing.T) {
+	_, brokers := newCluster(t, kfake.SeedTopics(3, "orders", "tickets", "retired"))
+	ctx := testCtx(t)
+	w := newWriter(t, brokers, nil)
+	var msgs []kafka.Message
+	for i, topic := range []string{"orders", "tickets", "orders", "tickets", "retired"} {
+		orig := kafka.Message{Topic: topic, Partition: 1, Offset: int64(i), Key: []byte(topic + "-" + strconv.Itoa(i)), Value: []byte(`{"i":` + strconv.Itoa(i) + `}`)}
+		msgs = append(msgs, Record(orig, NewEntry(orig, event.ReasonRejected)))
+	}
+	if err := w.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Replay(ctx, ReplayConfig{Reader: ReaderConfig{Brokers: brokers, Topic: dlqTopic}, Group: "g-own", Topics: []string{"orders", "tickets"},
+		Filter: AllRecords(), MaxReplays: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Replayed != 4 || st.Refused["original topic not an input topic"] != 1 || !maps.Equal(st.ByTopic, map[string]int64{"orders": 2, "tickets": 2}) ||
+		st.ByTopicPartition["orders"][1] != 2 || st.ByTopicPartition["tickets"][1] != 2 || st.Topic != "orders,tickets" || st.TopicPartitions != 6 {
+		t.Fatalf("stats %+v; want 2 to each of orders/1 and tickets/1, the retired topic's refused", st)
+	}
+	for topic, want := range map[string][]string{"orders": {"orders-0", "orders-2"}, "tickets": {"tickets-1", "tickets-3"}, "retired": nil} {
+		var got []string
+		for _, m := range readTopic(t, brokers, topic) {
+			if m.Partition != 1 {
+				t.Errorf("%s: replayed %q to partition %d; want its original 1", topic, m.Key, m.Partition)
+			}
+			got = append(got, string(m.Key))
+		}
+		if slices.Sort(got); !slices.Equal(got, want) {
+			t.Errorf("%s holds %v; want %v", topic, got, want)
+		}
+	}
+	// --to still sends everything to the one topic given.
+	st, err = Replay(ctx, ReplayConfig{Reader: ReaderConfig{Brokers: brokers, Topic: dlqTopic}, Group: "g-to", To: "retired",
+		Filter: AllRecords(), MaxReplays: 3})
+	if err != nil || st.Replayed != 5 || st.ByPartition[1] != 5 {
+		t.Fatalf("with To: %+v, %v; want all 5 to retired/1", st, err)
 	}
 }

@@ -48,12 +48,12 @@ type holdSampler struct {
 	stop, done              chan struct{}
 }
 
-func sampleHolds(r *running, p int) *holdSampler {
+func sampleHolds(r *running, topic string, p int) *holdSampler {
 	h := &holdSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
 		for {
-			_, lane := r.w.Dispatcher().PartitionInFlight(p)
+			_, lane := r.w.Dispatcher().PartitionInFlight(topic, p)
 			tracked := 0
 			for _, ps := range r.w.Consumer().Status().Partitions {
 				if ps.Partition == p {
@@ -134,7 +134,7 @@ func TestDLQRefusesOneRecordForGood(t *testing.T) {
 			}
 
 			r := s.startWorker(nil)
-			holds := sampleHolds(r, p)
+			holds := sampleHolds(r, s.input, p)
 			defer holds.halt()
 			// Its partition stops: what it holds stays the same for a second.
 			last, since := -1, time.Now()

@@ -41,7 +41,7 @@ func TestWedgedConsumerFailsLiveness(t *testing.T) {
 	release := make(chan struct{})
 	blocked := make(chan struct{}, 1)
 	w := s.startWorker(func(st *bridge.Settings) {
-		st.FetchHook = func(ctx context.Context, partition int) {
+		st.FetchHook = func(ctx context.Context, _ string, partition int) {
 			if partition != 0 || !wedge.Load() {
 				return
 			}
@@ -78,7 +78,7 @@ func TestWedgedConsumerFailsLiveness(t *testing.T) {
 	}, func() string { return "last answer: " + jsonString(body) })
 	took := time.Since(wedgedAt)
 	detail, _ := body["detail"].(string)
-	if body["status"] != "wedged" || !strings.Contains(detail, "partition(s) 0 have") {
+	if body["status"] != "wedged" || !strings.Contains(detail, "partition(s) "+s.input+"/0 have") {
 		t.Fatalf("/healthz answer %v: want status wedged naming partition 0 only", body)
 	}
 	if took < 31*time.Second {

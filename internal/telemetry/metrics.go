@@ -175,11 +175,13 @@ func (m *Metrics) ObserveCommit(topic string, partition int, offset int64, err e
 }
 
 // ObserveLag replaces the lag series with lag's: the partitions this
-// member holds, by partition.
-func (m *Metrics) ObserveLag(topic string, lag map[int]int64) {
+// member holds, by topic and partition.
+func (m *Metrics) ObserveLag(lag map[string]map[int]int64) {
 	m.ConsumerLag.Reset()
-	for p, n := range lag {
-		m.ConsumerLag.WithLabelValues(topic, strconv.Itoa(p)).Set(float64(n))
+	for topic, parts := range lag {
+		for p, n := range parts {
+			m.ConsumerLag.WithLabelValues(topic, strconv.Itoa(p)).Set(float64(n))
+		}
 	}
 }
 

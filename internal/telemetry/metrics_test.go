@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"errors"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -31,8 +32,8 @@ func TestMetrics(t *testing.T) {
 	m.ObserveToken(TokenConfigError, 0)
 	m.ObserveDLQWriteFailure(DLQWritePermanent)
 	m.ObserveDeadLetter("invalid_json")
-	m.ObserveLag("cxone.events", map[int]int64{1: 7, 2: 0})
-	m.ObserveLag("cxone.events", map[int]int64{2: 5}) // partition 1 no longer held: its series goes
+	m.ObserveLag(map[string]map[int]int64{"cxone.events": {1: 7, 2: 0}})
+	m.ObserveLag(map[string]map[int]int64{"cxone.events": {2: 5}}) // partition 1 no longer held: its series goes
 	m.ObserveSettled("accepted", time.Now().Add(-time.Second))
 	m.ObserveSettled("invalid_json", time.Now())
 
@@ -111,5 +112,31 @@ func TestTelemetryImportsNoOwners(t *testing.T) {
 		if slices.Contains(deps, banned) {
 			t.Errorf("telemetry depends on %s", banned)
 		}
+	}
+}
+
+// With two input topics, partition 0 of each has its own series of the
+// per-partition metrics, told apart by the topic label; forgetting one
+// leaves the other.
+func TestPartitionSeriesOfTwoTopics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.ObserveLag(map[string]map[int]int64{"orders": {0: 7}, "tickets": {0: 3}})
+	m.ObserveCommit("orders", 0, 40, nil)
+	m.ObserveCommit("tickets", 0, 12, nil)
+	for _, c := range []struct {
+		name string
+		want map[string]float64
+	}{
+		{"cxbridge_consumer_lag", map[string]float64{"orders": 7, "tickets": 3}},
+		{"cxbridge_committed_offset", map[string]float64{"orders": 40, "tickets": 12}},
+	} {
+		if _, by := Sum(reg, c.name, "topic"); !maps.Equal(by, c.want) {
+			t.Errorf("%s by topic %v; want %v", c.name, by, c.want)
+		}
+	}
+	m.ForgetPartitions("orders", []int{0})
+	if _, by := Sum(reg, "cxbridge_committed_offset", "topic"); !maps.Equal(by, map[string]float64{"tickets": 12}) {
+		t.Errorf("after forgetting orders/0: cxbridge_committed_offset by topic %v; want tickets' only", by)
 	}
 }
