@@ -12,6 +12,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
+	"github.com/cxbridge/cxbridge/internal/transform"
 )
 
 // EventPublisher publishes one valid event. *delivery.Publisher is one.
@@ -38,13 +39,15 @@ type ProcessorHooks struct {
 	DeadLettered func(reason string)
 }
 
-// Processor settles records: decode and validate, publish, dead-letter what
-// can never be delivered. Its Process is the worker's consumer.Processor.
+// Processor settles records: map (with a --transform program), decode and
+// validate, publish, dead-letter what can never be delivered. Its Process is
+// the worker's consumer.Processor.
 type Processor struct {
-	pub   EventPublisher
-	dlq   DLQWriter
-	log   *slog.Logger
-	hooks ProcessorHooks
+	pub       EventPublisher
+	dlq       DLQWriter
+	log       *slog.Logger
+	hooks     ProcessorHooks
+	transform *transform.Program // nil: the record value is the event
 }
 
 // NewProcessor returns a Processor.
@@ -53,6 +56,13 @@ func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks Proce
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Processor{pub: pub, dlq: w, log: log, hooks: hooks}
+}
+
+// WithTransform makes p map every record value with prog before decoding
+// it (nil: no mapping), and returns p. Call it before the first Process.
+func (p *Processor) WithTransform(prog *transform.Program) *Processor {
+	p.transform = prog
+	return p
 }
 
 // Process settles msg. It returns false only when ctx ended first: the
@@ -78,7 +88,22 @@ func recordOf(msg kafka.Message) event.Record {
 
 func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 	rec := recordOf(msg)
-	ev, err := event.Decode(msg.Value, rec)
+	value := msg.Value
+	if p.transform != nil {
+		out, err := p.transform.Apply(ctx, msg.Value, transform.Input{Record: rec, Key: msg.Key, Timestamp: msg.Time})
+		if err != nil {
+			terr, ok := errors.AsType[*transform.Error](err)
+			if !ok {
+				return false // ctx ended: the record was not judged
+			}
+			// The record's own ids: the DLQ keeps its original value, which a
+			// replay maps again.
+			corr, trace := event.BadRecordIDs(msg.Value, rec)
+			return p.deadLetter(ctx, msg, dlq.Entry{Reason: transformReason(terr), Error: err.Error(), CorrelationID: corr, TraceID: trace})
+		}
+		value = out
+	}
+	ev, err := event.Decode(value, rec)
 	if err != nil {
 		var verr *event.Error
 		reason := event.ReasonInvalidJSON
@@ -128,6 +153,14 @@ func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Ent
 		h(string(e.Reason), msg.Time)
 	}
 	return true
+}
+
+// transformReason is the DLQ reason of a record the program could not map.
+func transformReason(err *transform.Error) event.Reason {
+	if err.Reason == transform.ReasonInvalidJSON {
+		return event.ReasonInvalidJSON
+	}
+	return event.ReasonTransformFailed
 }
 
 func headers(hs []kafka.Header) []event.Header {
