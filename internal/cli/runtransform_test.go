@@ -32,3 +32,22 @@ func TestWorkerBadTransformStopsStartUp(t *testing.T) {
 		})
 	}
 }
+
+// --shape takes the producer's shapes only, in `produce` and `dev` alike.
+func TestProducerShapeValidated(t *testing.T) {
+	const want = `--shape (CXBRIDGE_SHAPE): must be cxone or order, got "orders"`
+	for _, cmd := range [][]string{
+		{"produce", "--kafka-brokers", "127.0.0.1:1"},
+		{"dev", "--only", "producer", "--kafka-brokers", "127.0.0.1:1"},
+	} {
+		t.Run(cmd[0], func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var out, errb bytes.Buffer
+			code := Run(ctx, append(cmd, "--shape", "orders"), &out, &errb)
+			if code != ExitConfig || !strings.Contains(errb.String(), "\n  "+want) {
+				t.Fatalf("exit %d\nstdout %q\nstderr %q\nwant exit %d and the line %q", code, out.String(), errb.String(), ExitConfig, want)
+			}
+		})
+	}
+}
