@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/produce"
 )
 
@@ -85,9 +88,26 @@ func runBacklog(b *testing.B, latency time.Duration, shape string, env []string)
 	s := st.sim.Stats()
 	if s.Distinct != int64(records) || s.OrderViolations != 0 || s.ByStatus[http.StatusOK] != s.Accepted {
 		b.Errorf("%s: simulator %+v; want %d distinct, no order violation, only 200s", shape, s, records)
+		st.logDeadLetters(b)
 	}
 	b.Logf("%s backlog %d: %v (start-up %v, drain %v), worker CPU %v, duplicates %d, load %.2f", shape, records,
 		res.elapsed.Round(time.Millisecond), res.startup.Round(time.Millisecond), res.drain.Round(time.Millisecond),
 		res.workerCPU.Round(time.Millisecond), s.Duplicates, res.load1)
 	return res
+}
+
+// logDeadLetters logs the first dead letters (reason, error, origin): why
+// records were settled without CXone accepting them.
+func (st *stack) logDeadLetters(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := 0
+	err := dlq.Scan(ctx, dlq.ReaderConfig{Brokers: st.broker.Addrs, Topic: st.dlq}, func(m kafka.Message) error {
+		if n++; n <= 5 {
+			e, _, _ := dlq.Parse(m.Headers)
+			b.Logf("dead letter %d: reason %s, error %q, %s/%d/%d", n, e.Reason, e.Error, e.Topic, e.Partition, e.Offset)
+		}
+		return nil
+	})
+	b.Logf("%d dead letters (scan error: %v)", n, err)
 }
