@@ -47,7 +47,12 @@ type Processor struct {
 	dlq       DLQWriter
 	log       *slog.Logger
 	hooks     ProcessorHooks
-	transform *transform.Program // nil: the record value is the event
+	transform mapper // nil: the record value is the event
+}
+
+// mapper maps a record value to an event; *transform.Program is one.
+type mapper interface {
+	Apply(ctx context.Context, value []byte, in transform.Input) ([]byte, error)
 }
 
 // NewProcessor returns a Processor.
@@ -61,7 +66,10 @@ func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks Proce
 // WithTransform makes p map every record value with prog before decoding
 // it (nil: no mapping), and returns p. Call it before the first Process.
 func (p *Processor) WithTransform(prog *transform.Program) *Processor {
-	p.transform = prog
+	p.transform = nil
+	if prog != nil {
+		p.transform = prog
+	}
 	return p
 }
 
@@ -90,16 +98,15 @@ func (p *Processor) process(ctx context.Context, msg kafka.Message) bool {
 	rec := recordOf(msg)
 	value := msg.Value
 	if p.transform != nil {
-		out, err := p.transform.Apply(ctx, msg.Value, transform.Input{Record: rec, Key: msg.Key, Timestamp: msg.Time})
-		if err != nil {
-			terr, ok := errors.AsType[*transform.Error](err)
-			if !ok {
-				return false // ctx ended: the record was not judged
-			}
+		out, terr, ok := p.mapRecord(ctx, msg, rec)
+		if !ok {
+			return false // ctx ended: the record was not judged
+		}
+		if terr != nil {
 			// The record's own ids: the DLQ keeps its original value, which a
 			// replay maps again.
 			corr, trace := event.BadRecordIDs(msg.Value, rec)
-			return p.deadLetter(ctx, msg, dlq.Entry{Reason: transformReason(terr), Error: err.Error(), CorrelationID: corr, TraceID: trace})
+			return p.deadLetter(ctx, msg, dlq.Entry{Reason: transformReason(terr), Error: terr.Error(), CorrelationID: corr, TraceID: trace})
 		}
 		value = out
 	}
@@ -153,6 +160,32 @@ func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Ent
 		h(string(e.Reason), msg.Time)
 	}
 	return true
+}
+
+// mapRecord runs the program on msg's value: the event it made, or why the
+// record cannot be mapped; ok is false when ctx ended first.
+//
+// A record the program fails on is run once more before it is judged. The
+// program's bound (transform.DefaultTimeout) is wall time: on a host starved
+// of CPU, with --max-in-flight records being processed at once, a run that
+// needs microseconds of CPU can be kept from it past the bound, and a good
+// record would go to the DLQ for it. A program that fails on the record
+// fails again (pure programs give the same answer), costing one more run.
+func (p *Processor) mapRecord(ctx context.Context, msg kafka.Message, rec event.Record) (out []byte, failed *transform.Error, ok bool) {
+	in := transform.Input{Record: rec, Key: msg.Key, Timestamp: msg.Time}
+	for range 2 {
+		var err error
+		if out, err = p.transform.Apply(ctx, msg.Value, in); err == nil {
+			return out, nil, true
+		}
+		if failed, ok = errors.AsType[*transform.Error](err); !ok {
+			return nil, nil, false
+		}
+		if failed.Reason == transform.ReasonInvalidJSON {
+			break // the value itself: no second run can change it
+		}
+	}
+	return nil, failed, true
 }
 
 // transformReason is the DLQ reason of a record the program could not map.

@@ -155,3 +155,82 @@ func TestProcessorWithoutTransformDecodesValue(t *testing.T) {
 		t.Fatalf("reason %s, want invalid_event", e.Reason)
 	}
 }
+
+// scriptedMapper answers Apply with its answers in turn, then with its last.
+type scriptedMapper struct {
+	answers []func() ([]byte, error)
+	calls   int
+}
+
+func (m *scriptedMapper) Apply(context.Context, []byte, transform.Input) ([]byte, error) {
+	i := min(m.calls, len(m.answers)-1)
+	m.calls++
+	return m.answers[i]()
+}
+
+// A record the program fails on is run once more before it is judged: a
+// run stopped by the program's 1 s bound because the host was starved of
+// CPU (256 records at once on 2 cores can keep one from it for seconds)
+// does not dead-letter a good record; a program that fails again does; a
+// value that is not JSON is not run again; ctx ending during the second
+// run leaves the record unsettled.
+func TestProcessorTransformRunsAFailureTwice(t *testing.T) {
+	t.Parallel()
+	good, err := mustCompile(t, readmeProgram).Apply(context.Background(), []byte(`{"orderId":"o-7","status":"paid"}`), transform.Input{Timestamp: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := func() ([]byte, error) {
+		return nil, &transform.Error{Reason: transform.ReasonTransformFailed, Msg: "program stopped after running 1s"}
+	}
+	notJSON := func() ([]byte, error) {
+		return nil, &transform.Error{Reason: transform.ReasonInvalidJSON, Msg: "record value is not valid JSON"}
+	}
+	mapped := func() ([]byte, error) { return good, nil }
+	ended := func() ([]byte, error) { return nil, context.Canceled }
+	cases := []struct {
+		name      string
+		answers   []func() ([]byte, error)
+		settled   bool
+		published bool
+		reason    event.Reason // "": not dead-lettered
+		calls     int
+	}{
+		{"stopped once, then mapped", []func() ([]byte, error){stopped, mapped}, true, true, "", 2},
+		{"stopped twice", []func() ([]byte, error){stopped, stopped}, true, false, event.ReasonTransformFailed, 2},
+		{"not JSON", []func() ([]byte, error){notJSON, mapped}, true, false, event.ReasonInvalidJSON, 1},
+		{"ctx ends during the second run", []func() ([]byte, error){stopped, ended}, false, false, "", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			published := false
+			pub := &fakePublisher{t: t, publish: func(*event.Event) delivery.Outcome {
+				published = true
+				return delivery.Outcome{Result: delivery.Accepted, Status: 200}
+			}}
+			w := &fakeDLQ{}
+			m := &scriptedMapper{answers: tc.answers}
+			p := NewProcessor(pub, w, nil, ProcessorHooks{})
+			p.transform = m
+			if got := p.Process(context.Background(), record([]byte(`{"orderId":"o-7","status":"paid"}`))); got != tc.settled {
+				t.Fatalf("settled = %v, want %v", got, tc.settled)
+			}
+			if published != tc.published || m.calls != tc.calls {
+				t.Fatalf("published %v after %d runs, want %v after %d", published, m.calls, tc.published, tc.calls)
+			}
+			if tc.reason == "" {
+				if len(w.msgs) != 0 {
+					t.Fatalf("%d dead letters, want none", len(w.msgs))
+				}
+				return
+			}
+			if len(w.msgs) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(w.msgs))
+			}
+			if e, _, _ := dlq.Parse(w.msgs[0].Headers); e.Reason != tc.reason {
+				t.Fatalf("reason %s, want %s", e.Reason, tc.reason)
+			}
+		})
+	}
+}
