@@ -2,6 +2,7 @@ package itest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -130,4 +131,56 @@ func TestTransformOrders(t *testing.T) {
 		t.Errorf("cxbridge_records_settled_total by result %v", by)
 	}
 	w.stop(t)
+}
+
+// A dead letter of the program holds the record as it came, so that once
+// the mapping is fixed `dlq replay` puts it back and the new program maps
+// it: orders whose status is a number fail the README's program
+// (transform_failed), are replayed to a worker whose program turns the
+// status into a string, and CXone accepts them as that program's events.
+func TestTransformReplayMapsAgain(t *testing.T) {
+	s := newStack(t, 3, sim.Config{})
+	ts := time.Now().UTC().Format(time.RFC3339)
+	var msgs []kafka.Message
+	for i := range 3 {
+		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "num-%d", i),
+			Value: fmt.Appendf(nil, `{"orderId":"o-num-%d","status":%d,"placedAt":%q}`, i, 7+i, ts)})
+	}
+	good := kafka.Message{Key: []byte("ok"), Value: fmt.Appendf(nil, `{"orderId":"o-ok","status":"paid","placedAt":%q}`, ts)}
+	s.write(append(msgs, good))
+	w1 := s.startWorker(func(st *bridge.Settings) { st.Worker.Transform.Program = readmeTransform })
+	s.waitCommitted(time.Minute)
+	w1.stop(t)
+	if _, ok := s.sim.Lookup("o-ok"); !ok || s.sim.Stats().Distinct != 1 {
+		t.Fatalf("simulator %+v; want only o-ok accepted", s.sim.Stats())
+	}
+	for _, m := range s.dlqRecords() {
+		if e, _, _ := dlq.Parse(m.Headers); e.Reason != "transform_failed" || !bytes.HasPrefix(m.Value, []byte(`{"orderId":"o-num-`)) {
+			t.Fatalf("DLQ record %s: reason %s, value %s", m.Key, e.Reason, m.Value)
+		}
+	}
+
+	const fixed = `{eventType: ("order." + (.status | tostring)), source: "shop", timestamp: $timestamp, correlationId: .orderId, data: .}`
+	s.startWorker(func(st *bridge.Settings) { st.Worker.Transform.Program = fixed })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := dlq.AllRecords()
+	f.Reasons = []string{"transform_failed"}
+	rs, err := dlq.Replay(ctx, dlq.ReplayConfig{Reader: dlq.ReaderConfig{Brokers: s.broker.Addrs, Topic: s.dlqName},
+		Group: s.group + "-replay", To: s.input, Filter: f, MaxReplays: 3})
+	if err != nil || rs.Replayed != 3 {
+		t.Fatalf("replay: %+v, %v; want 3 replayed", rs, err)
+	}
+	s.waitAccepted(4, time.Minute)
+	for i := range 3 {
+		id := fmt.Sprintf("o-num-%d", i)
+		acc, ok := s.sim.Lookup(id)
+		if !ok || acc.EventType != fmt.Sprintf("order.%d", 7+i) || !bytes.Contains(acc.Data, fmt.Appendf(nil, `"status":%d`, 7+i)) {
+			t.Errorf("%s accepted %v as %+v", id, ok, acc)
+		}
+	}
+	s.waitCommitted(time.Minute)
+	if n := len(s.dlqRecords()); n != 3 {
+		t.Errorf("%d DLQ records after the replay, want the 3 of the first run", n)
+	}
 }
