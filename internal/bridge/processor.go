@@ -18,6 +18,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/tracing"
+	"github.com/cxbridge/cxbridge/internal/transform"
 )
 
 // EventPublisher publishes one valid event. *delivery.Publisher is one.
@@ -44,14 +45,21 @@ type ProcessorHooks struct {
 	DeadLettered func(reason string)
 }
 
-// Processor settles records: decode and validate, publish, dead-letter what
-// can never be delivered. Its Process is the worker's consumer.Processor.
+// Processor settles records: map (with a --transform program), decode and
+// validate, publish, dead-letter what can never be delivered. Its Process is
+// the worker's consumer.Processor.
 type Processor struct {
-	pub    EventPublisher
-	dlq    DLQWriter
-	log    *slog.Logger
-	hooks  ProcessorHooks
-	tracer tracing.Tracer
+	pub       EventPublisher
+	dlq       DLQWriter
+	log       *slog.Logger
+	hooks     ProcessorHooks
+	transform mapper // nil: the record value is the event
+	tracer    tracing.Tracer
+}
+
+// mapper maps a record value to an event; *transform.Program is one.
+type mapper interface {
+	Apply(ctx context.Context, value []byte, in transform.Input) ([]byte, error)
 }
 
 // NewProcessor returns a Processor. Its spans go to the tracer provider
@@ -68,6 +76,16 @@ func NewProcessor(pub EventPublisher, w DLQWriter, log *slog.Logger, hooks Proce
 // before the first Process.
 func (p *Processor) WithTracerProvider(tp trace.TracerProvider) *Processor {
 	p.tracer = tracing.NewTracer(tp)
+	return p
+}
+
+// WithTransform makes p map every record value with prog before decoding
+// it (nil: no mapping), and returns p. Call it before the first Process.
+func (p *Processor) WithTransform(prog *transform.Program) *Processor {
+	p.transform = nil
+	if prog != nil {
+		p.transform = prog
+	}
 	return p
 }
 
@@ -181,7 +199,24 @@ func recordOf(msg kafka.Message) event.Record {
 
 func (p *Processor) process(ctx context.Context, msg kafka.Message, r *recordSpan) bool {
 	rec := recordOf(msg)
-	ev, err := event.Decode(msg.Value, rec)
+	value := msg.Value
+	if p.transform != nil {
+		out, terr, ok := p.mapRecord(ctx, msg, rec)
+		if !ok {
+			return false // ctx ended: the record was not judged
+		}
+		if terr != nil {
+			// The record's own ids: the DLQ keeps its original value, which a
+			// replay maps again.
+			corr, traceID := event.BadRecordIDs(msg.Value, rec)
+			reason := transformReason(terr)
+			ctx = p.begin(ctx, r, msg, corr, traceID, "")
+			r.outcome = string(reason)
+			return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: terr.Error(), CorrelationID: corr, TraceID: traceID})
+		}
+		value = out
+	}
+	ev, err := event.Decode(value, rec)
 	if err != nil {
 		var verr *event.Error
 		reason := event.ReasonInvalidJSON
@@ -235,6 +270,40 @@ func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Ent
 		h(string(e.Reason), msg.Time)
 	}
 	return true
+}
+
+// mapRecord runs the program on msg's value: the event it made, or why the
+// record cannot be mapped; ok is false when ctx ended first.
+//
+// A record the program fails on is run once more before it is judged. The
+// program's bound (transform.DefaultTimeout) is wall time: on a host starved
+// of CPU, with --max-in-flight records being processed at once, a run that
+// needs microseconds of CPU can be kept from it past the bound, and a good
+// record would go to the DLQ for it. A program that fails on the record
+// fails again (pure programs give the same answer), costing one more run.
+func (p *Processor) mapRecord(ctx context.Context, msg kafka.Message, rec event.Record) (out []byte, failed *transform.Error, ok bool) {
+	in := transform.Input{Record: rec, Key: msg.Key, Timestamp: msg.Time}
+	for range 2 {
+		var err error
+		if out, err = p.transform.Apply(ctx, msg.Value, in); err == nil {
+			return out, nil, true
+		}
+		if failed, ok = errors.AsType[*transform.Error](err); !ok {
+			return nil, nil, false
+		}
+		if failed.Reason == transform.ReasonInvalidJSON {
+			break // the value itself: no second run can change it
+		}
+	}
+	return nil, failed, true
+}
+
+// transformReason is the DLQ reason of a record the program could not map.
+func transformReason(err *transform.Error) event.Reason {
+	if err.Reason == transform.ReasonInvalidJSON {
+		return event.ReasonInvalidJSON
+	}
+	return event.ReasonTransformFailed
 }
 
 func headers(hs []kafka.Header) []event.Header {

@@ -94,7 +94,11 @@ func NewWorker(s Settings, log *slog.Logger) (*Worker, error) {
 	}
 	hooks := processorHooks(w.metrics)
 	hooks.Settled = telemetry.NewProgress(w.reg, time.Now()).Settled(hooks.Settled)
-	proc := NewProcessor(w.pub, w.dlq, log, hooks)
+	prog, err := s.Worker.Transform.Load() // compiled by Validate already: no second compile
+	if err != nil {
+		return nil, err
+	}
+	proc := NewProcessor(w.pub, w.dlq, log, hooks).WithTransform(prog)
 	if w.consumer, err = w.newConsumer(proc); err != nil {
 		return nil, err
 	}
@@ -249,7 +253,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		"brokers", w.s.Kafka.Brokers, "input_topic", w.s.Kafka.InputTopic, "group_id", w.s.Kafka.GroupID,
 		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight, "max_in_flight_bytes", w.s.Worker.MaxInFlightBytes,
 		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr,
-		"kafka_tls", w.s.Kafka.TLS, "kafka_sasl_mechanism", w.s.Kafka.SASLMechanism)
+		"kafka_tls", w.s.Kafka.TLS, "kafka_sasl_mechanism", w.s.Kafka.SASLMechanism,
+		"transform", w.s.Worker.Transform.Program != "" || w.s.Worker.Transform.File != "")
 	var wg sync.WaitGroup
 	wg.Go(func() { w.beat(ctx) })
 	wg.Go(func() { w.watchDLQ(ctx) })

@@ -37,6 +37,7 @@ type devSettings struct {
 	rate         float64
 	keys         int
 	invalidRatio float64
+	shape        string // the producer's --shape
 	summaryEvery time.Duration
 	brokerSASL   string // mechanism:user:password the embedded broker requires
 	brokerTLSDir string // the embedded broker serves TLS, its CA written here
@@ -57,6 +58,7 @@ func devFlags(s *devSettings) *config.FlagSet {
 	fs.Float64Var(&s.rate, "rate", 50, "records per second the producer writes")
 	fs.IntVar(&s.keys, "keys", 100, "distinct keys the producer uses")
 	fs.Float64Var(&s.invalidRatio, "invalid-ratio", 0.02, "share of bad records the producer writes")
+	shapeFlag(fs, &s.shape)
 	fs.DurationVar(&s.summaryEvery, "summary-every", 5*time.Second, "how often the summary line is printed")
 	fs.StringVar(&s.brokerSASL, "broker-sasl-user", "", "make the embedded broker require SASL, accepting this mechanism:user:password (the worker and producer use it unless --kafka-sasl-mechanism is given)")
 	fs.StringVar(&s.brokerTLSDir, "broker-tls-dir", "", "make the embedded broker serve TLS only, with a fresh certificate whose CA is written to DIR/ca.pem (the worker and producer trust it unless --kafka-tls is given)")
@@ -106,7 +108,10 @@ func runDev(ctx context.Context, args []string, env Env) error {
 				fail(err)
 			}
 		})
-		fmt.Fprintf(env.Stdout, "dev: producer writing %.0f records/s (%.0f%% bad) to %s\n", s.rate, 100*s.invalidRatio, s.worker.Kafka.FirstInputTopic())
+		fmt.Fprintf(env.Stdout, "dev: producer writing %.0f %s records/s (%.0f%% bad) to %s\n", s.rate, s.shape, 100*s.invalidRatio, s.worker.Kafka.FirstInputTopic())
+		if s.shape == produce.ShapeOrder && parts["worker"] && s.worker.Worker.Transform.Program == "" && s.worker.Worker.Transform.File == "" {
+			fmt.Fprintln(env.Stdout, "dev: orders are no CXone events: without --transform the worker dead-letters them (invalid_event)")
+		}
 	}
 	var w *bridge.Worker
 	if parts["worker"] {
@@ -184,6 +189,7 @@ func (s *devSettings) resolve(fs *config.FlagSet) (map[string]bool, devBroker, e
 			s.worker.Kafka.TLS, s.worker.Kafka.TLSCAFile = true, files.CA
 		}
 	}
+	checkShape(&p, s.shape)
 	if parts["worker"] {
 		if err := validateWorker(&s.worker); err != nil {
 			return nil, b, err
@@ -225,8 +231,8 @@ func (s *devSettings) startSim(ctx context.Context, env Env, log *slog.Logger) (
 // producer is the producer's configuration: the worker's input topic and
 // Kafka connection (tr), the dev flags' rate, keys and bad records.
 func (s *devSettings) producer(tr *kafka.Transport) produce.Config {
-	return produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.FirstInputTopic(), Transport: tr, // the first input topic
-		Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50}
+	return produce.Config{Brokers: s.worker.Kafka.BrokerList(), Topic: s.worker.Kafka.FirstInputTopic(), Transport: tr,
+		Rate: s.rate, Keys: s.keys, Size: 300, InvalidRatio: s.invalidRatio, Batch: 50, Shape: s.shape}
 }
 
 // summarize prints one line every period until ctx ends.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/config"
@@ -10,7 +11,7 @@ import (
 )
 
 func init() {
-	register("produce", "write sample CXone events (and bad records) to the input topic", runProduce)
+	register("produce", "write sample CXone events, or orders to map with --transform (--shape), and bad records to the input topic", runProduce)
 }
 
 type produceSettings struct {
@@ -27,6 +28,7 @@ func produceFlags(s *produceSettings) *config.FlagSet {
 	fs.IntVar(&s.cfg.Size, "size", 300, "approximate size of each event's data, in bytes")
 	fs.Float64Var(&s.cfg.InvalidRatio, "invalid-ratio", 0, "share of bad records (every kind in turn, each marked by a "+produce.BadHeader+" header naming its kind), 0–1")
 	fs.DurationVar(&s.cfg.RetryFor, "retry-for", produce.DefaultRetryFor, "how long failed writes are retried (a broker restarting) before giving up")
+	shapeFlag(fs, &s.cfg.Shape)
 	return fs
 }
 
@@ -56,6 +58,7 @@ func runProduce(ctx context.Context, args []string, env Env) error {
 	if s.cfg.InvalidRatio < 0 || s.cfg.InvalidRatio > 1 {
 		p.Add("invalid-ratio", "must be between 0 and 1, got %g", s.cfg.InvalidRatio)
 	}
+	checkShape(&p, s.cfg.Shape)
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -77,7 +80,19 @@ func runProduce(ctx context.Context, args []string, env Env) error {
 		}
 	})
 	el := time.Since(start)
-	fmt.Fprintf(env.Stdout, "produce: wrote %d records (%d bad) to %s in %s (%.0f records/s)\n",
-		st.Written.Load(), st.Invalid.Load(), s.cfg.Topic, el.Round(time.Millisecond), float64(st.Written.Load())/el.Seconds())
+	fmt.Fprintf(env.Stdout, "produce: wrote %d %s records (%d bad) to %s in %s (%.0f records/s)\n",
+		st.Written.Load(), s.cfg.Shape, st.Invalid.Load(), s.cfg.Topic, el.Round(time.Millisecond), float64(st.Written.Load())/el.Seconds())
 	return err
+}
+
+// shapeFlag defines --shape, the producer's record shape (produce and dev).
+func shapeFlag(fs *config.FlagSet, shape *string) {
+	fs.StringVar(shape, "shape", produce.ShapeCXone, "what the producer writes: cxone (CXone events) or order (a shop's orders, no CXone events: "+
+		"the worker needs a --transform program for them, e.g. the README's)")
+}
+
+func checkShape(p *config.Problems, shape string) {
+	if err := produce.CheckShape(shape); err != nil || shape == "" {
+		p.Add("shape", "must be %s, got %q", strings.Join(produce.Shapes, " or "), shape)
+	}
 }

@@ -42,59 +42,46 @@ func (h *headerFlags) Set(s string) error {
 
 func runTransform(ctx context.Context, args []string, env Env) error {
 	fs := config.NewFlagSet("transform")
-	program := fs.String("transform", "", "jq program that maps a record to a CXone event (as the worker's --transform)")
-	programFile := fs.String("transform-file", "", "file holding the jq program (instead of --transform)")
+	var tf config.Transform // the worker's own settings: one meaning per name
+	tf.Register(fs)
 	file := fs.String("file", "", "file of sample records: one JSON document, or one record per line (default: standard input)")
-	key := fs.String("key", "", "record key the program sees as $key")
-	topic := fs.String("topic", "cxone.events", "topic the program sees as $topic")
-	partition := fs.Int("partition", 0, "partition the program sees as $partition")
-	offset := fs.Int64("offset", 0, "offset of the first record ($offset); each next record gets the next one")
-	ts := fs.String("timestamp", "", "record timestamp, RFC 3339 ($timestamp in UTC; default: now)")
+	key := fs.String("record-key", "", "record key the program sees as $key")
+	topic := fs.String("record-topic", "cxone.events", "topic the program sees as $topic")
+	partition := fs.Int("record-partition", 0, "partition the program sees as $partition")
+	offset := fs.Int64("record-offset", 0, "offset of the first record ($offset); each next record gets the next one")
+	ts := fs.String("record-timestamp", "", "record timestamp, RFC 3339 ($timestamp in UTC; default: now)")
 	var hdrs headerFlags
-	fs.Var(&hdrs, "header", "record header key=value the program sees in $headers (repeatable)")
+	fs.Var(&hdrs, "record-header", "record header key=value the program sees in $headers (repeatable)")
 	if err := fs.Parse(args, env.Stdout); err != nil {
 		return err
 	}
 
 	var p config.Problems
-	src := *program
-	switch {
-	case *program != "" && *programFile != "":
-		p.Add("transform-file", "give either --transform or --transform-file, not both")
-	case *program == "" && *programFile == "":
+	if tf.Program == "" && tf.File == "" {
 		p.Add("transform", "a program is required (or --transform-file)")
-	case *programFile != "":
-		b, err := os.ReadFile(*programFile)
-		if err != nil {
-			p.Add("transform-file", "cannot read the program: %v", err)
-		}
-		src = string(b)
+	} else {
+		tf.Validate(&p) // both given, an unreadable file, a program that does not compile
 	}
 	stamp := time.Now()
 	if *ts != "" {
 		t, err := time.Parse(time.RFC3339Nano, *ts)
 		if err != nil {
-			p.Add("timestamp", "want RFC 3339 like 2024-01-02T03:04:05.678Z, got %q", *ts)
+			p.Add("record-timestamp", "want RFC 3339 like 2024-01-02T03:04:05.678Z, got %q", *ts)
 		}
 		stamp = t
 	}
 	if *partition < 0 {
-		p.Add("partition", "must not be negative, got %d", *partition)
+		p.Add("record-partition", "must not be negative, got %d", *partition)
 	}
 	if *offset < 0 {
-		p.Add("offset", "must not be negative, got %d", *offset)
+		p.Add("record-offset", "must not be negative, got %d", *offset)
 	}
 	if err := p.Err(); err != nil {
 		return err
 	}
-	prog, err := transform.Compile(src)
+	prog, err := tf.Load()
 	if err != nil {
-		name := "transform"
-		if *programFile != "" {
-			name = "transform-file"
-		}
-		p.Add(name, "%v", err)
-		return p.Err()
+		return err
 	}
 
 	var input []byte

@@ -37,8 +37,8 @@ func TestTransformREADMEExample(t *testing.T) {
 		`{"orderId":"o-1001","status":"shipped","customer":{"id":12345678901234567890}}`+"\n"+
 			`{"orderId":"o-1002","status":"cancelled","total":12.50}`+"\n")
 	code, out, errOut := runCLI(t, "transform", "--transform", readmeTransform, "--file", records,
-		"--timestamp", "2024-01-02T04:04:05.678+01:00", "--topic", "orders", "--partition", "2", "--offset", "40",
-		"--header", "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		"--record-timestamp", "2024-01-02T04:04:05.678+01:00", "--record-topic", "orders", "--record-partition", "2", "--record-offset", "40",
+		"--record-header", "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
@@ -69,8 +69,8 @@ func TestTransformStdinDocumentAndProgramFile(t *testing.T) {
 	os.Stdin = f
 	defer func() { os.Stdin = saved }()
 
-	code, out, errOut := runCLI(t, "transform", "--transform-file", program, "--key", "cust-9",
-		"--header", "origin=web", "--header", "origin=shop", "--offset", "5", "--timestamp", "2024-01-02T03:04:05Z")
+	code, out, errOut := runCLI(t, "transform", "--transform-file", program, "--record-key", "cust-9",
+		"--record-header", "origin=web", "--record-header", "origin=shop", "--record-offset", "5", "--record-timestamp", "2024-01-02T03:04:05Z")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
@@ -132,7 +132,7 @@ func TestTransformDeadLetters(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, "transform", "--transform", tc.program, "--file", writeFile(t, "records", tc.records),
-				"--timestamp", "2024-01-02T03:04:05Z")
+				"--record-timestamp", "2024-01-02T03:04:05Z")
 			if code != ExitError {
 				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, ExitError, out, errOut)
 			}
@@ -181,10 +181,10 @@ func TestTransformBadProgramOrUsage(t *testing.T) {
 			`--transform-file (CXBRIDGE_TRANSFORM_FILE): give either --transform or --transform-file, not both`},
 		{"no program file", []string{"--transform-file", filepath.Join(t.TempDir(), "missing.jq")},
 			`--transform-file (CXBRIDGE_TRANSFORM_FILE): cannot read the program: `},
-		{"bad timestamp", []string{"--transform", ".", "--timestamp", "yesterday"},
-			`--timestamp (CXBRIDGE_TIMESTAMP): want RFC 3339 like 2024-01-02T03:04:05.678Z, got "yesterday"`},
-		{"bad header", []string{"--transform", ".", "--header", "novalue"},
-			`invalid value "novalue" for flag -header: want key=value, got "novalue"`},
+		{"bad timestamp", []string{"--transform", ".", "--record-timestamp", "yesterday"},
+			`--record-timestamp (CXBRIDGE_RECORD_TIMESTAMP): want RFC 3339 like 2024-01-02T03:04:05.678Z, got "yesterday"`},
+		{"bad header", []string{"--transform", ".", "--record-header", "novalue"},
+			`invalid value "novalue" for flag -record-header: want key=value, got "novalue"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"transform"}, tc.args...), "--file", records)

@@ -199,7 +199,7 @@ func TestOrderingValues(t *testing.T) {
 	}
 }
 
-// --input-topic takes a comma-separated list; a bad list names the topic
+// --kafka-input-topic takes a comma-separated list; a bad list names the topic
 // and the setting.
 func TestInputTopicList(t *testing.T) {
 	k, _, err := parseKafkaWorker(t, "--kafka-input-topic", " orders, tickets ")
@@ -216,9 +216,9 @@ func TestInputTopicList(t *testing.T) {
 		t.Fatalf("InputTopics of the default = %q", got)
 	}
 	for args, want := range map[string]string{
-		"orders,,tickets":         `--input-topic (CXBRIDGE_INPUT_TOPIC): has an empty topic name in "orders,,tickets"`,
-		"orders,tickets,orders":   `--input-topic (CXBRIDGE_INPUT_TOPIC): lists topic "orders" twice`,
-		"orders,cxone.events.dlq": `--dlq-topic (CXBRIDGE_DLQ_TOPIC): must differ from --input-topic's topics ("cxone.events.dlq" is both)`,
+		"orders,,tickets":         `--kafka-input-topic (CXBRIDGE_KAFKA_INPUT_TOPIC): has an empty topic name in "orders,,tickets"`,
+		"orders,tickets,orders":   `--kafka-input-topic (CXBRIDGE_KAFKA_INPUT_TOPIC): lists topic "orders" twice`,
+		"orders,cxone.events.dlq": `--kafka-dlq-topic (CXBRIDGE_KAFKA_DLQ_TOPIC): must differ from --kafka-input-topic's topics ("cxone.events.dlq" is both)`,
 	} {
 		_, _, err := parseKafkaWorker(t, "--kafka-input-topic", args)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -26,6 +26,10 @@ type Worker struct {
 	Pprof                      bool   // Serve /debug/pprof/ on the admin address.
 	LogLevel                   string // debug, info, warn, error.
 	LogFormat                  string // auto (text on a terminal, else json), json or text.
+
+	// Transform is --transform / --transform-file: the jq program that maps
+	// records to events.
+	Transform Transform
 }
 
 // LaneShare is the most records one key (one partition in partition
@@ -55,6 +59,7 @@ func (w *Worker) Register(fs *FlagSet) {
 	fs.BoolVar(&w.Pprof, "pprof", w.Pprof, "serve Go's profiles (/debug/pprof/) on --admin-addr too; off by default: they expose the process's memory and stacks to whoever reaches the port")
 	fs.StringVar(&w.LogLevel, "log-level", or(w.LogLevel, d.LogLevel), "log level: debug, info, warn or error")
 	fs.StringVar(&w.LogFormat, "log-format", or(w.LogFormat, d.LogFormat), "log format: json, text, or auto — text when stderr is a terminal (make run), JSON otherwise (containers, files, pipes)")
+	w.Transform.Register(fs)
 }
 
 func orInt64(v, def int64) int64 {
@@ -114,6 +119,7 @@ func (w *Worker) Validate(p *Problems, k *Kafka) {
 	if w.LogFormat != "json" && w.LogFormat != "text" && w.LogFormat != "auto" {
 		p.Add("log-format", "must be auto, json or text, got %q", w.LogFormat)
 	}
+	w.Transform.Validate(p)
 }
 
 // ParseLevel reads a log level name.

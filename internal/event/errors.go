@@ -16,6 +16,12 @@ const (
 	ReasonTooLarge     Reason = "too_large"     // data over 500,000 bytes, or record/body over 1 MiB
 )
 
+// ReasonTransformFailed is the reason of a record the --transform program
+// could not map to an event: the program failed, ran too long, or yielded
+// no value, several values or one that is not an object (package transform
+// decides it).
+const ReasonTransformFailed Reason = "transform_failed"
+
 // The reasons CXone's answers give (the outcome policy of package delivery).
 const (
 	ReasonRejected         Reason = "rejected"          // a 4xx other than 401, 403, 429: the event is at fault

@@ -1,10 +1,13 @@
 // Package produce generates tutorial-like CXone events, with a chosen share
 // of bad records of every kind, and writes them to a Kafka topic: the load
-// generator of the demo, the benchmarks and the compose stack.
+// generator of the demo, the benchmarks and the compose stack. With
+// Config.Shape ShapeOrder it writes a shop's order records instead, which
+// are no CXone events: the input of a --transform mapping (see order.go).
 //
 // Every good event carries data.key (its Kafka key) and data.seq (its
 // position among that key's events), so that the CXone simulator can check
-// per-key order.
+// per-key order; every good order carries key and seq likewise, which the
+// README's mapping (data: .) puts in data.
 package produce
 
 import (
@@ -47,6 +50,8 @@ type Config struct {
 	RetryFor time.Duration
 	// OnRetry, when set, is told of every failed write that will be retried.
 	OnRetry func(err error, wait time.Duration)
+	// Shape is what the records are: ShapeCXone ("" too) or ShapeOrder.
+	Shape string
 }
 
 // DefaultRetryFor is Config.RetryFor's default (and `cxbridge produce
@@ -74,6 +79,7 @@ type Generator struct {
 	pad  string
 	n    int64
 	bad  int
+	run  uint32 // ShapeOrder: the run's part of every orderId
 }
 
 // NewGenerator returns a generator for cfg.
@@ -111,11 +117,19 @@ func (g *Generator) Next() (kafka.Message, bool) {
 		msg.Key = []byte(key)
 	}
 	if g.cfg.InvalidRatio > 0 && g.rng.Float64() < g.cfg.InvalidRatio {
-		k := Bad[g.bad%len(Bad)] // every kind in turn
+		kinds := Bad
+		if g.cfg.Shape == ShapeOrder {
+			kinds = BadOrders
+		}
+		k := kinds[g.bad%len(kinds)] // every kind in turn
 		g.bad++
 		msg.Value = k.Value()
 		msg.Headers = []kafka.Header{{Key: BadHeader, Value: []byte(k.Name)}}
 		return msg, true
+	}
+	if g.cfg.Shape == ShapeOrder {
+		msg.Value = g.order(key, seq)
+		return msg, false
 	}
 	data := map[string]any{
 		"action":    actions[g.rng.IntN(len(actions))],
@@ -144,6 +158,9 @@ func (g *Generator) Next() (kafka.Message, bool) {
 func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64)) error {
 	if len(cfg.Brokers) == 0 || cfg.Topic == "" {
 		return errors.New("produce: brokers and topic are required")
+	}
+	if err := CheckShape(cfg.Shape); err != nil {
+		return err
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
