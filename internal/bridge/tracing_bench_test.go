@@ -20,10 +20,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
-	"github.com/cxbridge/cxbridge/internal/testutil/benchutil"
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil/benchutil"
 	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
