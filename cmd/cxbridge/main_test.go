@@ -64,7 +64,7 @@ func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 		"CXBRIDGE_CXONE_CLIENT_SECRET="+sim.DefaultClientSecret,
 		"CXBRIDGE_ADMIN_ADDR=127.0.0.1:0",
 	)
-	for name, v := range map[string]string{"CXBRIDGE_INPUT_TOPIC": e.input, "CXBRIDGE_DLQ_TOPIC": e.dlq, "CXBRIDGE_GROUP_ID": e.group} {
+	for name, v := range map[string]string{"CXBRIDGE_KAFKA_INPUT_TOPIC": e.input, "CXBRIDGE_KAFKA_DLQ_TOPIC": e.dlq, "CXBRIDGE_KAFKA_GROUP_ID": e.group} {
 		if v != "" {
 			cmd.Env = append(cmd.Env, name+"="+v)
 		}

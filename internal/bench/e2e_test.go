@@ -350,9 +350,9 @@ func (st *stack) startWorker(b *testing.B, adminAddr, ordering string, env ...st
 	cmd := exec.Command(binary, "run", "--ordering", ordering, "--max-in-flight", fmt.Sprint(*flagMaxInFlight))
 	cmd.Env = append(os.Environ(),
 		"CXBRIDGE_KAFKA_BROKERS="+strings.Join(st.broker.Addrs, ","),
-		"CXBRIDGE_GROUP_ID="+st.group,
-		"CXBRIDGE_INPUT_TOPIC="+st.topic,
-		"CXBRIDGE_DLQ_TOPIC="+st.dlq,
+		"CXBRIDGE_KAFKA_GROUP_ID="+st.group,
+		"CXBRIDGE_KAFKA_INPUT_TOPIC="+st.topic,
+		"CXBRIDGE_KAFKA_DLQ_TOPIC="+st.dlq,
 		"CXBRIDGE_CXONE_BASE_URL="+st.simURL,
 		"CXBRIDGE_CXONE_CLIENT_ID="+sim.DefaultClientID,
 		"CXBRIDGE_CXONE_CLIENT_SECRET="+sim.DefaultClientSecret,

@@ -92,7 +92,7 @@ func runQuota(b *testing.B) quotaResult {
 
 	var env []string
 	if *flagQuotaRateLimit > 0 {
-		env = append(env, "CXBRIDGE_RATE_LIMIT="+strconv.FormatFloat(*flagQuotaRateLimit, 'f', -1, 64))
+		env = append(env, "CXBRIDGE_CXONE_RATE_LIMIT="+strconv.FormatFloat(*flagQuotaRateLimit, 'f', -1, 64))
 	}
 	var ws []*worker
 	var addrs []string

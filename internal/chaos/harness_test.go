@@ -186,7 +186,7 @@ func (h *Harness) setup(ctx context.Context, withProxy bool) error {
 // start runs a cxbridge subcommand; the simulator gets the client secret
 // from the environment, every other process from a file.
 func (h *Harness) start(name string, args ...string) (*Proc, error) {
-	env := []string{"CXBRIDGE_CLIENT_SECRET=" + h.secret}
+	env := []string{"CXBRIDGE_CXONE_CLIENT_SECRET=" + h.secret}
 	if args[0] == "run" {
 		env = []string{"CXBRIDGE_CXONE_CLIENT_SECRET_FILE=" + h.secretFile}
 	}

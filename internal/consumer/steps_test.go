@@ -38,7 +38,7 @@ func TestFetchLoopSteps(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.runGeneration(ctx, g.generation(map[int]int64{0: 0, 1: 0}))
+		c.runGeneration(ctx, g.generationOf(map[string]map[int]int64{b.Topic("idle"): {0: 0, 1: 0}}))
 	}()
 	since := func(p int) time.Duration {
 		for _, ps := range c.Status().Partitions {
