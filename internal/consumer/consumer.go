@@ -51,6 +51,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/dispatch"
 	"github.com/cxbridge/cxbridge/internal/retry"
 )
@@ -146,18 +147,22 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
-	def(&c.SessionTimeout, 6*time.Second)
-	def(&c.RebalanceTimeout, 6*time.Second)
-	def(&c.HeartbeatInterval, time.Second)
+	// A zero setting takes the shipped default (config's, the flags'); the
+	// consumer's own timings (join backoff, coordinator timeout, partition
+	// watch) have no flag.
+	k, w := config.DefaultKafka(), config.DefaultWorker()
+	def(&c.SessionTimeout, k.SessionTimeout)
+	def(&c.RebalanceTimeout, k.RebalanceTimeout)
+	def(&c.HeartbeatInterval, k.HeartbeatInterval)
 	def(&c.JoinBackoff, time.Second)
 	def(&c.CoordinatorTimeout, 3*time.Second)
 	def(&c.PartitionWatchInterval, 5*time.Second)
-	def(&c.FetchMaxWait, 500*time.Millisecond)
-	def(&c.CommitInterval, time.Second)
-	def(&c.DrainTimeout, 3*time.Second)
-	def(&c.ShutdownTimeout, 30*time.Second)
+	def(&c.FetchMaxWait, k.FetchMaxWait)
+	def(&c.CommitInterval, w.CommitInterval)
+	def(&c.DrainTimeout, w.DrainTimeout)
+	def(&c.ShutdownTimeout, w.ShutdownTimeout)
 	if c.FetchMaxBytes <= 0 {
-		c.FetchMaxBytes = 256 << 10
+		c.FetchMaxBytes = k.FetchMaxBytes
 	}
 	if c.CommitEvery <= 0 {
 		c.CommitEvery = 1000

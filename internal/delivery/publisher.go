@@ -38,6 +38,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/tracing"
@@ -105,24 +106,26 @@ type Hooks struct {
 }
 
 func (c *Config) setDefaults() {
+	// A zero setting takes the shipped default (config's, the flags').
+	d := config.DefaultCXone()
 	c.MaxRetries = max(c.MaxRetries, 0)
 	if c.BackoffBase <= 0 {
-		c.BackoffBase = time.Second
+		c.BackoffBase = d.RetryBackoff
 	}
 	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 30 * time.Second
+		c.MaxBackoff = d.MaxBackoff
 	}
 	if c.DefaultRetryAfter <= 0 {
-		c.DefaultRetryAfter = 2 * time.Second
+		c.DefaultRetryAfter = 2 * time.Second // no flag: a 429 without Retry-After
 	}
 	if c.Breaker.Failures == 0 {
-		c.Breaker.Failures = 5
+		c.Breaker.Failures = uint32(d.BreakerFailures)
 	}
 	if c.Breaker.OpenTimeout <= 0 {
-		c.Breaker.OpenTimeout = 5 * time.Second
+		c.Breaker.OpenTimeout = d.BreakerOpenTimeout
 	}
 	if c.Breaker.HalfOpenProbes == 0 {
-		c.Breaker.HalfOpenProbes = 1
+		c.Breaker.HalfOpenProbes = uint32(d.BreakerProbes)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
