@@ -49,13 +49,8 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 	go func() { done <- c.Run(ctx) }()
 
 	// The member says why it waits, and keeps waiting.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), "the input topic does not exist") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line names the missing topic within 30 s:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 30*time.Second, "a log line naming the missing topic",
+		func() bool { return strings.Contains(logs.String(), "the input topic does not exist") }, logs.String)
 	if got := c.Status().MissingTopics; !slices.Equal(got, []string{topic}) {
 		t.Fatalf("Status().MissingTopics = %v while the member waits for %s", got, topic)
 	}
