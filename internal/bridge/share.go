@@ -26,7 +26,7 @@ func share(held, total int) float64 {
 }
 
 // assigned runs at every rebalance, before the generation's partitions
-// are fetched: the rate limit (--rate-limit is the group's) becomes this
+// are fetched: the rate limit (--cxone-rate-limit is the group's) becomes this
 // member's share of it. The topics' partition count (summed over the
 // input topics) is read from the brokers; when they cannot tell, the last
 // count known is used (none: the member takes the whole limit until

@@ -124,7 +124,7 @@ func (k *Kafka) Validate(p *Problems) {
 	}
 }
 
-// validateInputTopics checks --input-topic's list: no empty name, no name
+// validateInputTopics checks --kafka-input-topic's list: no empty name, no name
 // twice, and not the DLQ topic (a dead-lettered record would come back).
 func (k *Kafka) validateInputTopics(p *Problems) {
 	seen := map[string]bool{}
@@ -141,7 +141,7 @@ func (k *Kafka) validateInputTopics(p *Problems) {
 	}
 }
 
-// InputTopics returns --input-topic's topics, in the order given.
+// InputTopics returns --kafka-input-topic's topics, in the order given.
 func (k *Kafka) InputTopics() []string {
 	var out []string
 	for _, t := range strings.Split(k.InputTopic, ",") {

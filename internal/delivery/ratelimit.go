@@ -15,12 +15,12 @@ import (
 
 // adaptiveLimit is the client-side rate limit.
 //
-// Configured (--rate-limit): the rate starts at the configured one times
+// Configured (--cxone-rate-limit): the rate starts at the configured one times
 // this member's share of the group's partitions (see setShare) and stays
 // between a twentieth of that and that; a 429 halves it and each second
 // with accepted publishes raises it by a tenth.
 //
-// Discovered (no --rate-limit): there is no limit until CXone answers 429.
+// Discovered (no --cxone-rate-limit): there is no limit until CXone answers 429.
 // Every 429 holds every publisher of the worker for Retry-After, so a rate
 // that keeps running into CXone's quota loses a second of its own traffic
 // at each 429: the limit is there to make 429s rare while using the quota.
@@ -74,7 +74,7 @@ type adaptiveLimit struct {
 	waited  atomic.Bool // a publisher was held back since the last step; read and reset by up
 
 	mu       sync.Mutex
-	quota    float64 // configured: --rate-limit, the group's
+	quota    float64 // configured: --cxone-rate-limit, the group's
 	share    float64 // this member's share of the group's partitions, [0, 1]
 	ceiling  float64
 	floor    float64
