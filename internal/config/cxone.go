@@ -58,7 +58,7 @@ func (c *CXone) Register(fs *FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "cxone-breaker-failures", orInt(c.BreakerFailures, d.BreakerFailures), "consecutive failed attempts that open the circuit breaker")
 	fs.DurationVar(&c.BreakerOpenTimeout, "cxone-breaker-open-timeout", orDur(c.BreakerOpenTimeout, d.BreakerOpenTimeout), "how long the breaker stays open before a probe, on average: each opening lasts a random ½ to 1½ of it, so probes cannot keep in step with a periodic fault")
 	fs.IntVar(&c.BreakerProbes, "cxone-breaker-probes", orInt(c.BreakerProbes, d.BreakerProbes), "successful half-open probes that close the breaker")
-	fs.Float64Var(&c.RateLimit, "cxone-rate-limit", c.RateLimit, "most publish attempts per second of the whole consumer group: each member allows its share (partitions held ÷ partitions of the input topic, updated at every rebalance), halved by a 429, then recovering; 0: none until CXone answers 429, then one found from its answers")
+	fs.Float64Var(&c.RateLimit, "cxone-rate-limit", c.RateLimit, "most publish attempts per second of the whole consumer group: each member allows its share (partitions held ÷ partitions of the input topics, updated at every rebalance), halved by a 429, then recovering; 0: none until CXone answers 429, then one found from its answers")
 	for _, old := range CXoneRenamed {
 		fs.Deprecated(old, "cxone-"+old)
 	}
