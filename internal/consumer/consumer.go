@@ -347,10 +347,15 @@ func (c *Consumer) member(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
 	}
+	// The topics are checked before the first join, and again after a
+	// generation that ended within a second: how kafka-go answers a topic
+	// that is missing (see awaitTopics). Other generations need no check.
+	check := true
 	for ctx.Err() == nil {
-		if c.awaitTopics(ctx) != nil {
+		if check && c.awaitTopics(ctx) != nil {
 			break
 		}
+		check = false
 		gen, err := group.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -363,7 +368,9 @@ func (c *Consumer) member(ctx context.Context) error {
 			c.log.Warn("joining the consumer group failed; retrying", "group", c.cfg.GroupID, "brokers", c.cfg.Brokers, "error", err.Error())
 			continue // kafka-go backs off (JoinBackoff) before the next attempt
 		}
+		started := time.Now()
 		c.runGeneration(ctx, c.generationOf(gen))
+		check = time.Since(started) < time.Second
 	}
 	// Leave: closing the group ends the generation (whose partitions have
 	// drained and committed), and kafka-go sends LeaveGroup, so that the
