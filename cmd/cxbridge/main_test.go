@@ -69,6 +69,13 @@ func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 			cmd.Env = append(cmd.Env, name+"="+v)
 		}
 	}
+	return runWorker(t, cmd)
+}
+
+// runWorker starts cmd, a worker process; it is killed when the test ends,
+// and its stderr is logged when the test failed (or PROC_LOG is set).
+func runWorker(t *testing.T, cmd *exec.Cmd) *worker {
+	t.Helper()
 	w := &worker{cmd: cmd, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {

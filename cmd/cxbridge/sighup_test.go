@@ -44,19 +44,7 @@ func TestSIGHUPReadsSecretFilesAgain(t *testing.T) {
 		"CXBRIDGE_CXONE_CLIENT_SECRET_FILE="+secretFile,
 		"CXBRIDGE_ADMIN_ADDR=127.0.0.1:0",
 	)
-	w := &worker{cmd: cmd, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = w.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(w.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-w.done
-		if t.Failed() || os.Getenv("PROC_LOG") != "" {
-			t.Logf("worker stderr:\n%s", testutil.Tail(w.stderr.String(), 8000))
-		}
-	})
+	w := runWorker(t, cmd)
 
 	e.produce(t, 50)
 	testutil.WaitFor(t, 60*time.Second, "the first 50 records committed", func() bool { return e.lag(t) == 0 })
