@@ -302,8 +302,8 @@ func TestHostileInputMemoryBound(t *testing.T) {
 		}
 	}
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
-	wr := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: hostileTopic, Balancer: &kafka.RoundRobin{},
-		BatchSize: 1, BatchBytes: memTopicMax, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
+	wr := b.Writer(hostileTopic)
+	wr.Balancer, wr.BatchSize, wr.BatchBytes = &kafka.RoundRobin{}, 1, memTopicMax
 	var total int64
 	all := append(first, rest...)
 	for _, m := range all {
@@ -428,8 +428,8 @@ func TestLargeEventsMemoryAtDefaults(t *testing.T) {
 		msgs[i] = kafka.Message{Key: []byte(id), Value: memEvent(id, "", `,"s":"`+fill+`"`)}
 		total += int64(len(msgs[i].Value))
 	}
-	wr := &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: topic, Balancer: &kafka.Hash{},
-		BatchSize: 1, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
+	wr := b.Writer(topic)
+	wr.BatchSize, wr.BatchBytes = 1, 1<<20
 	if err := wr.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatalf("writing the records: %v", err)
 	}

@@ -282,7 +282,9 @@ func TestDLQReplay(t *testing.T) {
 // prints the count per topic.
 func TestDLQReplayTwoInputTopics(t *testing.T) {
 	fx := newDLQFixture(t)
-	res, err := (&kafka.Client{Addr: kafka.TCP(fx.b.Addrs...)}).CreateTopics(fx.ctx, &kafka.CreateTopicsRequest{
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	res, err := (&kafka.Client{Addr: kafka.TCP(fx.b.Addrs...), Transport: tr}).CreateTopics(fx.ctx, &kafka.CreateTopicsRequest{
 		Topics: []kafka.TopicConfig{{Topic: "tickets", NumPartitions: 2, ReplicationFactor: 1}}})
 	if err != nil || res.Errors["tickets"] != nil {
 		t.Fatalf("creating tickets: %v %v", err, res.Errors)

@@ -31,8 +31,8 @@ func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
 	var err error
 	blob := bytes.Repeat([]byte("b"), 1536<<10)
 	good := goodRecords(1, 1, 5)[0]
-	w := &kafka.Writer{Addr: kafka.TCP(s.broker.Addrs...), Topic: topic, BatchSize: 1, BatchBytes: 3 << 20,
-		BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
+	w := s.broker.Writer(topic)
+	w.Balancer, w.BatchSize, w.BatchBytes = nil, 1, 3<<20
 	err = w.WriteMessages(ctx,
 		kafka.Message{Key: []byte("big"), Value: []byte("{not json"), Headers: []kafka.Header{{Key: "blob", Value: blob}, {Key: "small", Value: []byte("x")}}},
 		good)

@@ -140,8 +140,7 @@ func TestTwoTopics(t *testing.T) {
 // writeTopic produces msgs to topic, hashed by key.
 func writeTopic(t *testing.T, s *stack, topic string, msgs []kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(s.broker.Addrs...), Topic: topic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	w := s.broker.Writer(topic)
 	defer w.Close()
 	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 		t.Fatalf("produce to %s: %v", topic, err)

@@ -182,8 +182,8 @@ func (s *stack) startWorker(mutate func(*bridge.Settings)) *running {
 // write produces msgs to the input topic, hashed by key like any producer.
 func (s *stack) write(msgs []kafka.Message) {
 	s.t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(s.broker.Addrs...), Topic: s.input, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchSize: 500, BatchBytes: 1000_000, BatchTimeout: time.Millisecond}
+	w := s.broker.Writer(s.input)
+	w.BatchSize, w.BatchBytes = 500, 1000_000
 	defer w.Close()
 	for i := 0; i < len(msgs); i += 500 {
 		if err := w.WriteMessages(context.Background(), msgs[i:min(i+500, len(msgs))]...); err != nil {
@@ -389,7 +389,8 @@ func (s *stack) watchHeld(every time.Duration, held consumer.GroupLag, end time.
 // check, when set, is called with every sample and returns violations.
 func (s *stack) watchOffsets(every time.Duration, check func(consumer.GroupLag) []string) *offsetWatch {
 	w := &offsetWatch{stop: make(chan struct{}), done: make(chan struct{}), last: map[int]int64{}, moves: map[int]int{}, check: check}
-	client := &kafka.Client{Addr: kafka.TCP(s.broker.Addrs...), Timeout: 5 * time.Second}
+	client := s.broker.Client()
+	client.Timeout = 5 * time.Second
 	go func() {
 		defer close(w.done)
 		t := time.NewTicker(every)

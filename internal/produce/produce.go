@@ -30,7 +30,7 @@ import (
 type Config struct {
 	Brokers   []string         // Required.
 	Topic     string           // Required.
-	Transport *kafka.Transport // Optional: TLS, SASL, client id.
+	Transport *kafka.Transport // Optional: TLS, SASL, client id. Without it, a transport of the run's own.
 	// Count is how many records to write; 0 writes until ctx ends.
 	Count int
 	// Rate is records per second; 0 is as fast as the broker takes them.
@@ -176,6 +176,12 @@ func Run(ctx context.Context, cfg Config, st *Stats, progress func(written int64
 	}
 	if cfg.Transport != nil { // a typed nil in the interface would be used
 		w.Transport = cfg.Transport
+	} else {
+		// Its own, not kafka-go's process-wide default, whose metadata
+		// cache would outlive a broker restarted on the same address.
+		tr := &kafka.Transport{}
+		defer tr.CloseIdleConnections()
+		w.Transport = tr
 	}
 	defer w.Close()
 	var lim *rate.Limiter

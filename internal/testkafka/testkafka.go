@@ -75,6 +75,21 @@ type Broker struct {
 
 	mu    sync.Mutex
 	names map[string]string
+
+	// tr is the transport of the test's own clients and writers. kafka-go's
+	// default transport is shared by the whole test binary and caches each
+	// address's metadata for up to 6 s: a broker started on the port of one
+	// that a previous test closed would be written to with the old broker's
+	// partition count ("topic partition not found").
+	tr *kafka.Transport
+}
+
+// newBroker is b's common part; the transport's connections are closed
+// when the test ends.
+func newBroker(t testing.TB) *Broker {
+	b := &Broker{t: t, names: map[string]string{}, tr: &kafka.Transport{}}
+	t.Cleanup(b.tr.CloseIdleConnections)
+	return b
 }
 
 // Start returns the test's broker with cfg's topics created; the embedded
@@ -84,7 +99,8 @@ func Start(t testing.TB, cfg Config) *Broker {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 6
 	}
-	b := &Broker{t: t, partitions: cfg.Partitions, names: map[string]string{}}
+	b := newBroker(t)
+	b.partitions = cfg.Partitions
 	if !External() {
 		eb, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: cfg.Partitions,
 			Topics: cfg.Topics, MinSessionTimeout: cfg.MinSessionTimeout})
@@ -110,7 +126,9 @@ func Start(t testing.TB, cfg Config) *Broker {
 // Use wraps an embedded broker the test started itself, set up as it needs
 // (TLS, SASL): its names are the test's own.
 func Use(t testing.TB, eb *devstack.Broker) *Broker {
-	return &Broker{t: t, embedded: eb, Addrs: eb.Addrs, names: map[string]string{}}
+	b := newBroker(t)
+	b.embedded, b.Addrs = eb, eb.Addrs
+	return b
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
@@ -162,9 +180,20 @@ func (b *Broker) Group(name string) string {
 	return b.prefix + name
 }
 
+// Transport is the transport of this broker's test clients, its own.
+func (b *Broker) Transport() *kafka.Transport { return b.tr }
+
 // Client is a client of the broker.
 func (b *Broker) Client() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(b.Addrs...), Timeout: 10 * time.Second}
+	return &kafka.Client{Addr: kafka.TCP(b.Addrs...), Timeout: 10 * time.Second, Transport: b.tr}
+}
+
+// Writer is a writer to the broker's topic that hashes keys to partitions
+// like any producer and waits for every replica; the caller sets the rest
+// and closes it.
+func (b *Broker) Writer(topic string) *kafka.Writer {
+	return &kafka.Writer{Addr: kafka.TCP(b.Addrs...), Topic: topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: b.tr}
 }
 
 // CreateTopic creates the test's topic name with partitions and topic
