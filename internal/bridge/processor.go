@@ -57,9 +57,11 @@ type Processor struct {
 	tracer    tracing.Tracer
 }
 
-// mapper maps a record value to an event; *transform.Program is one.
+// mapper maps a record value to an event; *transform.Program is one. Its
+// errors are *transform.Error (the record cannot be mapped), *event.Error
+// (what it mapped to is no valid event) or ctx's.
 type mapper interface {
-	Apply(ctx context.Context, value []byte, in transform.Input) ([]byte, error)
+	Event(ctx context.Context, value []byte, in transform.Input) (*event.Event, error)
 }
 
 // NewProcessor returns a Processor. Its spans go to the tracer provider
@@ -199,30 +201,20 @@ func recordOf(msg kafka.Message) event.Record {
 
 func (p *Processor) process(ctx context.Context, msg kafka.Message, r *recordSpan) bool {
 	rec := recordOf(msg)
-	value := msg.Value
+	var ev *event.Event
+	var err error
 	if p.transform != nil {
-		out, terr, ok := p.mapRecord(ctx, msg, rec)
-		if !ok {
+		ev, err = p.mapRecord(ctx, msg, rec)
+	} else {
+		ev, err = event.Decode(msg.Value, rec)
+	}
+	if err != nil {
+		reason, judged := badRecordReason(err)
+		if !judged {
 			return false // ctx ended: the record was not judged
 		}
-		if terr != nil {
-			// The record's own ids: the DLQ keeps its original value, which a
-			// replay maps again.
-			corr, traceID := event.BadRecordIDs(msg.Value, rec)
-			reason := transformReason(terr)
-			ctx = p.begin(ctx, r, msg, corr, traceID, "")
-			r.outcome = string(reason)
-			return p.deadLetter(ctx, msg, dlq.Entry{Reason: reason, Error: terr.Error(), CorrelationID: corr, TraceID: traceID})
-		}
-		value = out
-	}
-	ev, err := event.Decode(value, rec)
-	if err != nil {
-		var verr *event.Error
-		reason := event.ReasonInvalidJSON
-		if errors.As(err, &verr) {
-			reason = verr.Reason
-		}
+		// The record's own ids: the DLQ keeps its original value (which a
+		// replay maps again, when there is a program).
 		corr, traceID := event.BadRecordIDs(msg.Value, rec)
 		ctx = p.begin(ctx, r, msg, corr, traceID, "")
 		r.outcome = string(reason)
@@ -273,7 +265,8 @@ func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Ent
 }
 
 // mapRecord runs the program on msg's value: the event it made, or why the
-// record cannot be mapped; ok is false when ctx ended first.
+// record cannot be published (a *transform.Error or an *event.Error), or
+// ctx's error when it ended first.
 //
 // A record the program fails on is run once more before it is judged. The
 // program's bound (transform.DefaultTimeout) is wall time: on a host starved
@@ -281,29 +274,38 @@ func (p *Processor) deadLetter(ctx context.Context, msg kafka.Message, e dlq.Ent
 // needs microseconds of CPU can be kept from it past the bound, and a good
 // record would go to the DLQ for it. A program that fails on the record
 // fails again (pure programs give the same answer), costing one more run.
-func (p *Processor) mapRecord(ctx context.Context, msg kafka.Message, rec event.Record) (out []byte, failed *transform.Error, ok bool) {
+func (p *Processor) mapRecord(ctx context.Context, msg kafka.Message, rec event.Record) (*event.Event, error) {
 	in := transform.Input{Record: rec, Key: msg.Key, Timestamp: msg.Time}
+	var err error
 	for range 2 {
-		var err error
-		if out, err = p.transform.Apply(ctx, msg.Value, in); err == nil {
-			return out, nil, true
+		var ev *event.Event
+		if ev, err = p.transform.Event(ctx, msg.Value, in); err == nil {
+			return ev, nil
 		}
-		if failed, ok = errors.AsType[*transform.Error](err); !ok {
-			return nil, nil, false
-		}
-		if failed.Reason == transform.ReasonInvalidJSON {
-			break // the value itself: no second run can change it
+		// Run again only a program that failed: an invalid event is what
+		// every run makes of the record, a value that is not JSON stays so,
+		// and ctx's error ends the attempt.
+		if failed, ok := errors.AsType[*transform.Error](err); !ok || failed.Reason == transform.ReasonInvalidJSON {
+			break
 		}
 	}
-	return nil, failed, true
+	return nil, err
 }
 
-// transformReason is the DLQ reason of a record the program could not map.
-func transformReason(err *transform.Error) event.Reason {
-	if err.Reason == transform.ReasonInvalidJSON {
-		return event.ReasonInvalidJSON
+// badRecordReason is the DLQ reason of a record that cannot be published
+// for err, an *event.Error or a *transform.Error; judged is false for
+// another error (ctx's: the record was not judged).
+func badRecordReason(err error) (reason event.Reason, judged bool) {
+	if te, ok := errors.AsType[*transform.Error](err); ok {
+		if te.Reason == transform.ReasonInvalidJSON {
+			return event.ReasonInvalidJSON, true
+		}
+		return event.ReasonTransformFailed, true
 	}
-	return event.ReasonTransformFailed
+	if ve, ok := errors.AsType[*event.Error](err); ok {
+		return ve.Reason, true
+	}
+	return "", false
 }
 
 func headers(hs []kafka.Header) []event.Header {

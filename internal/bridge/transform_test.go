@@ -156,13 +156,13 @@ func TestProcessorWithoutTransformDecodesValue(t *testing.T) {
 	}
 }
 
-// scriptedMapper answers Apply with its answers in turn, then with its last.
+// scriptedMapper answers Event with its answers in turn, then with its last.
 type scriptedMapper struct {
-	answers []func() ([]byte, error)
+	answers []func() (*event.Event, error)
 	calls   int
 }
 
-func (m *scriptedMapper) Apply(context.Context, []byte, transform.Input) ([]byte, error) {
+func (m *scriptedMapper) Event(context.Context, []byte, transform.Input) (*event.Event, error) {
 	i := min(m.calls, len(m.answers)-1)
 	m.calls++
 	return m.answers[i]()
@@ -172,34 +172,39 @@ func (m *scriptedMapper) Apply(context.Context, []byte, transform.Input) ([]byte
 // run stopped by the program's 1 s bound because the host was starved of
 // CPU (256 records at once on 2 cores can keep one from it for seconds)
 // does not dead-letter a good record; a program that fails again does; a
-// value that is not JSON is not run again; ctx ending during the second
-// run leaves the record unsettled.
+// value that is not JSON is not run again, nor is one mapped to an invalid
+// event; ctx ending during the second run leaves the record unsettled.
 func TestProcessorTransformRunsAFailureTwice(t *testing.T) {
 	t.Parallel()
-	good, err := mustCompile(t, readmeProgram).Apply(context.Background(), []byte(`{"orderId":"o-7","status":"paid"}`), transform.Input{Timestamp: time.Now()})
+	good, err := mustCompile(t, readmeProgram).Event(context.Background(), []byte(`{"orderId":"o-7","status":"paid"}`), transform.Input{Timestamp: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := func() ([]byte, error) {
+	stopped := func() (*event.Event, error) {
 		return nil, &transform.Error{Reason: transform.ReasonTransformFailed, Msg: "program stopped after running 1s"}
 	}
-	notJSON := func() ([]byte, error) {
+	notJSON := func() (*event.Event, error) {
 		return nil, &transform.Error{Reason: transform.ReasonInvalidJSON, Msg: "record value is not valid JSON"}
 	}
-	mapped := func() ([]byte, error) { return good, nil }
-	ended := func() ([]byte, error) { return nil, context.Canceled }
+	invalid := func() (*event.Event, error) {
+		return event.FromObject(map[string]any{"eventType": "order.paid", "source": "shop"}, nil) // no timestamp
+	}
+	mapped := func() (*event.Event, error) { return good, nil }
+	ended := func() (*event.Event, error) { return nil, context.Canceled }
 	cases := []struct {
 		name      string
-		answers   []func() ([]byte, error)
+		answers   []func() (*event.Event, error)
 		settled   bool
 		published bool
 		reason    event.Reason // "": not dead-lettered
 		calls     int
 	}{
-		{"stopped once, then mapped", []func() ([]byte, error){stopped, mapped}, true, true, "", 2},
-		{"stopped twice", []func() ([]byte, error){stopped, stopped}, true, false, event.ReasonTransformFailed, 2},
-		{"not JSON", []func() ([]byte, error){notJSON, mapped}, true, false, event.ReasonInvalidJSON, 1},
-		{"ctx ends during the second run", []func() ([]byte, error){stopped, ended}, false, false, "", 2},
+		{"stopped once, then mapped", []func() (*event.Event, error){stopped, mapped}, true, true, "", 2},
+		{"stopped twice", []func() (*event.Event, error){stopped, stopped}, true, false, event.ReasonTransformFailed, 2},
+		{"not JSON", []func() (*event.Event, error){notJSON, mapped}, true, false, event.ReasonInvalidJSON, 1},
+		{"mapped to an invalid event", []func() (*event.Event, error){invalid, mapped}, true, false, event.ReasonInvalidEvent, 1},
+		{"ctx ends during the first run", []func() (*event.Event, error){ended, mapped}, false, false, "", 1},
+		{"ctx ends during the second run", []func() (*event.Event, error){stopped, ended}, false, false, "", 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

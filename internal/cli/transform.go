@@ -124,29 +124,22 @@ func runTransform(ctx context.Context, args []string, env Env) error {
 }
 
 // mapRecord does to one record value what the worker does before publishing:
-// transform, then decode and validate the result as an event. It returns the
+// transform, then validate the result as an event. It returns the
 // publish body, or the DLQ reason and error; a reason "" with an error means
 // ctx ended.
 func mapRecord(ctx context.Context, prog *transform.Program, value []byte, in transform.Input) (body []byte, reason string, err error) {
-	out, err := prog.Apply(ctx, value, in)
-	if err != nil {
-		var te *transform.Error
-		if errors.As(err, &te) {
-			return nil, te.Reason, err
-		}
-		return nil, "", err
+	ev, err := prog.Event(ctx, value, in)
+	if te, ok := errors.AsType[*transform.Error](err); ok {
+		return nil, te.Reason, err
 	}
-	ev, err := event.Decode(out, in.Record)
 	if err == nil {
 		body, err = ev.Body()
 	}
+	if ee, ok := errors.AsType[*event.Error](err); ok {
+		return nil, string(ee.Reason), err
+	}
 	if err != nil {
-		reason := string(event.ReasonInvalidEvent)
-		var ee *event.Error
-		if errors.As(err, &ee) {
-			reason = string(ee.Reason)
-		}
-		return nil, reason, err
+		return nil, "", err // ctx's
 	}
 	return body, "", nil
 }

@@ -55,6 +55,17 @@ func Decode(value []byte, rec Record) (*Event, error) {
 	return ev, nil
 }
 
+// DecodeObject is Decode for an event given as its decoded top-level
+// members (see FromObject).
+func DecodeObject(members map[string]any, encode func(any) ([]byte, error), rec Record) (*Event, error) {
+	ev, err := FromObject(members, encode)
+	if err != nil {
+		return nil, err
+	}
+	fillIDs(&ev.CorrelationID, &ev.TraceID, rec)
+	return ev, nil
+}
+
 // RecordIDs returns the ids of a record whose value carries none (or cannot
 // be read): from its headers (X-Correlation-ID, then the DLQ's
 // cxbridge.dlq.correlation.id; traceparent, then X-Trace-ID, then

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -69,32 +70,77 @@ func Parse(body []byte) (*Event, error) {
 	if !ok { // the literal null: the only valid non-object a struct takes
 		return nil, errorf(ReasonInvalidEvent, "", "must be a JSON object, got %s", jsonKind(body[skipSpace(body, 0):]))
 	}
+	return build(func(name string, rule stringRule) (string, error) {
+		return stringField(fields, name, rule)
+	}, func() (json.RawMessage, error) {
+		return dataField(fields["data"])
+	})
+}
+
+// FromObject checks an event given as its decoded top-level members, as a
+// jq program yields it, by the rules Parse applies to a body: the same
+// fields, limits, errors and reasons, without encoding the object and
+// parsing it again. Members are the values encoding/json or gojq decode
+// JSON into (string, bool, nil, map[string]any, []any, numbers); other
+// members are dropped. A string that is not valid UTF-8 has each run of bad
+// bytes replaced with U+FFFD. data, when it is an object, is encoded by
+// encode, which must return compact JSON.
+func FromObject(members map[string]any, encode func(any) ([]byte, error)) (*Event, error) {
+	return build(func(name string, rule stringRule) (string, error) {
+		v, ok := members[name]
+		s, isString := v.(string)
+		if ok && !isString {
+			return "", errorf(ReasonInvalidEvent, name, "must be a string, got %s", valueKind(v))
+		}
+		if !utf8.ValidString(s) {
+			s = strings.ToValidUTF8(s, "\uFFFD")
+		}
+		return checkString(name, s, ok, rule)
+	}, func() (json.RawMessage, error) {
+		v, ok := members["data"]
+		if !ok {
+			return json.RawMessage("{}"), nil
+		}
+		if _, isObject := v.(map[string]any); !isObject {
+			return nil, errorf(ReasonInvalidEvent, "data", "must be a JSON object, got %s", valueKind(v))
+		}
+		data, err := encode(v)
+		if err != nil {
+			return nil, errorf(ReasonInvalidJSON, "data", "cannot be encoded as JSON: %v", err)
+		}
+		return checkDataSize(data)
+	})
+}
+
+// build makes an event of the members that str (a string member, checked
+// by rule) and data (the data member, compact) read.
+func build(str func(name string, rule stringRule) (string, error), data func() (json.RawMessage, error)) (*Event, error) {
 	ev := &Event{}
 	var err error
 	// source, correlationId and traceId are also sent as HTTP headers
 	// (X-Source-System, X-Correlation-ID, X-Trace-ID); eventType and
 	// timestamp travel only in the body.
-	if ev.EventType, err = stringField(fields, "eventType", stringRule{required: true, minChars: 1, maxChars: MaxEventTypeChars}); err != nil {
+	if ev.EventType, err = str("eventType", stringRule{required: true, minChars: 1, maxChars: MaxEventTypeChars}); err != nil {
 		return nil, err
 	}
-	if ev.Source, err = stringField(fields, "source", stringRule{required: true, minChars: 1, maxChars: MaxSourceChars, header: true}); err != nil {
+	if ev.Source, err = str("source", stringRule{required: true, minChars: 1, maxChars: MaxSourceChars, header: true}); err != nil {
 		return nil, err
 	}
 	// The contract bounds timestamp only by its pattern (\.\d+ has no upper
 	// bound); the record size bounds it in practice.
-	if ev.Timestamp, err = stringField(fields, "timestamp", stringRule{required: true, minChars: 1, maxChars: MaxBodyBytes}); err != nil {
+	if ev.Timestamp, err = str("timestamp", stringRule{required: true, minChars: 1, maxChars: MaxBodyBytes}); err != nil {
 		return nil, err
 	}
 	if !timestampRE.MatchString(ev.Timestamp) {
 		return nil, errorf(ReasonInvalidEvent, "timestamp", "must be ISO 8601 UTC like 2024-01-02T03:04:05Z or 2024-01-02T03:04:05.678Z, got %q", truncate(ev.Timestamp, 64))
 	}
-	if ev.CorrelationID, err = stringField(fields, "correlationId", stringRule{maxChars: MaxIDChars, header: true}); err != nil {
+	if ev.CorrelationID, err = str("correlationId", stringRule{maxChars: MaxIDChars, header: true}); err != nil {
 		return nil, err
 	}
-	if ev.TraceID, err = stringField(fields, "traceId", stringRule{maxChars: MaxIDChars, header: true}); err != nil {
+	if ev.TraceID, err = str("traceId", stringRule{maxChars: MaxIDChars, header: true}); err != nil {
 		return nil, err
 	}
-	if ev.Data, err = dataField(fields["data"]); err != nil {
+	if ev.Data, err = data(); err != nil {
 		return nil, err
 	}
 	ev.compact = true
@@ -230,18 +276,26 @@ type stringRule struct {
 
 func stringField(fields map[string]json.RawMessage, name string, rule stringRule) (string, error) {
 	raw, ok := fields[name]
-	if !ok {
+	var s string
+	if ok {
+		if raw[0] != '"' {
+			return "", errorf(ReasonInvalidEvent, name, "must be a string, got %s", jsonKind(raw))
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", errorf(ReasonInvalidEvent, name, "must be a string: %v", err)
+		}
+	}
+	return checkString(name, s, ok, rule)
+}
+
+// checkString applies rule to member name's string s (present: whether the
+// member is there at all).
+func checkString(name, s string, present bool, rule stringRule) (string, error) {
+	if !present {
 		if rule.required {
 			return "", errorf(ReasonInvalidEvent, name, "is required")
 		}
 		return "", nil
-	}
-	if raw[0] != '"' {
-		return "", errorf(ReasonInvalidEvent, name, "must be a string, got %s", jsonKind(raw))
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", errorf(ReasonInvalidEvent, name, "must be a string: %v", err)
 	}
 	n := utf8.RuneCountInString(s)
 	if n < rule.minChars {
@@ -268,10 +322,15 @@ func dataField(raw json.RawMessage) (json.RawMessage, error) {
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, errorf(ReasonInvalidJSON, "data", "not valid JSON: %v", err)
 	}
-	if buf.Len() > MaxDataBytes {
-		return nil, errorf(ReasonTooLarge, "data", "is %d bytes as compact JSON, more than %d", buf.Len(), MaxDataBytes)
+	return checkDataSize(buf.Bytes())
+}
+
+// checkDataSize returns data, compact JSON, unless it is too large.
+func checkDataSize(data []byte) (json.RawMessage, error) {
+	if len(data) > MaxDataBytes {
+		return nil, errorf(ReasonTooLarge, "data", "is %d bytes as compact JSON, more than %d", len(data), MaxDataBytes)
 	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // headerSafe reports whether s can travel as an HTTP header value: no
@@ -297,6 +356,24 @@ func jsonKind(raw json.RawMessage) string {
 	case 't', 'f':
 		return "a boolean"
 	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// valueKind is jsonKind for a decoded value.
+func valueKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case nil:
 		return "null"
 	default:
 		return "a number"

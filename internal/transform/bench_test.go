@@ -3,55 +3,59 @@ package transform_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/cxbridge/cxbridge/internal/event"
 )
 
-// BenchmarkApply is the cost of the README's example program per event,
-// beside what decoding and encoding the same value with encoding/json
-// costs (json.Unmarshal into any, then json.Marshal): the floor of any
-// mapping that parses the record. Figures: docs/BENCHMARKS.md.
+// order1KB is an order of about the size of the end-to-end benchmark's
+// records (produce --shape order, 1 KB).
+var order1KB = `{"orderId":"ord-000123456","status":"paid","customer":{"id":"c-4411","name":"Ada Lovelace","email":"ada@example.com"},` +
+	`"items":[{"sku":"SKU-1","qty":2,"price":19.99},{"sku":"SKU-22","qty":1,"price":5.5},{"sku":"SKU-333","qty":3,"price":1.25}],` +
+	`"total":49.23,"currency":"EUR","placedAt":"2026-12-02T07:00:00.000Z","key":"k-17","seq":42,"notes":"` + strings.Repeat("lorem ipsum ", 60) + `"}`
+
+// BenchmarkApply is the cost of the README's example program per event:
+// Program.Event (what the worker does), beside Apply followed by
+// event.Decode (encoding the program's object and parsing it again), what
+// event.Decode alone costs for an untransformed event of the same size,
+// and what decoding and encoding the value with encoding/json costs (the
+// floor of any mapping that parses the record). Figures:
+// docs/BENCHMARKS.md.
 func BenchmarkApply(b *testing.B) {
-	value := []byte(sampleOrder)
 	in := sampleInput()
-	b.Run("readme-example", func(b *testing.B) {
-		p := mustCompile(b, readmeProgram)
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.SetBytes(int64(len(value)))
-		for b.Loop() {
-			if _, err := p.Apply(ctx, value, in); err != nil {
-				b.Fatal(err)
-			}
+	ctx := context.Background()
+	p := mustCompile(b, readmeProgram)
+	for _, size := range []struct{ name, order string }{{"137B", sampleOrder}, {"1KB", order1KB}} {
+		value := []byte(size.order)
+		run := func(name string, f func() error) {
+			b.Run(size.name+"/"+name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(value)))
+				for b.Loop() {
+					if err := f(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
-	})
-	b.Run("readme-example+decode", func(b *testing.B) { // what the worker does per record
-		p := mustCompile(b, readmeProgram)
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.SetBytes(int64(len(value)))
-		for b.Loop() {
+		run("event", func() error { _, err := p.Event(ctx, value, in); return err })
+		run("apply+decode", func() error {
 			out, err := p.Apply(ctx, value, in)
-			if err != nil {
-				b.Fatal(err)
+			if err == nil {
+				_, err = event.Decode(out, in.Record)
 			}
-			if _, err := event.Decode(out, in.Record); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("json-unmarshal-marshal", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(value)))
-		for b.Loop() {
+			return err
+		})
+		untransformed := []byte(`{"eventType":"order.paid","source":"shop","timestamp":"2024-01-02T02:04:05.678Z","correlationId":"o-1001","data":` + size.order + `}`)
+		run("untransformed-decode", func() error { _, err := event.Decode(untransformed, in.Record); return err })
+		run("json-unmarshal-marshal", func() error {
 			var v any
 			if err := json.Unmarshal(value, &v); err != nil {
-				b.Fatal(err)
+				return err
 			}
-			if _, err := json.Marshal(v); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			_, err := json.Marshal(v)
+			return err
+		})
+	}
 }

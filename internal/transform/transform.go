@@ -156,6 +156,32 @@ func position(src string, off int) (line, column int) {
 // not an *Error: the record was not judged and must not be dead-lettered
 // for it. An *Error never wraps a context error.
 func (p *Program) Apply(ctx context.Context, value []byte, in Input) ([]byte, error) {
+	out, err := p.run(ctx, value, in)
+	if err != nil {
+		return nil, err
+	}
+	return gojq.Marshal(out)
+}
+
+// Event runs the program on a record value and checks the object it yields
+// as the event, as event.Decode checks an untransformed record value (same
+// rules, reasons and messages; ids filled from the record the same way),
+// without encoding the object and parsing it again: what the worker does
+// with a mapped record.
+//
+// A record the program cannot map is an *Error, as from Apply; an object
+// that is no valid event is an *event.Error. When ctx ends first, the error
+// wraps ctx's and is neither.
+func (p *Program) Event(ctx context.Context, value []byte, in Input) (*event.Event, error) {
+	out, err := p.run(ctx, value, in)
+	if err != nil {
+		return nil, err
+	}
+	return event.DecodeObject(out, gojq.Marshal, in.Record)
+}
+
+// run runs the program on a record value: the one object it yields.
+func (p *Program) run(ctx context.Context, value []byte, in Input) (map[string]any, error) {
 	v, err := decode(value)
 	if err != nil {
 		return nil, err
@@ -207,10 +233,11 @@ func (p *Program) Apply(ctx context.Context, value []byte, in Input) ([]byte, er
 	case n > 1:
 		return nil, &Error{Reason: ReasonTransformFailed, Msg: fmt.Sprintf("program yielded %d values, want one object", n)}
 	}
-	if _, ok := out.(map[string]any); !ok {
+	obj, ok := out.(map[string]any)
+	if !ok {
 		return nil, &Error{Reason: ReasonTransformFailed, Msg: fmt.Sprintf("program yielded %s, want an object", kind(out))}
 	}
-	return gojq.Marshal(out)
+	return obj, nil
 }
 
 // maxCounted is how many values Apply counts before it stops a program
