@@ -87,3 +87,18 @@ func sameType(a, b error) bool {
 	_, eb := errors.AsType[*event.Error](b)
 	return ta == tb && ea == eb
 }
+
+// Members the contract does not name are dropped whatever their size: the
+// object is never written out whole, so only data's and the publish body's
+// limits apply.
+func TestEventDropsLargeUnknownMembers(t *testing.T) {
+	t.Parallel()
+	p := mustCompile(t, `{eventType: "order.paid", source: "shop", timestamp: "2024-01-02T03:04:05Z", junk: ("x" * 1100000)}`)
+	ev, err := p.Event(context.Background(), []byte(sampleOrder), sampleInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := ev.Body(); err != nil || len(body) > 1000 {
+		t.Fatalf("body of %d bytes, %v", len(body), err)
+	}
+}
