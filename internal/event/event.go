@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -82,9 +83,10 @@ func Parse(body []byte) (*Event, error) {
 // fields, limits, errors and reasons, without encoding the object and
 // parsing it again. Members are the values encoding/json or gojq decode
 // JSON into (string, bool, nil, map[string]any, []any, numbers); other
-// members are dropped. A string that is not valid UTF-8 has each run of bad
-// bytes replaced with U+FFFD. data, when it is an object, is encoded by
-// encode, which must return compact JSON.
+// members are dropped. A string that is not valid UTF-8 has each bad byte
+// replaced with U+FFFD, and a NaN is taken for null, as encoding the object
+// would write them (gojq does so). data, when it is an object, is encoded
+// by encode, which must return compact JSON.
 func FromObject(members map[string]any, encode func(any) ([]byte, error)) (*Event, error) {
 	return build(func(name string, rule stringRule) (string, error) {
 		v, ok := members[name]
@@ -92,10 +94,7 @@ func FromObject(members map[string]any, encode func(any) ([]byte, error)) (*Even
 		if ok && !isString {
 			return "", errorf(ReasonInvalidEvent, name, "must be a string, got %s", valueKind(v))
 		}
-		if !utf8.ValidString(s) {
-			s = strings.ToValidUTF8(s, "\uFFFD")
-		}
-		return checkString(name, s, ok, rule)
+		return checkString(name, validUTF8(s), ok, rule)
 	}, func() (json.RawMessage, error) {
 		v, ok := members["data"]
 		if !ok {
@@ -362,8 +361,25 @@ func jsonKind(raw json.RawMessage) string {
 	}
 }
 
-// valueKind is jsonKind for a decoded value.
+// validUTF8 is s with each byte that is not part of valid UTF-8 replaced
+// with U+FFFD, as JSON encoders write it.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for _, r := range s { // a bad byte ranges as utf8.RuneError, one at a time
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// valueKind is jsonKind for a decoded value (a NaN is written as null).
 func valueKind(v any) string {
+	if f, ok := v.(float64); ok && math.IsNaN(f) {
+		return "null"
+	}
 	switch v.(type) {
 	case map[string]any:
 		return "an object"

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -57,14 +60,38 @@ func TestFromObjectAgreesWithParse(t *testing.T) {
 }
 
 // A member's bad UTF-8 (which a program can make, with @base64d) becomes
-// U+FFFD, as encoding the object would make it.
+// U+FFFD, one for each bad byte, as encoding the object would make it; the
+// limits count the replacements.
 func TestFromObjectReplacesBadUTF8(t *testing.T) {
-	ev, err := event.FromObject(map[string]any{"eventType": "a\xffb", "source": "s", "timestamp": "2024-01-02T03:04:05Z"}, encodeCompact)
+	base := map[string]any{"eventType": "e", "source": "s", "timestamp": "2024-01-02T03:04:05Z"}
+	with := func(k, v string) map[string]any {
+		m := maps.Clone(base)
+		m[k] = v
+		return m
+	}
+	ev, err := event.FromObject(with("eventType", "a\xffb\xff\xfe\xfdc\xe2\x82"), encodeCompact)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.EventType != "a\uFFFDb" || string(ev.Data) != "{}" {
-		t.Errorf("eventType %q, data %s", ev.EventType, ev.Data)
+	if want := "a\uFFFDb\uFFFD\uFFFD\uFFFDc\uFFFD\uFFFD"; ev.EventType != want || string(ev.Data) != "{}" {
+		t.Errorf("eventType %q, want %q; data %s", ev.EventType, want, ev.Data)
+	}
+	// 128 bad bytes are 128 characters, 129 one too many.
+	if _, err := event.FromObject(with("eventType", strings.Repeat("\xff", event.MaxEventTypeChars)), encodeCompact); err != nil {
+		t.Errorf("%d bad bytes: %v", event.MaxEventTypeChars, err)
+	}
+	_, err = event.FromObject(with("eventType", strings.Repeat("\xff", event.MaxEventTypeChars+1)), encodeCompact)
+	checkError(t, err, event.ReasonInvalidEvent, "eventType", "at most 128 characters, got 129")
+}
+
+// A NaN member is refused as the null it would be written as.
+func TestFromObjectNaN(t *testing.T) {
+	base := map[string]any{"eventType": "e", "source": "s", "timestamp": "2024-01-02T03:04:05Z"}
+	for _, name := range []string{"eventType", "correlationId", "data"} {
+		m := maps.Clone(base)
+		m[name] = math.NaN()
+		_, err := event.FromObject(m, encodeCompact)
+		checkError(t, err, event.ReasonInvalidEvent, name, "got null")
 	}
 }
 

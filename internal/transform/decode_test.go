@@ -60,7 +60,9 @@ func TestDecodeDeepValues(t *testing.T) {
 }
 
 // nesting is how many levels open opens.
-func nesting(open string) int { return strings.Count(open, "[") + strings.Count(open, "{") - strings.Count(open, `"[`) }
+func nesting(open string) int {
+	return strings.Count(open, "[") + strings.Count(open, "{") - strings.Count(open, `"[`)
+}
 
 func FuzzDecode(f *testing.F) {
 	for _, in := range decodeCorpus {

@@ -37,8 +37,13 @@ func TestEventAgreesWithApplyAndDecode(t *testing.T) {
 		`{` + base + `, data: "s"}`,
 		`{` + base + `, data: {big: ("x" * 500001)}}`, // data over its limit
 		`{eventType: "order.paid", timestamp: "2024-01-02T03:04:05Z"}`,
-		`{` + base + `, eventType: ("/w==" | @base64d)}`,  // not UTF-8: U+FFFD
-		`{` + base + `, source: ("c2hvcAA=" | @base64d)}`, // a NUL byte
+		`{` + base + `, eventType: ("/w==" | @base64d)}`,      // not UTF-8: U+FFFD
+		`{` + base + `, source: ("c2hvcAA=" | @base64d)}`,     // a NUL byte
+		`{` + base + `, eventType: ("//79" | @base64d)}`,      // three bad bytes: three U+FFFD
+		`{` + base + `, eventType: ("////" * 43 | @base64d)}`, // 129 bad bytes: too long
+		`{` + base + `, correlationId: ("////" * 342 | @base64d)}`,
+		`{` + base + `, eventType: nan}`, // written as null
+		`{` + base + `, data: nan}`,
 		`{} | .eventType = .status`,
 		`1`,
 		`empty`,
