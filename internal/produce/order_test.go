@@ -21,21 +21,15 @@ const readmeProgram = `{eventType: ("order." + .status), source: "shop", timesta
 func mapOrder(t *testing.T, p *transform.Program, value []byte, key string, ts time.Time) (*event.Event, string) {
 	t.Helper()
 	rec := event.Record{Topic: "orders", Partition: 1, Offset: 7}
-	out, err := p.Apply(context.Background(), value, transform.Input{Record: rec, Key: []byte(key), Timestamp: ts})
-	if err != nil {
-		var te *transform.Error
-		if !errors.As(err, &te) {
-			t.Fatalf("Apply: %v", err)
-		}
+	ev, err := p.Event(context.Background(), value, transform.Input{Record: rec, Key: []byte(key), Timestamp: ts})
+	if te, ok := errors.AsType[*transform.Error](err); ok {
 		return nil, te.Reason
 	}
-	ev, err := event.Decode(out, rec)
-	if err != nil {
-		var ee *event.Error
-		if !errors.As(err, &ee) {
-			t.Fatalf("Decode: %v", err)
-		}
+	if ee, ok := errors.AsType[*event.Error](err); ok {
 		return nil, string(ee.Reason)
+	}
+	if err != nil {
+		t.Fatalf("Event: %v", err)
 	}
 	return ev, ""
 }

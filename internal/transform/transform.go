@@ -52,7 +52,7 @@ const (
 	ReasonTransformFailed = "transform_failed" // the program errored, ran too long, or did not yield exactly one object
 )
 
-// DefaultTimeout bounds the time one Apply may run a program. A mapping
+// DefaultTimeout bounds the time one Event may run a program. A mapping
 // takes microseconds; a program that loops (def f: f; f) or walks a huge
 // range is stopped and the record fails with ReasonTransformFailed instead
 // of wedging its partition.
@@ -105,13 +105,13 @@ type Program struct {
 // Option configures Compile.
 type Option func(*Program)
 
-// WithTimeout sets the time one Apply may run the program (DefaultTimeout
+// WithTimeout sets the time one Event may run the program (DefaultTimeout
 // when not given; d <= 0 means no bound but the caller's context).
 func WithTimeout(d time.Duration) Option {
 	return func(p *Program) { p.timeout = d }
 }
 
-// The variables a program sees, in the order Apply passes their values.
+// The variables a program sees, in the order run passes their values.
 var variables = []string{"$key", "$headers", "$topic", "$partition", "$offset", "$timestamp"}
 
 // Compile parses and compiles program. Errors are *CompileError.
@@ -148,31 +148,17 @@ func position(src string, off int) (line, column int) {
 	return line, utf8.RuneCountInString(before) + 1
 }
 
-// Apply runs the program on a record value and returns the JSON encoding of
-// the one object it yields. The caller validates it as it would an
-// untransformed record value.
-//
-// A failure of the record is an *Error (see Reason): the record is settled
-// by dead-lettering it. When ctx ends first, the error wraps ctx's and is
-// not an *Error: the record was not judged and must not be dead-lettered
-// for it. An *Error never wraps a context error.
-func (p *Program) Apply(ctx context.Context, value []byte, in Input) ([]byte, error) {
-	out, err := p.run(ctx, value, in)
-	if err != nil {
-		return nil, err
-	}
-	return gojq.Marshal(out)
-}
-
 // Event runs the program on a record value and checks the object it yields
 // as the event, as event.Decode checks an untransformed record value (same
 // rules, reasons and messages; ids filled from the record the same way),
 // without encoding the object and parsing it again: what the worker does
 // with a mapped record.
 //
-// A record the program cannot map is an *Error, as from Apply; an object
-// that is no valid event is an *event.Error. When ctx ends first, the error
-// wraps ctx's and is neither.
+// A record the program cannot map is an *Error (see Reason): the record is
+// settled by dead-lettering it. An object that is no valid event is an
+// *event.Error. When ctx ends first, the error wraps ctx's and is neither:
+// the record was not judged and must not be dead-lettered for it. An *Error
+// never wraps a context error.
 func (p *Program) Event(ctx context.Context, value []byte, in Input) (*event.Event, error) {
 	out, err := p.run(ctx, value, in)
 	if err != nil {
@@ -241,7 +227,7 @@ func (p *Program) run(ctx context.Context, value []byte, in Input) (map[string]a
 	return obj, nil
 }
 
-// maxCounted is how many values Apply counts before it stops a program
+// maxCounted is how many values run counts before it stops a program
 // that yields too many (repeat(.) yields without end).
 const maxCounted = 100
 
