@@ -128,32 +128,6 @@ func TestAlertsAsked(t *testing.T) {
 	}
 }
 
-// Both files carry the same rules, annotations included; the PrometheusRule
-// has the Kubernetes-only ones besides.
-func TestAlertFilesSame(t *testing.T) {
-	compose := map[string]rule{}
-	for _, r := range composeAlerts(t) {
-		compose[r.Alert] = r
-	}
-	for _, r := range k8sAlerts(t) {
-		if slices.Contains(k8sOnlyAlerts, r.Alert) {
-			continue
-		}
-		c, ok := compose[r.Alert]
-		if !ok {
-			t.Errorf("deploy/prometheus/alerts.yml lacks %s", r.Alert)
-			continue
-		}
-		delete(compose, r.Alert)
-		if c.Expr != r.Expr || c.For != r.For || !mapsEqual(c.Labels, r.Labels) || !mapsEqual(c.Annotations, r.Annotations) {
-			t.Errorf("%s differs between deploy/prometheus/alerts.yml and deploy/k8s/prometheusrule.yaml:\n  %+v\n  %+v", r.Alert, c, r)
-		}
-	}
-	for name := range compose {
-		t.Errorf("deploy/prometheus/alerts.yml has %s, deploy/k8s/prometheusrule.yaml does not", name)
-	}
-}
-
 const runbookBase = "https://github.com/cxbridge/cxbridge/blob/main/README.md#"
 
 // runbooks are README.md's "Runbooks" subsections: alert name → text.
@@ -311,49 +285,12 @@ func registered(t *testing.T) map[string][]string {
 // groups by is one that metric has or the scrape adds.
 func TestAlertMetricsRegistered(t *testing.T) {
 	reg := registered(t)
-	family := func(series string) (string, bool) {
-		if _, ok := reg[series]; ok {
-			return series, true
-		}
-		for _, suf := range []string{"_bucket", "_sum", "_count"} {
-			if base, ok := strings.CutSuffix(series, suf); ok {
-				if _, ok := reg[base]; ok {
-					return base, true
-				}
-			}
-		}
-		return "", false
+	e := exported{labels: reg, histograms: map[string]bool{}}
+	for name := range reg { // any family may be read as a histogram's series
+		e.histograms[name] = true
 	}
 	for _, r := range k8sAlerts(t) {
-		refs := parsePromQL(r.Expr)
-		if len(refs.metrics) == 0 {
-			t.Errorf("%s: no metric found in %q", r.Alert, r.Expr)
-		}
-		allowed := slices.Clone(targetLabels)
-		for _, m := range refs.metrics {
-			if labels, ok := foreignMetrics[m]; ok {
-				allowed = append(allowed, labels...)
-				continue
-			}
-			fam, ok := family(m)
-			if !ok {
-				t.Errorf("%s: %s is not registered by the worker (%q)", r.Alert, m, r.Expr)
-				continue
-			}
-			allowed = append(allowed, reg[fam]...)
-		}
-		for _, labels := range refs.matchers {
-			for _, l := range labels {
-				if !slices.Contains(allowed, l) {
-					t.Errorf("%s: selects on %q, a label none of %v has", r.Alert, l, refs.metrics)
-				}
-			}
-		}
-		for _, l := range refs.grouping {
-			if !slices.Contains(allowed, l) {
-				t.Errorf("%s: groups by %q, a label none of %v has", r.Alert, l, refs.metrics)
-			}
-		}
+		checkExpr(t, e, r.Alert, r.Expr)
 	}
 	// The families the alerts were written for, with their labels.
 	for name, labels := range map[string][]string{

@@ -1,10 +1,7 @@
 package deploytest
 
 import (
-	"bufio"
-	"bytes"
 	"io/fs"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -127,13 +124,8 @@ func TestDocsNameExportedMetrics(t *testing.T) {
 		for _, m := range docMetricRe.FindAllStringSubmatch(text, -1) {
 			found++
 			name := strings.TrimSuffix(m[0], m[1])
-			family := name
-			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				if base, ok := strings.CutSuffix(name, suffix); ok && exp.histograms[base] {
-					family = base
-				}
-			}
-			labels, ok := exp.labels[family]
+			family, ok := exp.family(name)
+			labels := exp.labels[family]
 			if !ok {
 				t.Errorf("%s names %s, which the worker does not export", doc, name)
 				continue
@@ -160,11 +152,11 @@ func TestDocsNameRealSettings(t *testing.T) {
 	}
 	known, knownEnv := map[string]bool{"help": true}, map[string]bool{}
 	for _, args := range [][]string{{"run"}, {"dev"}, {"sim"}, {"produce"}, {"dlq", "inspect"}, {"dlq", "replay"}} {
-		flags, envs := helpSettings(t, args...)
-		for _, f := range flags {
+		help := helpOf(t, args...)
+		for f := range help.byFlag {
 			known[f] = true
 		}
-		for _, e := range envs {
+		for e := range help.byEnv {
 			knownEnv[e] = true
 		}
 	}
@@ -187,33 +179,6 @@ func TestDocsNameRealSettings(t *testing.T) {
 			}
 		}
 	}
-}
-
-// helpSettings returns the flags and the environment variables (the
-// *_FILE ones of secrets included) that `cxbridge <args> --help` lists.
-func helpSettings(t *testing.T, args ...string) (flags, envs []string) {
-	t.Helper()
-	cmd := exec.Command(binary, append(args, "--help")...)
-	cmd.Env = cleanEnv()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("cxbridge %s --help: %v", strings.Join(args, " "), err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "  --") {
-			flags = append(flags, strings.TrimPrefix(strings.Fields(line)[0], "--"))
-		}
-		if vars, ok := strings.CutPrefix(strings.TrimSpace(line), "env "); ok {
-			vars, _, _ = strings.Cut(vars, ", default ")
-			envs = append(envs, strings.Split(vars, " or ")...)
-		}
-	}
-	if len(flags) == 0 || len(envs) < len(flags) {
-		t.Fatalf("cxbridge %s --help lists %d flags and %d variables:\n%s", strings.Join(args, " "), len(flags), len(envs), out)
-	}
-	return flags, envs
 }
 
 // Kafka errors the docs name (code spans in Title Case) are spelled as

@@ -675,7 +675,8 @@ func TestK8sPrometheusRule(t *testing.T) {
 	}
 	checkRules(t, exportedMetrics(t), "deploy/k8s/prometheusrule.yaml", rules, slices.Collect(maps.Keys(requiredAlerts)))
 
-	// The compose stack's rules are the same, less the Kubernetes-only ones.
+	// The compose stack's rules are the same, annotations included, less the
+	// Kubernetes-only ones.
 	compose := map[string]rule{}
 	for _, r := range composeAlerts(t) {
 		compose[r.Alert] = r
@@ -693,9 +694,8 @@ func TestK8sPrometheusRule(t *testing.T) {
 			continue
 		}
 		delete(compose, r.Alert)
-		if c.Expr != r.Expr || c.For != r.For || !mapsEqual(c.Labels, r.Labels) {
-			t.Errorf("%s differs between deploy/prometheus/alerts.yml and deploy/k8s/prometheusrule.yaml:\n  %q for %q %v\n  %q for %q %v",
-				r.Alert, c.Expr, c.For, c.Labels, r.Expr, r.For, r.Labels)
+		if c.Expr != r.Expr || c.For != r.For || !mapsEqual(c.Labels, r.Labels) || !mapsEqual(c.Annotations, r.Annotations) {
+			t.Errorf("%s differs between deploy/prometheus/alerts.yml and deploy/k8s/prometheusrule.yaml:\n  %+v\n  %+v", r.Alert, c, r)
 		}
 	}
 	for name := range compose {

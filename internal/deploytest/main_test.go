@@ -103,21 +103,22 @@ var (
 	helpCache = map[string]*settings{}
 )
 
-// helpOf runs `cxbridge <command> --help` and parses its settings. Each
+// helpOf runs `cxbridge <command…> --help` and parses its settings. Each
 // setting is three lines:
 //
 //	--cxone-base-url
 //	      CXone API base URL, … (required)
 //	      env CXBRIDGE_CXONE_BASE_URL, default ""
-func helpOf(t *testing.T, command string) *settings {
+func helpOf(t *testing.T, args ...string) *settings {
 	t.Helper()
+	command := strings.Join(args, " ")
 	helpMu.Lock()
 	defer helpMu.Unlock()
 	if s, ok := helpCache[command]; ok {
 		return s
 	}
 	needBinary(t)
-	cmd := exec.Command(binary, command, "--help")
+	cmd := exec.Command(binary, append(args, "--help")...)
 	cmd.Env = cleanEnv()
 	out, err := cmd.Output()
 	if err != nil {
