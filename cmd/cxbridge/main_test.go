@@ -76,6 +76,7 @@ func (e *env) startWorker(t *testing.T, extra ...string) *worker {
 // and its stderr is logged when the test failed (or PROC_LOG is set).
 func runWorker(t *testing.T, cmd *exec.Cmd) *worker {
 	t.Helper()
+	processTest(t) // the binary is not built under -short
 	w := &worker{cmd: cmd, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {

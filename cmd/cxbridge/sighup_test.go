@@ -19,6 +19,7 @@ import (
 // secret: none is refused, every record is delivered, the process never
 // restarted, and neither secret is in its log.
 func TestSIGHUPReadsSecretFilesAgain(t *testing.T) {
+	processTest(t)
 	e := newEnv(t, sim.Faults{})
 	secretFile := filepath.Join(t.TempDir(), "client-secret")
 	writeSecret := func(v string) {

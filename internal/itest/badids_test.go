@@ -15,7 +15,6 @@ import (
 // A bad record that carries its own correlationId is found in the DLQ by
 // that id (cxbridge.dlq.correlation.id), whatever rule it breaks.
 func TestDeadLetterKeepsTheProducersCorrelationID(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 3, sim.Config{})
 	values := map[string]string{
 		"invalid_event": `{"eventType":"","source":"s","timestamp":"2026-11-28T10:00:00Z","correlationId":"%s","traceId":"t-%[1]s"}`,

@@ -28,7 +28,6 @@ import (
 // own correlation id and data, byte for byte, whatever the codec; none is
 // dead-lettered and every offset is committed.
 func TestEveryCompressionCodecPublishedExactly(t *testing.T) {
-	integrationTest(t)
 	const partitions, per = 3, 40
 	s := newStack(t, partitions, sim.Config{})
 	codecs := []struct {
@@ -117,7 +116,6 @@ func TestEveryCompressionCodecPublishedExactly(t *testing.T) {
 // the group notices them, rebalances, and the records written to them are
 // published and committed.
 func TestPartitionsAddedWhileRunning(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 2, sim.Config{})
 	a := s.startWorker(nil)
 	b := s.startWorker(nil)
@@ -157,7 +155,6 @@ func TestPartitionsAddedWhileRunning(t *testing.T) {
 // the old ones) stops the worker at start-up with a line naming the
 // request and both sides' versions, instead of a join retried forever.
 func TestBrokerRefusingAnAPIVersionStopsStartup(t *testing.T) {
-	integrationTest(t)
 	v := kversion.Stable()
 	v.SetMaxKeyVersion(int16(kmsg.JoinGroup), 0)
 	b, err := devstack.StartBroker(devstack.BrokerConfig{Addr: "127.0.0.1:0", Partitions: 3,

@@ -18,7 +18,6 @@ import (
 // dead-lettered at least once; redeliveries are allowed, and keep each
 // key's order.
 func TestCrashRestartLosesNothing(t *testing.T) {
-	integrationTest(t)
 	const keys, per = 80, 40
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(5 * time.Millisecond), LatencyJitter: sim.Duration(10 * time.Millisecond)}})
 	good := keyedRecords(keys, per, 13)

@@ -71,7 +71,6 @@ func (s *stack) groupMembers() int {
 // broker expires the member after its session timeout by itself (the
 // worker then never rejoins).
 func TestMemberDeadInJoin(t *testing.T) {
-	integrationTest(t)
 	// Mostly waiting, as TestOutageNoRejoin: the two run side by side.
 	t.Parallel()
 	const session, rebalance = 6 * time.Second, 5 * time.Second // as stack.settings
@@ -170,7 +169,6 @@ func TestMemberDeadInJoin(t *testing.T) {
 // TestMemberDeadInJoin, keeps it that short; at the shipped settings it is
 // 88 s).
 func TestOutageNoRejoin(t *testing.T) {
-	integrationTest(t)
 	t.Parallel()
 	const outage = 45 * time.Second
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})

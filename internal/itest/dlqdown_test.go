@@ -23,7 +23,6 @@ import (
 // accepted (invariant 7: the line goes on) — and once the DLQ is back every
 // bad record is in it, nothing is lost, and everything is committed.
 func TestDLQUnavailableHoldsTheWatermark(t *testing.T) {
-	integrationTest(t)
 	const keys, per = 100, 30
 	s := newStack(t, 6, sim.Config{})
 	good := keyedRecords(keys, per, 19)

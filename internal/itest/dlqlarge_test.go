@@ -23,7 +23,6 @@ import (
 // coordinates only, and its partition goes on (invariant 7): the record
 // after it is accepted and every offset committed.
 func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 1, sim.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -79,7 +78,6 @@ func TestDLQRecordTooLargeEvenWithoutValue(t *testing.T) {
 // limit is refused whole) together with one of 100 KB. Only the 100 KB one
 // is dead-lettered without its value; every 12 KB one keeps its value.
 func TestDLQBatchTooLargeKeepsSmallValues(t *testing.T) {
-	integrationTest(t)
 	const (
 		limit = 64 << 10
 		small = 40

@@ -96,7 +96,6 @@ func (h *holdSampler) halt() (inFlight, lane, tracked int) {
 // DLQ refuses it. Once the topic accepts it again, everything settles and
 // nothing is lost.
 func TestDLQRefusesOneRecordForGood(t *testing.T) {
-	integrationTest(t)
 	for _, tc := range []struct {
 		name string
 		hot  int // of the 10,000 records behind it, how many have its key (spread evenly)

@@ -20,7 +20,6 @@ import (
 // committed offset stays where the new generation put it. Runs on the
 // embedded broker and on Apache Kafka (make test-kafka).
 func TestLateCommitOfAnEndedGenerationIsFenced(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 2, sim.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

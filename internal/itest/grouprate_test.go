@@ -87,7 +87,6 @@ func (l *acceptLog) busiest(from, to time.Time, d time.Duration) int {
 // answer times, with a backlog far beyond the limit throughout. (The
 // setting is off by default; this test is about the setting.)
 func TestRateLimitIsTheGroups(t *testing.T) {
-	integrationTest(t)
 	const limit = 120.0
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	s.write(keyedRecords(300, 30, 41)) // 9,000 records: 75 s at the limit

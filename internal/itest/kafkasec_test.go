@@ -203,7 +203,6 @@ func waitRun(t *testing.T, r *running, d time.Duration) error {
 // ones accepted by the simulator, bad ones in the DLQ topic, every offset
 // committed.
 func TestKafkaSecurityEndToEnd(t *testing.T) {
-	integrationTest(t)
 	scram512 := devstack.SASLUser{Mechanism: "scram-sha-512", User: secUser, Password: secPassword}
 	for _, tc := range []struct {
 		name   string
@@ -252,7 +251,6 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 // Wrong SASL credentials end Run at once with an error naming the settings
 // to check, holding no password; nothing is consumed.
 func TestKafkaSASLWrongCredentials(t *testing.T) {
-	integrationTest(t)
 	for _, tc := range []struct {
 		name   string
 		broker string // mechanism the broker's user has
@@ -307,7 +305,6 @@ func TestKafkaSASLWrongCredentials(t *testing.T) {
 // attempts (the broker closing every connection at the same step), with an
 // error naming the settings to check.
 func TestKafkaTLSMisconfigured(t *testing.T) {
-	integrationTest(t)
 	for _, tc := range []struct {
 		name   string
 		b      secBroker
@@ -355,7 +352,6 @@ func TestKafkaTLSMisconfigured(t *testing.T) {
 // and the reason on /readyz; once it listens (requiring SCRAM-SHA-512 over
 // TLS), the same worker authenticates and delivers.
 func TestKafkaSecureBrokerComesUpLate(t *testing.T) {
-	integrationTest(t)
 	checkNoLeaks(t)
 	s := newSecStack(t, secBroker{tls: true, late: true,
 		users: []devstack.SASLUser{{Mechanism: "scram-sha-512", User: secUser, Password: secPassword}}})
@@ -388,7 +384,6 @@ func TestKafkaSecureBrokerComesUpLate(t *testing.T) {
 // does stands in for it). Start-up fails after a few attempts with an
 // error naming --kafka-tls.
 func TestKafkaTLSClientOnPlaintextListener(t *testing.T) {
-	integrationTest(t)
 	checkNoLeaks(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

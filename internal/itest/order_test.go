@@ -15,14 +15,12 @@ import (
 // one at a time, although the keys are interleaved and CXone's latency
 // jitters (invariant 3).
 func TestOrderKeyMode(t *testing.T) {
-	integrationTest(t)
 	testOrder(t, "key", 200, 50)
 }
 
 // In partition mode too (a smaller set: it runs one record per partition
 // at a time).
 func TestOrderPartitionMode(t *testing.T) {
-	integrationTest(t)
 	testOrder(t, "partition", 100, 50)
 }
 
@@ -62,7 +60,6 @@ func testOrder(t *testing.T, mode string, keys, per int) {
 // (partition mode mostly waits), each timed from the write of the records
 // once its worker fetches from every partition.
 func TestOrderKeyModeIsConcurrent(t *testing.T) {
-	integrationTest(t)
 	const latency = 150 * time.Millisecond
 	recs := keyedRecords(120, 2, 11)
 	var mu sync.Mutex

@@ -16,7 +16,6 @@ import (
 // opens, records wait without spending their retries, offsets stay put, and
 // once CXone is back the breaker closes and every record is accepted.
 func TestOutageIsNotADeadLetter(t *testing.T) {
-	integrationTest(t)
 	const outage = 5 * time.Second // the breaker's open timeout is 500 ms: ~10 probes fail
 	s := newStack(t, 6, sim.Config{})
 	recs := keyedRecords(100, 30, 3)

@@ -18,7 +18,6 @@ import (
 // partitions, the first reports only its own — committed offset and lag —
 // so that sums over the group's members count each partition once.
 func TestPartitionSeriesFollowTheAssignment(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 6, sim.Config{})
 	s.write(keyedRecords(60, 2, 5))
 	a := s.startWorker(nil)

@@ -12,7 +12,6 @@ import (
 // with its reason and original coordinates, and the group commits every end
 // offset (invariants 1 and 7).
 func TestPipelineSettlesEverything(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 6, sim.Config{})
 	good := goodRecords(10_000, 100, 1)
 	bad, want := badRecords(100)

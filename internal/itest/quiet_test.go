@@ -46,7 +46,6 @@ func shippedCXone(t *testing.T) func(*bridge.Settings) {
 // used to be spent) on an otherwise idle topic, and checks that none is
 // dead-lettered and all are accepted once CXone is back.
 func quietOutage(t *testing.T, n int) {
-	integrationTest(t)
 	const outage = 15 * time.Second
 	s := newStack(t, 3, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
@@ -133,7 +132,6 @@ func TestQuietOutageThreeKeys(t *testing.T) { quietOutage(t, 3) }
 // ≥ 150 records written by 15 s, so the assertion fails with probability
 // ≤ 0.175⁵ ≈ 1.6·10⁻⁴ (a simulation of this model, 2·10⁷ runs: ~10⁻⁵).
 func TestFlappingOutage(t *testing.T) {
-	integrationTest(t)
 	const flapFor, minDuring = time.Minute, 100
 	s := newStack(t, 6, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
@@ -263,7 +261,6 @@ func (tl *acceptedTimeline) perUpPhase(base int64, down, up time.Duration) []int
 // are out) comes from ordinary traffic. Records keep arriving (200/s over
 // 40 keys) until it is in the DLQ; the simulator answers in 1-21 ms.
 func TestPoisonAmongFlowingRecords(t *testing.T) {
-	integrationTest(t)
 	s := newStack(t, 6, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
 	warm := s.warmUp(6, time.Minute)

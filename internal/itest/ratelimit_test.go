@@ -12,7 +12,6 @@ import (
 // publisher for Retry-After and slow the client-side rate down, nothing is
 // dead-lettered and everything is accepted (invariant 5).
 func TestRateLimitIsNotADeadLetter(t *testing.T) {
-	integrationTest(t)
 	t.Run("configured", func(t *testing.T) { testRateLimit(t, 1000) })
 	// Without --rate-limit the publisher finds the pace itself.
 	t.Run("discovered", func(t *testing.T) { testRateLimit(t, 0) })

@@ -34,7 +34,6 @@ func realListeners(t *testing.T) map[string]string {
 // end: good records accepted, bad ones in the DLQ topic, every offset
 // committed. The test's own producer and checks use the plaintext listener.
 func TestRealBrokerSecurityEndToEnd(t *testing.T) {
-	integrationTest(t)
 	env := realListeners(t)
 	for _, tc := range []struct {
 		name, brokers, mechanism string
@@ -81,7 +80,6 @@ func TestRealBrokerSecurityEndToEnd(t *testing.T) {
 // worker does not trust end Run at once with an error naming the settings
 // to check; nothing is consumed.
 func TestRealBrokerRefusesBadSecurity(t *testing.T) {
-	integrationTest(t)
 	env := realListeners(t)
 	for _, tc := range []struct {
 		name   string

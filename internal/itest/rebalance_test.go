@@ -14,7 +14,6 @@ import (
 // offsets never move backwards (invariant 2), sampled every 50 ms
 // throughout.
 func TestTwoWorkersOneStops(t *testing.T) {
-	integrationTest(t)
 	const keys, per = 100, 40
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond), LatencyJitter: sim.Duration(8 * time.Millisecond)}})
 	recs := keyedRecords(keys, per, 17)

@@ -33,7 +33,6 @@ func landingPage(t *testing.T) (string, *atomic.Int64) {
 // for more attempts than the retry budget; once the redirect stops it is
 // accepted.
 func TestRedirectIsNotAccepted(t *testing.T) {
-	integrationTest(t)
 	landing, landed := landingPage(t)
 	s := newStack(t, 1, sim.Config{})
 	w := s.startWorker(shippedCXone(t))
@@ -96,7 +95,6 @@ func TestRedirectIsNotAccepted(t *testing.T) {
 // (neither published nor dead-lettered) and is accepted once the token
 // endpoint answers again.
 func TestTokenRedirectIsAConfigError(t *testing.T) {
-	integrationTest(t)
 	landing, landed := landingPage(t)
 	target := landing + "/api/v2/authorization/token"
 	s := newStack(t, 1, sim.Config{Faults: sim.Faults{TokenStatus: http.StatusMovedPermanently, Location: target}})

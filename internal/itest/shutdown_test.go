@@ -158,7 +158,6 @@ func watchPartitions(t *testing.T, r *running, n int) func() time.Time {
 // still held their records, both published them when the gate opened, and
 // the leaving worker's final commit was refused.
 func TestShutdownDrainKeepsTheMembership(t *testing.T) {
-	integrationTest(t)
 	const keys, per = 60, 10
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	cx := shippedCXone(t) // the shipped --max-backoff (30 s) lets the gate hold for the whole Retry-After
@@ -240,7 +239,6 @@ func TestShutdownDrainKeepsTheMembership(t *testing.T) {
 // leaves; b and c then publish everything, each key in order, and no key
 // is published by a and another member at once. Shipped timings.
 func TestShutdownDrainCappedByARebalance(t *testing.T) {
-	integrationTest(t)
 	const keys, per = 60, 10
 	s := newStack(t, 6, sim.Config{Faults: sim.Faults{Latency: sim.Duration(2 * time.Millisecond)}})
 	log := &publishLog{pubs: map[string][]publish{}}

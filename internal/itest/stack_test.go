@@ -7,6 +7,7 @@ package itest
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -239,12 +240,16 @@ func (s *stack) waitCommitted(timeout time.Duration) consumer.GroupLag {
 	return o
 }
 
-// integrationTest skips t under -short (make test-short): every test of
-// the package runs a broker, the simulator and workers, for seconds to
-// minutes.
-func integrationTest(t *testing.T) {
-	t.Helper()
-	testutil.SkipShort(t, "an integration test: a broker, the simulator and workers, for seconds to minutes")
+// TestMain runs no test under -short (make test-short): every test of the
+// package is an integration test (a broker, the simulator and workers, for
+// seconds to minutes).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("skipped under -short: integration tests")
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
 
 // goodRecords returns n valid records over keys keys (data.key, data.seq set).

@@ -23,7 +23,6 @@ import (
 // are written. Every record written after a took the partitions is
 // published.
 func TestStartOffsetLatestSkipsNothingAcrossRebalances(t *testing.T) {
-	integrationTest(t)
 	const partitions = 6
 	s := newStack(t, partitions, sim.Config{})
 	latest := func(st *bridge.Settings) { st.Kafka.StartOffset = "latest" }

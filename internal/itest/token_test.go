@@ -13,7 +13,6 @@ import (
 // publisher, the record is retried, nothing is dead-lettered nor lost, and
 // the breaker never opens.
 func TestTokenExpiryMidStream(t *testing.T) {
-	integrationTest(t)
 	const expiry, flow = 2 * time.Second, 6 * time.Second
 	s := newStack(t, 6, sim.Config{TokenTTL: time.Hour, Faults: sim.Faults{TokenExpiry: sim.Duration(expiry)}})
 	recs := keyedRecords(100, 20, 9)

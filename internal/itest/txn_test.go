@@ -25,7 +25,6 @@ import (
 // aborted in turn, plain records between them, and an aborted one last,
 // so that an abort marker ends every partition.
 func TestAbortedTransactionsAreNeverPublished(t *testing.T) {
-	integrationTest(t)
 	const partitions = 3
 	s := newStack(t, partitions, sim.Config{})
 	w := s.startWorker(nil)
