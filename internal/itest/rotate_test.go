@@ -2,6 +2,7 @@ package itest
 
 import (
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ func newRotation(t *testing.T) *rotation {
 	s := newStack(t, 3, sim.Config{})
 	r := &rotation{stack: s, logs: &testutil.SyncBuffer{}, file: filepath.Join(t.TempDir(), "client-secret")}
 	// At info: the worker's own logging of the rotation is checked too.
-	s.logs = r.logs
+	s.logs, s.logLevel = r.logs, slog.LevelInfo
 	r.writeSecret(t, sim.DefaultClientSecret)
 	var st bridge.Settings
 	r.fs = config.NewFlagSet("run")

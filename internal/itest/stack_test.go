@@ -55,6 +55,7 @@ type stack struct {
 	simURL                string
 	client                *kafka.Client
 	logs                  io.Writer
+	logLevel              slog.Leveler // of the workers' logs; nil: warnings and errors only
 
 	publishing, peakPublishing atomic.Int64 // concurrent publish requests at the simulator
 	accepts                    acceptLog    // when the simulator answered each accepted publish
@@ -156,6 +157,9 @@ func (s *stack) startWorker(mutate func(*bridge.Settings)) *running {
 		mutate(&st)
 	}
 	level := slog.LevelWarn
+	if s.logLevel != nil {
+		level = s.logLevel.Level()
+	}
 	if os.Getenv("ITEST_LOG") == "debug" {
 		level = slog.LevelDebug
 	} else if os.Getenv("ITEST_LOG") != "" {
