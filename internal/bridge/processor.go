@@ -160,7 +160,8 @@ func (p *Processor) begin(ctx context.Context, r *recordSpan, msg kafka.Message,
 	}
 	ctx, r.span = p.tracer.Start(ctx, RecordSpan, trace.SpanKindConsumer, r.start)
 	if r.span.IsRecording() {
-		attrs := []attribute.KeyValue{
+		attrs := make([]attribute.KeyValue, 0, 9) // room for the event type
+		attrs = append(attrs,
 			attribute.String("messaging.system", "kafka"),
 			attribute.String("messaging.operation.type", "process"),
 			attribute.String("messaging.destination.name", msg.Topic),
@@ -169,7 +170,7 @@ func (p *Processor) begin(ctx context.Context, r *recordSpan, msg kafka.Message,
 			attribute.Int("messaging.message.body.size", len(msg.Value)),
 			attribute.String(AttrTraceID, traceID),
 			attribute.String(AttrCorrelationID, correlationID),
-		}
+		)
 		if eventType != "" {
 			attrs = append(attrs, attribute.String(AttrEventType, eventType))
 		}
@@ -297,10 +298,7 @@ func (p *Processor) mapRecord(ctx context.Context, msg kafka.Message, rec event.
 // another error (ctx's: the record was not judged).
 func badRecordReason(err error) (reason event.Reason, judged bool) {
 	if te, ok := errors.AsType[*transform.Error](err); ok {
-		if te.Reason == transform.ReasonInvalidJSON {
-			return event.ReasonInvalidJSON, true
-		}
-		return event.ReasonTransformFailed, true
+		return te.Reason, true
 	}
 	if ve, ok := errors.AsType[*event.Error](err); ok {
 		return ve.Reason, true

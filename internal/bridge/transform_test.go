@@ -24,15 +24,6 @@ func mustCompile(t *testing.T, src string, opts ...transform.Option) *transform.
 	return p
 }
 
-// The reasons package transform decides are event reasons by the same name.
-func TestTransformReasonsAreEventReasons(t *testing.T) {
-	t.Parallel()
-	if transform.ReasonInvalidJSON != string(event.ReasonInvalidJSON) || transform.ReasonTransformFailed != string(event.ReasonTransformFailed) {
-		t.Fatalf("transform's reasons %q, %q; event's %q, %q", transform.ReasonInvalidJSON, transform.ReasonTransformFailed,
-			event.ReasonInvalidJSON, event.ReasonTransformFailed)
-	}
-}
-
 // With a program, the event published is the program's output, and
 // nothing is dead-lettered.
 func TestProcessorTransformPublishesMappedEvent(t *testing.T) {

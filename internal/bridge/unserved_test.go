@@ -1,13 +1,11 @@
 package bridge
 
 import (
-	"io"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cxbridge/cxbridge/internal/config"
 	"github.com/cxbridge/cxbridge/internal/consumer"
 )
 
@@ -144,14 +142,7 @@ func TestGroupWatchRule(t *testing.T) {
 
 // The bound at the shipped settings, and how it follows them.
 func TestUnservedBound(t *testing.T) {
-	var s Settings
-	fs := config.NewFlagSet("test")
-	s.CXone.Register(fs)
-	s.Kafka.Register(fs)
-	s.Worker.Register(fs)
-	if err := fs.Parse(nil, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	s := shippedSettings(t)
 	// 6 s session + 6 s rebalance + 3 s drain + 1 s commit + 5 s between
 	// reads + a record's every attempt: 4 × 15 s and waits of 1, 2, 4 s.
 	if got, want := unservedBound(s), 88*time.Second; got != want {

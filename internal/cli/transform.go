@@ -130,7 +130,7 @@ func runTransform(ctx context.Context, args []string, env Env) error {
 func mapRecord(ctx context.Context, prog *transform.Program, value []byte, in transform.Input) (body []byte, reason string, err error) {
 	ev, err := prog.Event(ctx, value, in)
 	if te, ok := errors.AsType[*transform.Error](err); ok {
-		return nil, te.Reason, err
+		return nil, string(te.Reason), err
 	}
 	if err == nil {
 		body, err = ev.Body()

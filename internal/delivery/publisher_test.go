@@ -97,18 +97,6 @@ func (h *harness) attemptsStarted(from, to time.Time) int {
 	return n
 }
 
-// waitUntil polls cond until it holds; the test fails after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // await returns the outcome done delivers; the test fails after d.
 func await(t *testing.T, done <-chan delivery.Outcome, d time.Duration) delivery.Outcome {
 	t.Helper()
@@ -346,7 +334,7 @@ func TestPublish429GateIsShared(t *testing.T) {
 	h.sim.SetFaults(sim.Faults{Script: []sim.Response{{Status: 429, RetryAfter: "1"}}})
 	first := make(chan delivery.Outcome, 1)
 	go func() { first <- h.pub.Publish(context.Background(), newEvent()) }()
-	waitUntil(t, 10*time.Second, "the 429 closes the gate", func() bool { return h.pub.GateClosedUntil().After(time.Now()) })
+	testutil.WaitFor(t, 10*time.Second, "the 429 closes the gate", func() bool { return h.pub.GateClosedUntil().After(time.Now()) })
 	closedAt, until := time.Now(), h.pub.GateClosedUntil()
 	var wg sync.WaitGroup
 	for range 10 {
@@ -498,7 +486,7 @@ func TestPublishBreakerOpensAndRecovers(t *testing.T) {
 		delivery.Config{MaxRetries: 2, Breaker: delivery.BreakerConfig{Failures: 3, OpenTimeout: time.Second}})
 	done := make(chan delivery.Outcome, 1)
 	go func() { done <- h.pub.Publish(context.Background(), newEvent()) }()
-	waitUntil(t, 10*time.Second, "the breaker opens", func() bool { return h.pub.BreakerState() == gobreaker.StateOpen })
+	testutil.WaitFor(t, 10*time.Second, "the breaker opens", func() bool { return h.pub.BreakerState() == gobreaker.StateOpen })
 	if n := h.sim.Stats().Requests; n != 3 {
 		t.Fatalf("%d requests before the breaker opened, want 3", n)
 	}
@@ -544,7 +532,7 @@ func TestPublishCancelStopsWaits(t *testing.T) {
 			go func() { done <- h.pub.Publish(ctx, newEvent()) }()
 			// Each wait is an hour long: cancelling as soon as the publish
 			// gets there proves that the cancel ends it.
-			waitUntil(t, 10*time.Second, "the publish waits", func() bool { return tc.waiting(h) })
+			testutil.WaitFor(t, 10*time.Second, "the publish waits", func() bool { return tc.waiting(h) })
 			cancel()
 			select {
 			case out := <-done:

@@ -23,7 +23,7 @@ func mapOrder(t *testing.T, p *transform.Program, value []byte, key string, ts t
 	rec := event.Record{Topic: "orders", Partition: 1, Offset: 7}
 	ev, err := p.Event(context.Background(), value, transform.Input{Record: rec, Key: []byte(key), Timestamp: ts})
 	if te, ok := errors.AsType[*transform.Error](err); ok {
-		return nil, te.Reason
+		return nil, string(te.Reason)
 	}
 	if ee, ok := errors.AsType[*event.Error](err); ok {
 		return nil, string(ee.Reason)

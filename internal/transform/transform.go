@@ -46,10 +46,10 @@ import (
 	"github.com/cxbridge/cxbridge/internal/event"
 )
 
-// The reasons of an *Error. They are the DLQ reasons the caller records.
+// The reasons of an *Error: the DLQ reasons the caller records.
 const (
-	ReasonInvalidJSON     = "invalid_json"     // the record value is not JSON, or not UTF-8
-	ReasonTransformFailed = "transform_failed" // the program errored, ran too long, or did not yield exactly one object
+	ReasonInvalidJSON     = event.ReasonInvalidJSON     // the record value is not JSON, or not UTF-8
+	ReasonTransformFailed = event.ReasonTransformFailed // the program errored, ran too long, or did not yield exactly one object
 )
 
 // DefaultTimeout bounds the time one Event may run a program. A mapping
@@ -61,7 +61,7 @@ const DefaultTimeout = time.Second
 // Error is why a record could not be transformed. Reason is ReasonInvalidJSON
 // or ReasonTransformFailed; Msg says what happened.
 type Error struct {
-	Reason string
+	Reason event.Reason
 	Msg    string
 	Err    error // gojq's or encoding/json's error, when there is one (never a context error)
 }

@@ -127,7 +127,7 @@ func TestNoEnvironment(t *testing.T) {
 	}
 }
 
-func reasonOf(t *testing.T, err error) (reason, msg string) {
+func reasonOf(t *testing.T, err error) (reason event.Reason, msg string) {
 	t.Helper()
 	var te *transform.Error
 	if !errors.As(err, &te) {
