@@ -195,11 +195,12 @@ func endAttempt(span trace.Span, res cxone.Result, act action) {
 
 // nextLabel names what the policy does after an attempt: accepted, or the
 // DLQ reason, when it settles; otherwise resend (attempt again without a
-// backoff of its own: after a stale token, on a new connection after a lost
-// one, or after a failed half-open probe, through the breaker), auth_retry (back off after a refused fresh token),
-// rate_limited (wait for the 429 gate), failed (a counted failure: back off
-// and attempt again, unless it spent the retry budget: the record's outcome
-// then says retries_exhausted) or canceled.
+// backoff of its own: after a stale token, on a new connection after a
+// lost one, or after a failed half-open probe, through the breaker),
+// auth_retry (back off after a refused fresh token), rate_limited (wait for
+// the 429 gate), failed (a counted failure: back off and attempt again,
+// unless it spent the retry budget: the record's outcome then says
+// retries_exhausted) or canceled.
 func nextLabel(act action) string {
 	switch act.step {
 	case settle:
