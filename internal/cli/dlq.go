@@ -207,17 +207,17 @@ func registerFilterFlags(fs *config.FlagSet, verb string) *filterFlags {
 }
 
 func (ff *filterFlags) filter(p *config.Problems) dlq.Filter {
-	f := dlq.Filter{Partition: *ff.partition, FromOffset: *ff.fromOffset, ToOffset: *ff.toOffset, Reasons: splitList(*ff.reasons),
+	f := dlq.Filter{Partition: *ff.partition, FromOffset: *ff.fromOffset, ToOffset: *ff.toOffset, Reasons: config.SplitList(*ff.reasons),
 		Since: parseTimeFlag(p, "since", *ff.since), Until: parseTimeFlag(p, "until", *ff.until),
 		RecordSince: parseTimeFlag(p, "record-since", *ff.recordSince), RecordUntil: parseTimeFlag(p, "record-until", *ff.recordUntil)}
-	for _, s := range splitList(*ff.statuses) {
+	for _, s := range config.SplitList(*ff.statuses) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 100 || n > 599 {
 			p.Add("status", "%q is not an HTTP status", s)
 		}
 		f.Statuses = append(f.Statuses, n)
 	}
-	for _, s := range splitList(*ff.origPartitions) {
+	for _, s := range config.SplitList(*ff.origPartitions) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
 			p.Add("original-partition", "%q is not a partition number", s)
@@ -432,14 +432,4 @@ func parseTimeFlag(p *config.Problems, name, raw string) time.Time {
 		p.Add(name, "must be an RFC 3339 time like 2026-11-28T10:00:00Z, got %q", raw)
 	}
 	return t
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }

@@ -142,11 +142,15 @@ func (k *Kafka) validateInputTopics(p *Problems) {
 }
 
 // InputTopics returns --kafka-input-topic's topics, in the order given.
-func (k *Kafka) InputTopics() []string {
+func (k *Kafka) InputTopics() []string { return SplitList(k.InputTopic) }
+
+// SplitList returns the items of a comma-separated setting, in the order
+// given, without surrounding space or empty items.
+func SplitList(s string) []string {
 	var out []string
-	for _, t := range strings.Split(k.InputTopic, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			out = append(out, t)
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
 		}
 	}
 	return out
@@ -162,15 +166,7 @@ func (k *Kafka) FirstInputTopic() string {
 }
 
 // BrokerList returns the brokers as a slice.
-func (k *Kafka) BrokerList() []string {
-	var out []string
-	for _, b := range strings.Split(k.Brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
+func (k *Kafka) BrokerList() []string { return SplitList(k.Brokers) }
 
 // StartOffsetValue is kafka.FirstOffset or kafka.LastOffset.
 func (k *Kafka) StartOffsetValue() int64 {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -131,12 +133,7 @@ func LogDeprecation(log *slog.Logger, d Deprecation) {
 
 // applyDeprecated gives every deprecated name used its new flag's value.
 func (fs *FlagSet) applyDeprecated(p *Problems) {
-	olds := make([]string, 0, len(fs.deprecated))
-	for old := range fs.deprecated {
-		olds = append(olds, old)
-	}
-	sort.Strings(olds)
-	for _, old := range olds {
+	for _, old := range fs.sortedDeprecated() {
 		d := fs.deprecated[old]
 		if !d.val.set {
 			continue
@@ -175,12 +172,7 @@ func (fs *FlagSet) valueOf(name string) string {
 }
 
 func (fs *FlagSet) sortedDeprecated() []string {
-	var olds []string
-	for old := range fs.deprecated {
-		olds = append(olds, old)
-	}
-	sort.Strings(olds)
-	return olds
+	return slices.Sorted(maps.Keys(fs.deprecated))
 }
 
 // printDeprecated lists the deprecated names in --help.
