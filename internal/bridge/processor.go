@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
@@ -103,13 +102,17 @@ func (p *Processor) WithTransform(prog *transform.Program) *Processor {
 // else a random one. The record's trace id is always on the span
 // (AttrTraceID), as it is in the logs and the DLQ headers.
 func (p *Processor) Process(ctx context.Context, msg kafka.Message) (settled bool) {
+	return p.ProcessFetched(ctx, msg, time.Now())
+}
+
+// ProcessFetched is Process for a record fetched at fetched, where its span
+// starts: time queued behind its key or for a slot counts. It is the
+// consumer's Processor.
+func (p *Processor) ProcessFetched(ctx context.Context, msg kafka.Message, fetched time.Time) (settled bool) {
 	if h := p.hooks.Consumed; h != nil {
 		h()
 	}
-	r := &recordSpan{start: time.Now()}
-	if at, ok := consumer.FetchedAt(ctx); ok {
-		r.start = at // the span runs from fetch to settle
-	}
+	r := &recordSpan{start: fetched}
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("processing a record panicked; dead-lettering it", "panic", fmt.Sprint(v),

@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
-	"github.com/cxbridge/cxbridge/internal/consumer"
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/dlq"
@@ -447,15 +446,15 @@ func TestTracingOffSendsNoTraceparent(t *testing.T) {
 	}
 }
 
-// The record span runs from the record's fetch (the consumer puts the time
-// in the context) to its settlement: time queued counts.
+// The record span runs from the record's fetch (the consumer passes the
+// time) to its settlement: time queued counts.
 func TestTracingRecordSpanStartsAtFetch(t *testing.T) {
 	tr := newTraced(t, 0)
 	value := []byte(`{"eventType":"custom.user.action","source":"svc","timestamp":"2026-11-28T10:00:00Z","correlationId":"corr-fetched","data":{}}`)
 	fetched := time.Now().Add(-3 * time.Second) // queued for 3 s behind its key
-	ctx, cancel := context.WithTimeout(consumer.WithFetched(context.Background(), fetched), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if !tr.proc.Process(ctx, tracedRecord(value)) {
+	if !tr.proc.ProcessFetched(ctx, tracedRecord(value), fetched) {
 		t.Fatal("record not settled")
 	}
 	rec := tr.one(t, RecordSpan)

@@ -162,7 +162,7 @@ func (w *Worker) newConsumer(proc *Processor) (*consumer.Consumer, error) {
 			},
 			Fetch: s.FetchHook,
 		},
-	}, w.disp, proc.Process)
+	}, w.disp, proc.ProcessFetched)
 }
 
 // watchGauges registers the gauges read from the components at every scrape.

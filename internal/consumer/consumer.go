@@ -56,11 +56,12 @@ import (
 	"github.com/cxbridge/cxbridge/internal/retry"
 )
 
-// Processor settles one record: it returns true once the record is
-// accepted by CXone or durably dead-lettered, false when ctx ended first
+// Processor settles one record, fetched at fetched (time queued behind its
+// key or for a slot is counted from there): it returns true once the record
+// is accepted by CXone or durably dead-lettered, false when ctx ended first
 // (the record then stays unsettled and is fetched again by whoever owns the
 // partition next). It must not panic.
-type Processor func(ctx context.Context, msg kafka.Message) (settled bool)
+type Processor func(ctx context.Context, msg kafka.Message, fetched time.Time) (settled bool)
 
 // Config configures a Consumer. Zero durations take the defaults.
 type Config struct {
@@ -670,7 +671,7 @@ func (c *Consumer) fetch(fctx, work context.Context, r fetcher, p *partition) {
 		fetched := time.Now()
 		t.Add(msg.Offset, fetched)
 		job := dispatch.Job{Topic: p.topic, Partition: p.id, Offset: msg.Offset, Key: msg.Key, Bytes: recordBytes(msg), Run: func() {
-			if c.process(WithFetched(work, fetched), msg) {
+			if c.process(work, msg, fetched) {
 				t.Settle(msg.Offset)
 				if c.settled.Add(1) >= int64(c.cfg.CommitEvery) {
 					select {
@@ -860,19 +861,4 @@ func (c *Consumer) Status() Status {
 		return compareTP(TopicPartition{a.Topic, a.Partition}, TopicPartition{b.Topic, b.Partition})
 	})
 	return st
-}
-
-type fetchedKey struct{}
-
-// WithFetched returns ctx carrying the time its record was fetched.
-func WithFetched(ctx context.Context, at time.Time) context.Context {
-	return context.WithValue(ctx, fetchedKey{}, at)
-}
-
-// FetchedAt is when the consumer fetched the record whose Process call has
-// ctx (the start of the record's trace span: time queued behind its key or
-// for a slot counts).
-func FetchedAt(ctx context.Context) (time.Time, bool) {
-	at, ok := ctx.Value(fetchedKey{}).(time.Time)
-	return at, ok
 }

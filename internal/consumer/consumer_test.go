@@ -204,13 +204,13 @@ type rig struct {
 
 // newRig makes a consumer at the defaults whose Processor is process,
 // recorded.
-func newRig(t *testing.T, process Processor) *rig {
+func newRig(t *testing.T, process func(context.Context, kafka.Message) bool) *rig {
 	r := &rig{t: t, disp: dispatch.New(dispatch.ModeKey, 100), logs: map[TopicPartition]*memLog{}}
 	// A record still blocked when the test ends (it failed) ends with it,
 	// so that the bubble is left with no goroutine behind.
 	testEnded, endTest := context.WithCancel(context.Background())
 	t.Cleanup(endTest)
-	c, err := New(Config{Brokers: []string{"unused:9092"}, Topic: "in", GroupID: "g"}, r.disp, func(ctx context.Context, msg kafka.Message) bool {
+	c, err := New(Config{Brokers: []string{"unused:9092"}, Topic: "in", GroupID: "g"}, r.disp, func(ctx context.Context, msg kafka.Message, _ time.Time) bool {
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(testEnded, cancel)()
@@ -754,7 +754,7 @@ func TestGenerationReadsTheBrokerReadCommitted(t *testing.T) {
 		if err == nil {
 			committed <- off
 		}
-	}}}, disp, func(_ context.Context, msg kafka.Message) bool {
+	}}}, disp, func(_ context.Context, msg kafka.Message, _ time.Time) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		values = append(values, string(msg.Value))

@@ -38,7 +38,7 @@ func TestMissingTopicDoesNotChurn(t *testing.T) {
 			default:
 			}
 		}}},
-		dispatch.New(dispatch.ModeKey, 10), func(context.Context, kafka.Message) bool { return true })
+		dispatch.New(dispatch.ModeKey, 10), func(context.Context, kafka.Message, time.Time) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}

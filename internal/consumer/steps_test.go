@@ -24,7 +24,7 @@ func TestFetchLoopSteps(t *testing.T) {
 				<-ctx.Done()
 			}
 		}}},
-		dispatch.New(dispatch.ModeKey, 10), func(context.Context, kafka.Message) bool { return true })
+		dispatch.New(dispatch.ModeKey, 10), func(context.Context, kafka.Message, time.Time) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}
