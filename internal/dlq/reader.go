@@ -203,11 +203,17 @@ func clone(b []byte) []byte {
 func EndOffsets(ctx context.Context, cfg ReaderConfig) (map[int]int64, error) {
 	c, t, done := newClient(cfg)
 	defer done()
-	parts, err := topicPartitions(ctx, c.Addr, t, cfg.Topic)
-	if err != nil {
-		return nil, err
+	_, end, err := partitionEnds(ctx, c, t, cfg.Topic)
+	return end, err
+}
+
+// partitionEnds returns topic's partitions and the end offset of each.
+func partitionEnds(ctx context.Context, c *kafka.Client, t *kafka.Transport, topic string) (parts []int, end map[int]int64, err error) {
+	if parts, err = topicPartitions(ctx, c.Addr, t, topic); err != nil {
+		return nil, nil, err
 	}
-	return listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
+	end, err = listOffsets(ctx, c, topic, parts, kafka.LastOffset)
+	return parts, end, err
 }
 
 // Follow is Scan that does not stop at the end: it calls fn with the records

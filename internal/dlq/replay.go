@@ -309,6 +309,11 @@ func committed(ctx context.Context, c *kafka.Client, t *kafka.Transport, group, 
 	if err != nil {
 		return nil, err
 	}
+	return committedOf(ctx, c, group, topic, parts)
+}
+
+// committedOf is committed for the topic's partitions parts.
+func committedOf(ctx context.Context, c *kafka.Client, group, topic string, parts []int) (map[int]int64, error) {
 	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
 		return nil, fmt.Errorf("dlq: offsets of group %s: %w", group, err)
@@ -376,28 +381,20 @@ func ReplayGroups(ctx context.Context, cfg ReaderConfig) ([]ReplayGroup, error) 
 	if res.Error != nil {
 		return nil, fmt.Errorf("dlq: list groups: %w", res.Error)
 	}
-	parts, err := topicPartitions(ctx, c.Addr, t, cfg.Topic)
-	if err != nil {
-		return nil, err
-	}
-	end, err := listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
+	parts, end, err := partitionEnds(ctx, c, t, cfg.Topic)
 	if err != nil {
 		return nil, err
 	}
 	var out []ReplayGroup
 	for _, g := range res.Groups {
-		off, err := committed(ctx, c, t, g.GroupID, cfg.Topic)
+		off, err := committedOf(ctx, c, g.GroupID, cfg.Topic, parts)
 		if err != nil {
 			return nil, err
 		}
 		if len(off) == 0 {
 			continue
 		}
-		rg := ReplayGroup{Group: g.GroupID, Committed: off}
-		for p, o := range off {
-			rg.Remaining += max(end[p]-o, 0)
-		}
-		out = append(out, rg)
+		out = append(out, ReplayGroup{Group: g.GroupID, Committed: off, Remaining: remaining(off, end)})
 	}
 	slices.SortFunc(out, func(a, b ReplayGroup) int { return strings.Compare(a.Group, b.Group) })
 	return out, nil
@@ -416,7 +413,11 @@ func ResetReplayGroup(ctx context.Context, cfg ReaderConfig, group string, dryRu
 	}
 	c, t, done := newClient(cfg)
 	defer done()
-	off, err := committed(ctx, c, t, group, cfg.Topic)
+	parts, end, err := partitionEnds(ctx, c, t, cfg.Topic)
+	if err != nil {
+		return ReplayGroup{}, err
+	}
+	off, err := committedOf(ctx, c, group, cfg.Topic, parts)
 	if err != nil {
 		return ReplayGroup{}, err
 	}
@@ -424,17 +425,7 @@ func ResetReplayGroup(ctx context.Context, cfg ReaderConfig, group string, dryRu
 	if len(off) == 0 {
 		return rg, fmt.Errorf("dlq: group %s has no committed offsets on topic %s", group, cfg.Topic)
 	}
-	parts, err := topicPartitions(ctx, c.Addr, t, cfg.Topic)
-	if err != nil {
-		return rg, err
-	}
-	end, err := listOffsets(ctx, c, cfg.Topic, parts, kafka.LastOffset)
-	if err != nil {
-		return rg, err
-	}
-	for p, o := range off {
-		rg.Remaining += max(end[p]-o, 0)
-	}
+	rg.Remaining = remaining(off, end)
 	if dryRun {
 		return rg, nil
 	}
@@ -453,6 +444,16 @@ func ResetReplayGroup(ctx context.Context, cfg ReaderConfig, group string, dryRu
 		}
 	}
 	return rg, nil
+}
+
+// remaining is how many records lie between the committed offsets off and
+// the partitions' ends.
+func remaining(off, end map[int]int64) int64 {
+	var n int64
+	for p, o := range off {
+		n += max(end[p]-o, 0)
+	}
+	return n
 }
 
 // newClient returns a client for cfg's brokers and a function that releases
