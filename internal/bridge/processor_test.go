@@ -49,6 +49,22 @@ func (f *fakeDLQ) DeadLetter(_ context.Context, orig kafka.Message, e dlq.Entry)
 	return nil
 }
 
+// only returns the one record written and its parsed headers; the test
+// fails unless exactly one record with valid headers was written.
+func (f *fakeDLQ) only(t *testing.T) (kafka.Message, dlq.Entry) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.msgs) != 1 {
+		t.Fatalf("%d DLQ writes, want 1", len(f.msgs))
+	}
+	e, ok, err := dlq.Parse(f.msgs[0].Headers)
+	if !ok || err != nil {
+		t.Fatalf("parse DLQ headers: %v %v", ok, err)
+	}
+	return f.msgs[0], e
+}
+
 var validValue = []byte(`{"eventType":"custom.user.action","source":"svc","timestamp":"2026-11-28T10:00:00Z","data":{"a":1}}`)
 
 func record(value []byte) kafka.Message {
@@ -96,16 +112,9 @@ func TestProcessorOutcomes(t *testing.T) {
 				}
 				return
 			}
-			if len(w.msgs) != 1 {
-				t.Fatalf("%d DLQ writes, want 1", len(w.msgs))
-			}
-			d := w.msgs[0]
+			d, e := w.only(t)
 			if string(d.Key) != "k" || string(d.Value) != string(tc.value) {
 				t.Fatalf("DLQ key/value changed: %q %q", d.Key, d.Value)
-			}
-			e, ok, err := dlq.Parse(d.Headers)
-			if !ok || err != nil {
-				t.Fatalf("parse DLQ headers: %v %v", ok, err)
 			}
 			if e.Reason != tc.reason || e.Status != tc.status || e.Body != tc.wantBody ||
 				e.Topic != "cxone.events" || e.Partition != 3 || e.Offset != 42 || e.CorrelationID == "" {
@@ -135,7 +144,7 @@ func TestProcessorPanicDeadLetters(t *testing.T) {
 	if !p.Process(context.Background(), record(validValue)) {
 		t.Fatal("not settled")
 	}
-	e, _, _ := dlq.Parse(w.msgs[0].Headers)
+	_, e := w.only(t)
 	if e.Reason != event.ReasonInternalError || e.Error != "panic: boom" {
 		t.Fatalf("entry %+v", e)
 	}
@@ -149,7 +158,7 @@ func TestProcessorKeepsHeaderCorrelationID(t *testing.T) {
 	msg := record([]byte("garbage"))
 	msg.Headers = append(msg.Headers, kafka.Header{Key: "X-Correlation-ID", Value: []byte("order-77")})
 	p.Process(context.Background(), msg)
-	e, _, _ := dlq.Parse(w.msgs[0].Headers)
+	_, e := w.only(t)
 	if e.CorrelationID != "order-77" {
 		t.Fatalf("correlation id %q", e.CorrelationID)
 	}
@@ -203,7 +212,7 @@ func TestProcessorKeepsTheRecordsOwnIDs(t *testing.T) {
 			if !p.Process(context.Background(), msg) {
 				t.Fatal("not settled")
 			}
-			e, _, _ := dlq.Parse(w.msgs[0].Headers)
+			_, e := w.only(t)
 			if string(e.Reason) != c.reason {
 				t.Errorf("reason %q, want %q", e.Reason, c.reason)
 			}

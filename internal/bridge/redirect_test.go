@@ -7,7 +7,6 @@ import (
 
 	"github.com/cxbridge/cxbridge/internal/cxone"
 	"github.com/cxbridge/cxbridge/internal/delivery"
-	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
 )
 
@@ -24,13 +23,7 @@ func TestProcessorRedirectLocationInDLQ(t *testing.T) {
 	if !NewProcessor(pub, w, nil, ProcessorHooks{}).Process(context.Background(), record(validValue)) {
 		t.Fatal("not settled")
 	}
-	if len(w.msgs) != 1 {
-		t.Fatalf("%d DLQ writes, want 1", len(w.msgs))
-	}
-	e, ok, err := dlq.Parse(w.msgs[0].Headers)
-	if !ok || err != nil {
-		t.Fatalf("parse DLQ headers: %v %v", ok, err)
-	}
+	_, e := w.only(t)
 	if e.Reason != event.ReasonRetriesExhausted || e.Status != 302 || !strings.Contains(e.Error, "Location "+loc) {
 		t.Fatalf("entry reason %q status %d error %q: want retries_exhausted, 302 and the Location", e.Reason, e.Status, e.Error)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/delivery"
-	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/transform"
 )
@@ -85,16 +84,9 @@ func TestProcessorTransformDeadLetters(t *testing.T) {
 			if !p.Process(context.Background(), msg) {
 				t.Fatal("not settled")
 			}
-			if len(w.msgs) != 1 {
-				t.Fatalf("%d dead letters, want 1", len(w.msgs))
-			}
-			d := w.msgs[0]
+			d, e := w.only(t)
 			if string(d.Value) != tc.value || string(d.Key) != "k" {
 				t.Fatalf("DLQ key/value %q %q, want the original %q %q", d.Key, d.Value, "k", tc.value)
-			}
-			e, ok, err := dlq.Parse(d.Headers)
-			if !ok || err != nil {
-				t.Fatalf("parse DLQ headers: %v %v", ok, err)
 			}
 			wantCorr, wantTrace := event.BadRecordIDs(msg.Value, recordOf(msg))
 			if e.Reason != tc.reason || !strings.Contains(e.Error, tc.errText) || e.CorrelationID != wantCorr || e.TraceID != wantTrace ||
@@ -141,7 +133,7 @@ func TestProcessorWithoutTransformDecodesValue(t *testing.T) {
 	if !p.Process(context.Background(), msg) {
 		t.Fatal("not settled")
 	}
-	e, _, _ := dlq.Parse(w.msgs[0].Headers)
+	_, e := w.only(t)
 	if e.Reason != event.ReasonInvalidEvent {
 		t.Fatalf("reason %s, want invalid_event", e.Reason)
 	}
@@ -221,10 +213,7 @@ func TestProcessorTransformRunsAFailureTwice(t *testing.T) {
 				}
 				return
 			}
-			if len(w.msgs) != 1 {
-				t.Fatalf("%d dead letters, want 1", len(w.msgs))
-			}
-			if e, _, _ := dlq.Parse(w.msgs[0].Headers); e.Reason != tc.reason {
+			if _, e := w.only(t); e.Reason != tc.reason {
 				t.Fatalf("reason %s, want %s", e.Reason, tc.reason)
 			}
 		})
