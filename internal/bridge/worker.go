@@ -254,7 +254,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		"dlq_topic", w.s.Kafka.DLQTopic, "ordering", w.s.Worker.Ordering, "max_in_flight", w.s.Worker.MaxInFlight, "max_in_flight_bytes", w.s.Worker.MaxInFlightBytes,
 		"cxone_base_url", w.s.CXone.BaseURL, "token_style", w.s.CXone.TokenStyle, "admin_addr", w.s.Worker.AdminAddr,
 		"kafka_tls", w.s.Kafka.TLS, "kafka_sasl_mechanism", w.s.Kafka.SASLMechanism,
-		"transform", w.s.Worker.Transform.Program != "" || w.s.Worker.Transform.File != "")
+		"transform", w.s.Worker.Transform.Set())
 	var wg sync.WaitGroup
 	wg.Go(func() { w.beat(ctx) })
 	wg.Go(func() { w.watchDLQ(ctx) })

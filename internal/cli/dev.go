@@ -109,7 +109,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 			}
 		})
 		fmt.Fprintf(env.Stdout, "dev: producer writing %.0f %s records/s (%.0f%% bad) to %s\n", s.rate, s.shape, 100*s.invalidRatio, s.worker.Kafka.FirstInputTopic())
-		if s.shape == produce.ShapeOrder && parts["worker"] && s.worker.Worker.Transform.Program == "" && s.worker.Worker.Transform.File == "" {
+		if s.shape == produce.ShapeOrder && parts["worker"] && !s.worker.Worker.Transform.Set() {
 			fmt.Fprintln(env.Stdout, "dev: orders are no CXone events: without --transform the worker dead-letters them (invalid_event)")
 		}
 	}

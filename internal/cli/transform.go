@@ -57,7 +57,7 @@ func runTransform(ctx context.Context, args []string, env Env) error {
 	}
 
 	var p config.Problems
-	if tf.Program == "" && tf.File == "" {
+	if !tf.Set() {
 		p.Add("transform", "a program is required (or --transform-file)")
 	} else {
 		tf.Validate(&p) // both given, an unreadable file, a program that does not compile

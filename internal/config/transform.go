@@ -27,16 +27,13 @@ func (t *Transform) Register(fs *FlagSet) {
 	fs.StringVar(&t.File, "transform-file", t.File, "file holding the --transform program (instead of --transform)")
 }
 
+// Set reports whether a program is given (--transform or --transform-file).
+func (t *Transform) Set() bool { return t.Program != "" || t.File != "" }
+
 // Validate adds a problem when both settings are given, the file cannot be
 // read or the program does not compile (with the compiler's line and
 // column), and keeps the compiled program for Load.
-func (t *Transform) Validate(p *Problems) {
-	if _, err := t.Load(); err != nil {
-		for _, l := range err.(*Error).Lines {
-			p.add(l)
-		}
-	}
-}
+func (t *Transform) Validate(p *Problems) { t.load(p) }
 
 // setting is the flag that holds the program.
 func (t *Transform) setting() string {
@@ -50,22 +47,28 @@ func (t *Transform) setting() string {
 // compiles the program once (Validate already did when it ran); errors are
 // *Error, naming the setting.
 func (t *Transform) Load() (*transform.Program, error) {
-	if t.compiled != nil {
-		return t.compiled, nil
-	}
 	var p Problems
+	prog := t.load(&p)
+	return prog, p.Err()
+}
+
+// load is Load adding its problem to p.
+func (t *Transform) load(p *Problems) *transform.Program {
+	if t.compiled != nil {
+		return t.compiled
+	}
 	src := t.Program
 	switch {
 	case t.Program != "" && t.File != "":
 		p.Add("transform-file", "give either --transform or --transform-file, not both")
-		return nil, p.Err()
-	case t.Program == "" && t.File == "":
-		return nil, nil
+		return nil
+	case !t.Set():
+		return nil
 	case t.File != "":
 		b, err := os.ReadFile(t.File)
 		if err != nil {
 			p.Add("transform-file", "cannot read the program: %v", err)
-			return nil, p.Err()
+			return nil
 		}
 		src = string(b)
 	}
@@ -75,13 +78,13 @@ func (t *Transform) Load() (*transform.Program, error) {
 			what = fmt.Sprintf("%s holds no program", t.File)
 		}
 		p.Add(t.setting(), "%s; give a jq program, or leave both --transform and --transform-file unset", what)
-		return nil, p.Err()
+		return nil
 	}
 	prog, err := transform.Compile(src)
 	if err != nil {
 		p.Add(t.setting(), "%v", err)
-		return nil, p.Err()
+		return nil
 	}
 	t.compiled = prog
-	return prog, nil
+	return prog
 }
