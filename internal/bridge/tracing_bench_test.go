@@ -24,6 +24,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/delivery"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testutil/benchutil"
+	"github.com/cxbridge/cxbridge/internal/testutil/simcx"
 	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
@@ -95,15 +96,7 @@ func benchProcess(b *testing.B, mode string) {
 	}
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 512})
 	defer hc.CloseIdleConnections()
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: base + "/api/v2/authorization/token", Style: cxone.StyleJSON,
-		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
-	}, hc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tokens := cxone.NewTokens(fetcher, cxone.TokensConfig{})
-	defer func() { _ = tokens.Wait(context.Background()) }()
+	tokens := simcx.Tokens(b, hc, base, cxone.TokensConfig{})
 	pub := delivery.New(delivery.Config{MaxRetries: 3, TracerProvider: tp}, cxone.NewClient(hc, base, 10*time.Second), tokens)
 	proc := NewProcessor(pub, &fakeDLQ{}, nil, ProcessorHooks{})
 	if tp != nil {

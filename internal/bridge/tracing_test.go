@@ -28,6 +28,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testutil"
+	"github.com/cxbridge/cxbridge/internal/testutil/simcx"
 	"github.com/cxbridge/cxbridge/internal/tracing"
 )
 
@@ -70,15 +71,7 @@ func newTraced(t *testing.T, maxDLQBytes int64) *traced {
 	}
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 4})
 	t.Cleanup(hc.CloseIdleConnections)
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: base + "/api/v2/authorization/token", Style: cxone.StyleJSON,
-		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
-	}, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := cxone.NewTokens(fetcher, cxone.TokensConfig{})
-	t.Cleanup(func() { _ = tokens.Wait(context.Background()) })
+	tokens := simcx.Tokens(t, hc, base, cxone.TokensConfig{})
 	pub := delivery.New(delivery.Config{MaxRetries: 3, BackoffBase: 10 * time.Millisecond, Logger: log, TracerProvider: tp},
 		cxone.NewClient(hc, base, 10*time.Second), tokens)
 

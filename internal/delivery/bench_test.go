@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cxbridge/cxbridge/internal/testutil/benchutil"
+	"github.com/cxbridge/cxbridge/internal/testutil/simcx"
 
 	"go.uber.org/goleak"
 
@@ -75,15 +76,7 @@ func benchPublish(b *testing.B, latency time.Duration, publishers int) {
 	}
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 512})
 	defer hc.CloseIdleConnections() // before stopSim (LIFO): no idle connection is left to close
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: base + "/api/v2/authorization/token", Style: cxone.StyleJSON,
-		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
-	}, hc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tokens := cxone.NewTokens(fetcher, cxone.TokensConfig{})
-	defer func() { _ = tokens.Wait(context.Background()) }()
+	tokens := simcx.Tokens(b, hc, base, cxone.TokensConfig{})
 	pub := delivery.New(delivery.Config{MaxRetries: 3}, cxone.NewClient(hc, base, 10*time.Second), tokens)
 	ctx := context.Background()
 

@@ -18,6 +18,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/retry"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil/simcx"
 )
 
 // resettingServer serves h over real TCP and can reset every connection
@@ -130,15 +131,7 @@ func TestConnectionResetsRiddenThroughAtDefaults(t *testing.T) {
 	srv := newResettingServer(t, s.Handler())
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{})
 	t.Cleanup(hc.CloseIdleConnections)
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: srv.URL + "/api/v2/authorization/token", Style: cxone.StyleJSON,
-		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
-	}, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := cxone.NewTokens(fetcher, cxone.TokensConfig{})
-	t.Cleanup(func() { _ = tokens.Wait(context.Background()) })
+	tokens := simcx.Tokens(t, hc, srv.URL, cxone.TokensConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := tokens.Token(ctx); err != nil { // the token is had before the resets begin

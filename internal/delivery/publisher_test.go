@@ -19,6 +19,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/sim"
 	"github.com/cxbridge/cxbridge/internal/testutil"
+	"github.com/cxbridge/cxbridge/internal/testutil/simcx"
 )
 
 // harness is a publisher talking to a simulator over real HTTP.
@@ -41,16 +42,8 @@ func newHarness(t *testing.T, simCfg sim.Config, cfg delivery.Config) *harness {
 	t.Cleanup(srv.Close)
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 300})
 	t.Cleanup(hc.CloseIdleConnections)
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: srv.URL + "/api/v2/authorization/token", Style: cxone.StyleJSON,
-		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
-	}, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.tokens = cxone.NewTokens(fetcher, cxone.TokensConfig{Logger: log, RetryMin: 10 * time.Millisecond})
-	t.Cleanup(func() { _ = h.tokens.Wait(context.Background()) })
+	h.tokens = simcx.Tokens(t, hc, srv.URL, cxone.TokensConfig{Logger: log, RetryMin: 10 * time.Millisecond})
 	if cfg.MaxRetries == 0 {
 		cfg.MaxRetries = 3 // the settings' default; -1 for none
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/cxbridge/cxbridge/internal/dlq"
 	"github.com/cxbridge/cxbridge/internal/event"
 	"github.com/cxbridge/cxbridge/internal/sim"
+	"github.com/cxbridge/cxbridge/internal/testutil/simcx"
 	"github.com/cxbridge/cxbridge/internal/tracing"
 	"github.com/cxbridge/cxbridge/internal/version"
 )
@@ -250,15 +251,7 @@ func TestSetupExportsOverOTLPHTTP(t *testing.T) {
 	}
 	hc := cxone.NewHTTPClient(cxone.TransportConfig{MaxConns: 4})
 	defer hc.CloseIdleConnections()
-	fetcher, err := cxone.NewFetcher(cxone.Credentials{
-		TokenURL: base + "/api/v2/authorization/token", Style: cxone.StyleJSON,
-		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret, Scope: "event:publish",
-	}, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := cxone.NewTokens(fetcher, cxone.TokensConfig{})
-	defer func() { _ = tokens.Wait(context.Background()) }()
+	tokens := simcx.Tokens(t, hc, base, cxone.TokensConfig{})
 	pub := delivery.New(delivery.Config{MaxRetries: 3}, cxone.NewClient(hc, base, 10*time.Second), tokens)
 	proc := bridge.NewProcessor(pub, dlqOK{}, nil, bridge.ProcessorHooks{})
 
